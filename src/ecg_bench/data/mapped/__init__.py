@@ -1,0 +1,1 @@
+"""Conversation datasets joined to segment ids. Registered by name in MAPPED."""

@@ -1,0 +1,1 @@
+"""Base ECG dataset readers. Each yields ECGRecord; registered by name in SOURCES."""

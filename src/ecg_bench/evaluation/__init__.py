@@ -1,0 +1,1 @@
+"""Generation, metrics, statistics, signal ablation, reports."""

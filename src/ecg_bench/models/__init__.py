@@ -1,0 +1,1 @@
+"""LLM loading, chat formatting, ECG encoders, fusion and ELMs."""

@@ -1,0 +1,1 @@
+"""ECG encoders. Registered by name in ENCODERS."""

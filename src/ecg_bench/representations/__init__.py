@@ -1,0 +1,1 @@
+"""Segment -> model input. Registered by name in REPRESENTATIONS."""
