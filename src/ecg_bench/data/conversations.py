@@ -1,0 +1,120 @@
+"""The conversation item every mapped dataset produces, its validation and JSONL I/O.
+
+An item::
+
+    {
+      "id": "synthetic_qa-000012",          # unique within the dataset
+      "segment_ids": [12],                  # rows of the SegmentStore, one per <ecg> marker
+      "messages": [{"role": "user", "content": "<ecg>\\nIs the rhythm irregular?"},
+                   {"role": "assistant", "content": "no"}],
+      "patient_id": "synth-p0006",          # folds never split a patient
+      "source": "synthetic_qa",             # the mapped dataset that made it
+      "meta": {...}                         # free, JSON-serialisable (question type, attribute, ...)
+    }
+
+The ``<ecg>`` marker in a user message is where the model puts the ECG embeddings; the i-th marker
+stands for ``segment_ids[i]``. Chat formatting happens later, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from ecg_bench.errors import DataError
+
+ECG_MARKER = "<ecg>"
+ROLES = ("system", "user", "assistant")
+
+
+def validate_item(item: Any, n_segments: int) -> None:
+    """Raise DataError naming the item id and the bad field, or return None."""
+    if not isinstance(item, dict):
+        raise DataError(f"conversation item must be a dict, got {type(item).__name__}")
+    iid = item.get("id")
+    if not isinstance(iid, str) or not iid:
+        raise DataError(f"item {iid!r}: field 'id' must be a non-empty string")
+
+    def bad(field: str, what: str) -> DataError:
+        return DataError(f"item {iid!r}: field {field!r} {what}")
+
+    for key in ("segment_ids", "messages", "patient_id", "source", "meta"):
+        if key not in item:
+            raise bad(key, "is missing")
+    seg = item["segment_ids"]
+    if not isinstance(seg, list) or not seg:
+        raise bad("segment_ids", f"must be a non-empty list of ints, got {seg!r}")
+    for s in seg:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < n_segments:
+            raise bad("segment_ids", f"has {s!r}; expected ints in [0, {n_segments})")
+    msgs = item["messages"]
+    if not isinstance(msgs, list) or not msgs:
+        raise bad("messages", "must be a non-empty list of {role, content}")
+    turns = []
+    for j, m in enumerate(msgs):
+        if not isinstance(m, dict) or set(m) != {"role", "content"}:
+            raise bad(f"messages[{j}]", f"must be {{'role', 'content'}}, got {m!r}")
+        if m["role"] not in ROLES:
+            raise bad(f"messages[{j}].role", f"is {m['role']!r}; expected one of {', '.join(ROLES)}")
+        if not isinstance(m["content"], str):
+            raise bad(f"messages[{j}].content", f"must be a string, got {type(m['content']).__name__}")
+        if m["role"] == "system":
+            if j != 0:
+                raise bad(f"messages[{j}].role", "is 'system'; only the first message may be a system message")
+        else:
+            turns.append((j, m["role"]))
+    for k, (j, role) in enumerate(turns):
+        expected = "user" if k % 2 == 0 else "assistant"
+        if role != expected:
+            raise bad(f"messages[{j}].role", f"is {role!r}; expected {expected!r} (user and assistant alternate)")
+    if not turns or turns[-1][1] != "assistant":
+        raise bad("messages", "must end with an assistant message")
+    markers = sum(m["content"].count(ECG_MARKER) for m in msgs if m["role"] == "user")
+    if markers != len(seg):
+        raise bad(
+            "messages",
+            f"has {markers} {ECG_MARKER} marker(s) in user messages; expected {len(seg)} (one per segment id)",
+        )
+    for key in ("patient_id", "source"):
+        if not isinstance(item[key], str) or not item[key]:
+            raise bad(key, f"must be a non-empty string, got {item[key]!r}")
+    if not isinstance(item["meta"], dict):
+        raise bad("meta", f"must be a dict, got {type(item['meta']).__name__}")
+
+
+def save_jsonl(items: Iterable[dict[str, Any]], path: str | Path) -> Path:
+    """Write one JSON object per line, atomically (temp file + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            for item in items:
+                f.write(json.dumps(item, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read a JSONL file of objects; a bad line raises DataError with its file and line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"JSONL file not found: {path}")
+    out = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            out.append(obj)
+    return out

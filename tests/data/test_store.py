@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+
+import numpy as np
+import pytest
+
+from ecg_bench.data.record import LEADS, ECGRecord
+from ecg_bench.data.sources.synthetic import generate_records
+from ecg_bench.data.store import SegmentStore, build_store, preprocess_record
+from ecg_bench.signals.processing import resample, segment
+
+FS, SEGMENT_LEN = 250, 500  # as the session store in conftest.py
+
+
+def test_round_trip_values_and_index(store, records):
+    assert len(store) == len(records) * 5  # 10 s at 250 Hz -> five 2 s segments
+    assert isinstance(store._signals, np.memmap) and store._signals.dtype == np.float32
+    assert store.fs == FS and store.segment_len == SEGMENT_LEN
+    assert store.meta["num_records"] == len(records) and store.meta["leads"] == list(LEADS)
+    assert store.meta["skipped"] == {} and store.meta["version"] == 1
+    for rec in (records[0], records[17], records[-1]):
+        expected = segment(resample(rec.signal, rec.fs, FS), SEGMENT_LEN)
+        ids = store.by_record(rec.record_id)
+        assert len(ids) == 5
+        np.testing.assert_array_equal(store.signals(ids), expected)
+        for k, i in enumerate(ids):
+            np.testing.assert_array_equal(store.signal(i), expected[k])
+            row = store.index[i]
+            assert row["segment_id"] == i and row["segment_index"] == k
+            assert row["record_id"] == rec.record_id and row["patient_id"] == rec.patient_id
+            assert row["report"] == rec.report and row["labels"] == rec.labels and row["metadata"] == rec.metadata
+    assert store.by_record("nope") == []
+    with pytest.raises(IndexError):
+        store.signal(len(store))
+
+
+def test_reopen_and_pickle(store):
+    again = SegmentStore(store.path)
+    np.testing.assert_array_equal(again.signal(3), store.signal(3))
+    clone = pickle.loads(pickle.dumps(store))  # DataLoader workers: reopens the memmap
+    assert isinstance(clone._signals, np.memmap)
+    np.testing.assert_array_equal(clone.signals([0, 5]), store.signals([0, 5]))
+    assert len(pickle.dumps(store)) < 100_000 + len(json.dumps(store.index))
+
+
+def test_bad_records_are_skipped_and_counted(tmp_path, caplog):
+    good = list(generate_records(3, 1, seed=1))
+    nan_lead = good[0].signal.copy()
+    nan_lead[4] = np.nan
+    flat = good[0].signal.copy()
+    flat[7] = 0.0
+    gap = good[0].signal.copy()
+    gap[2, 100:1500] = np.nan
+    small_gap = good[0].signal.copy()
+    small_gap[2, 100:120] = np.nan
+    bad = [
+        ECGRecord("bad-nan", "px", nan_lead, 500.0),
+        ECGRecord("bad-11", "px", good[0].signal[:11], 500.0, leads=LEADS[:11]),
+        ECGRecord("bad-flat", "px", flat, 500.0),
+        ECGRecord("bad-gap", "px", gap, 500.0),
+        ECGRecord("bad-short", "px", good[0].signal[:, :600], 500.0),
+        ECGRecord("ok-small-gap", "py", small_gap, 500.0),
+    ]
+    with caplog.at_level(logging.INFO, logger="ecg_bench"):
+        st = build_store([good[0], *bad, *good[1:]], tmp_path / "s", "mixed", FS, SEGMENT_LEN)
+    assert st.meta["skipped"] == {
+        "all-NaN lead": 1,
+        "missing lead": 1,
+        "flat lead": 1,
+        "long NaN gap": 1,
+        "too short": 1,
+    }
+    reasons = {r["record_id"]: r for r in st.meta["skipped_records"]}
+    assert reasons["bad-nan"]["detail"] == "all-NaN lead: aVL"
+    assert "V6" in reasons["bad-11"]["detail"] and reasons["bad-flat"]["detail"] == "flat lead: V2"
+    assert st.meta["num_records"] == 4 and len(st) == 4 * 5
+    assert {r["record_id"] for r in st.index} == {g.record_id for g in good} | {"ok-small-gap"}
+    assert np.isfinite(st.signals(range(len(st)))).all()
+    assert "skipping record bad-11 (missing lead)" in caplog.text and "missing lead: 1" in caplog.text
+
+
+def test_atomic_build_replaces_existing_store(tmp_path):
+    out = tmp_path / "store"
+    first = build_store(generate_records(2, 1, seed=0), out, "synthetic", FS, SEGMENT_LEN)
+    assert len(first) == 10
+    (out / "stale.txt").write_text("from the old store")
+    recs = list(generate_records(3, 1, seed=0))
+    four_segments_mb = 4 * 12 * SEGMENT_LEN * 4 / 2**20  # several chunks: exercises the chunk copy
+    second = build_store(recs, out, "synthetic", FS, SEGMENT_LEN, chunk_mb=four_segments_mb)
+    assert len(second) == 15 and not (out / "stale.txt").exists()
+    for rec in recs:
+        expected = segment(resample(rec.signal, rec.fs, FS), SEGMENT_LEN)
+        np.testing.assert_array_equal(second.signals(second.by_record(rec.record_id)), expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # no tmp / old folders left
+    assert sorted(p.name for p in out.iterdir()) == ["index.jsonl", "meta.json", "signals.npy"]  # chunks gone
+
+
+def test_failed_build_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "store"
+    build_store(generate_records(1, 1, seed=0), out, "synthetic", FS, SEGMENT_LEN)
+
+    def exploding():
+        yield from generate_records(2, 1, seed=0)
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        build_store(exploding(), out, "synthetic", FS, SEGMENT_LEN)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+    assert len(SegmentStore(out)) == 5  # the old store is untouched
+
+
+def test_no_usable_record_is_an_error(tmp_path):
+    rec = next(generate_records(1, 1, seed=0))
+    bad = ECGRecord("r", "p", rec.signal[:, :100], 500.0)
+    with pytest.raises(Exception, match="no record"):
+        build_store([bad], tmp_path / "s", "x", FS, SEGMENT_LEN)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_store_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        SegmentStore(tmp_path / "nowhere")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "signals.npy").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="index.jsonl"):
+        SegmentStore(tmp_path / "half")
+    assert not SegmentStore.exists(tmp_path / "half") and not SegmentStore.exists(tmp_path / "nowhere")
+
+
+def test_exists(store):
+    assert SegmentStore.exists(store.path)
+
+
+def test_preprocess_resamples_other_rates():
+    rec = next(generate_records(1, 1, seed=0))
+    rec360 = ECGRecord("r", "p", resample(rec.signal, 500, 360), 360.0)
+    segs, reason = preprocess_record(rec360, FS, SEGMENT_LEN)
+    assert reason is None and segs.shape == (5, 12, SEGMENT_LEN) and segs.dtype == np.float32
