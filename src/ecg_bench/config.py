@@ -186,8 +186,8 @@ class EvalConfig:
     """Conversations turns generated per batch."""
     max_new_tokens: int = 16
     """Stop generating after this many new tokens (or at EOS / end of turn)."""
-    metrics: list[str] = field(default_factory=lambda: ["accuracy", "bleu", "rouge", "meteor"])
-    """Metrics to compute (accuracy, bleu, rouge, meteor, bertscore)."""
+    metrics: list[str] = field(default_factory=lambda: ["accuracy", "bleu", "rouge"])
+    """Metrics to compute: accuracy, bleu, rouge, meteor (needs eval.nltk_data), bertscore (needs a local model)."""
     ablations: list[str] = field(default_factory=lambda: ["real", "zeros", "no_signal"])
     """Signal conditions: real = the ECG; zeros = the signal zeroed; no_signal = no ECG tokens at all."""
     nltk_data: str = ""

@@ -1,0 +1,207 @@
+"""The ``ecg-bench`` command. ``COMMANDS`` is the one table from command name to entry function.
+
+Run-config options are generated from the config dataclasses (``--train.max_steps 50``); their help
+text is each field's docstring. Precedence: command preset < ``--config FILE`` < command-line flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ecg_bench.config import RunConfig, from_dict, iter_leaf_fields, set_dotted
+from ecg_bench.errors import ECGBenchError
+from ecg_bench.logging_utils import setup_logging
+
+
+def quickstart_config() -> RunConfig:
+    """The embedded default: synthetic ECGs and questions, offline, a few minutes on 2 CPU cores."""
+    from ecg_bench.presets import quickstart
+
+    return quickstart()
+
+
+def _load_config(args) -> RunConfig:
+    cfg = RunConfig.load(args.config) if args.config else args.preset()
+    for dotted, value in args.overrides.items():
+        set_dotted(cfg, dotted, value)
+    return cfg.validate()
+
+
+# ------------------------------------------------------------------ command functions
+
+
+def cmd_quickstart(args) -> int:
+    """Synthetic ECGs -> QA -> folds -> train an ELM -> evaluate with real, zeroed and no signal."""
+    from ecg_bench.pipeline import results_table, run
+
+    cfg = _load_config(args)
+    results = run(cfg)
+    _print_results(results, cfg)
+    return 0
+
+
+def cmd_run(args) -> int:
+    """Train and evaluate as configured (a recipe YAML with --config, plus overrides)."""
+    return cmd_quickstart(args)
+
+
+def cmd_evaluate(args) -> int:
+    """Evaluate a checkpoint folder (its config.json, plus overrides) under the signal ablations."""
+    from ecg_bench.pipeline import run
+
+    if not args.checkpoint:
+        raise ECGBenchError("evaluate needs --checkpoint DIR (a folder written by train/run/quickstart)")
+    args.config = args.config or f"{args.checkpoint}/config.json"
+    cfg = _load_config(args)
+    cfg.train.resume_from = args.checkpoint
+    results = run(cfg, train=False)
+    _print_results(results, cfg)
+    return 0
+
+
+def cmd_data(args) -> int:
+    """Build the segment store and the conversations, assign patient-disjoint folds, and report counts."""
+    from ecg_bench.pipeline import prepare_data
+
+    cfg = _load_config(args)
+    data = prepare_data(cfg)
+    meta = data.store.meta
+    print(f"store {data.store.path}: {len(data.store)} segments from {meta.get('num_records')} records; skipped: {meta.get('skipped') or 'none'}")
+    print(f"fold {cfg.data.fold}/{cfg.data.num_folds}: {len(data.train)} train, {len(data.test)} test conversations (patient-disjoint); folds in {data.folds_file}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    """Print the full run config (preset or --config plus overrides) as JSON, e.g. to start a recipe."""
+    print(json.dumps(_load_config(args).to_dict(), indent=2))
+    return 0
+
+
+def cmd_list(args) -> int:
+    """List the registered names: sources, mapped datasets, representations, encoders, ELMs, LLMs, metrics."""
+    for kind, reg in _registries().items():
+        print(f"{kind}: {', '.join(reg.names())}")
+    return 0
+
+
+def _registries() -> dict[str, Any]:
+    from ecg_bench.data.mapped.base import MAPPED
+    from ecg_bench.data.sources.base import SOURCES
+    from ecg_bench.evaluation.metrics import METRICS
+    from ecg_bench.models.elm import ELMS
+    from ecg_bench.models.encoders import ENCODERS
+    from ecg_bench.models.llm import LLMS
+    from ecg_bench.representations.base import REPRESENTATIONS
+
+    return {"sources": SOURCES, "mapped": MAPPED, "representations": REPRESENTATIONS, "encoders": ENCODERS,
+            "elms": ELMS, "llms": LLMS, "metrics": METRICS}  # fmt: skip
+
+
+def _print_results(results: dict[str, Any], cfg: RunConfig) -> None:
+    from ecg_bench.pipeline import results_table
+
+    print(results_table(results))
+    conds = results["conditions"]
+    if "real" in conds:
+        acc = {c: r["metrics"].get("acc_normalized") for c, r in conds.items()}
+        print("accuracy (normalized): " + ", ".join(f"{c} {v:.1%}" for c, v in acc.items() if v is not None))
+    print(f"results: {cfg.output_dir}/results.json  ({results['seconds']:.0f} s)")
+
+
+# ------------------------------------------------------------------ the table
+
+
+@dataclass(frozen=True)
+class Command:
+    func: Callable[[argparse.Namespace], int]
+    run_options: bool = True
+    """Whether the command takes the run-config options."""
+    preset: Callable[[], RunConfig] = RunConfig
+
+
+COMMANDS: dict[str, Command] = {
+    "quickstart": Command(cmd_quickstart, preset=quickstart_config),
+    "run": Command(cmd_run),
+    "evaluate": Command(cmd_evaluate),
+    "data": Command(cmd_data),
+    "config": Command(cmd_config),
+    "list": Command(cmd_list, run_options=False),
+}
+
+
+# ------------------------------------------------------------------ parser
+
+
+def _parse_bool(s: str) -> bool:
+    v = s.lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+
+
+def _add_run_options(p: argparse.ArgumentParser, preset: RunConfig) -> None:
+    p.add_argument("--config", default="", metavar="FILE", help="Run config file (.yaml or .json, e.g. a recipe); flags override it.")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for dotted, typ, _, doc in iter_leaf_fields(RunConfig):
+        section = dotted.split(".")[0] if "." in dotted else "run"
+        g = groups.setdefault(section, p.add_argument_group(f"{section} options"))
+        default = _get_dotted(preset, dotted)
+        kw: dict[str, Any] = {"dest": f"opt:{dotted}", "default": argparse.SUPPRESS, "help": f"{doc} (default: {default!r})"}
+        origin = typing.get_origin(typ)
+        if origin is list:
+            kw.update(nargs="+", type=typing.get_args(typ)[0], metavar="X")
+        elif typ is bool:
+            kw.update(type=_parse_bool, metavar="{true,false}")
+        else:
+            kw.update(type=typ, metavar=typ.__name__.upper())
+        g.add_argument(f"--{dotted}", **kw)
+
+
+def _get_dotted(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecg-bench", description="Build, train and benchmark ECG-language models.")
+    parser.add_argument("--log-level", default="INFO", help="Logging level (DEBUG, INFO, WARNING, ERROR).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        doc = (command.func.__doc__ or "").strip()
+        p = sub.add_parser(name, help=doc, description=doc)
+        p.set_defaults(command_spec=command)
+        if name == "evaluate":
+            p.add_argument("--checkpoint", default="", metavar="DIR", help="Checkpoint folder to evaluate (its config.json is the base config).")
+        if command.run_options:
+            _add_run_options(p, command.preset())
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    setup_logging(args.log_level)
+    spec: Command = args.command_spec
+    args.preset = spec.preset
+    args.overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt:")}
+    try:
+        return spec.func(args)
+    except (ECGBenchError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

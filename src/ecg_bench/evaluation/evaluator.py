@@ -1,0 +1,110 @@
+"""Batched generation and scoring, under the signal conditions that tell whether the model uses the ECG.
+
+Conditions (``EvalConfig.ablations``):
+
+- ``real``: the ECG as it is.
+- ``zeros``: the same prompts, the model input signal replaced by zeros.
+- ``no_signal``: the ``<ecg>`` markers removed from the prompt, no ECG embeddings at all.
+
+A multi-turn conversation is scored turn by turn, each prompt holding the GOLD earlier answers.
+An empty generation is scored as wrong, never dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ecg_bench.config import EvalConfig
+from ecg_bench.data.dataset import ConversationDataset
+from ecg_bench.evaluation.metrics import compute_metrics, per_sample_scores
+from ecg_bench.evaluation.statistics import bootstrap_ci
+from ecg_bench.logging_utils import get_logger
+from ecg_bench.models.chat import ChatFormatter
+from ecg_bench.models.elm import ELM, pad_batch
+
+log = get_logger(__name__)
+
+CONDITIONS = ("real", "zeros", "no_signal")
+
+
+@dataclass
+class EvalSample:
+    """One assistant turn to generate: prompt ids, the ECGs it refers to, and the gold answer."""
+
+    item_id: str
+    turn_index: int
+    prompt_ids: list[int]
+    ecg: torch.Tensor | None
+    reference: str
+    question: str
+
+
+def build_samples(dataset: ConversationDataset, formatter: ChatFormatter, condition: str) -> list[EvalSample]:
+    """Every assistant turn of every conversation, with the ECG input of ``condition``."""
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}; valid: {', '.join(CONDITIONS)}")
+    with_ecg = condition != "no_signal"
+    samples = []
+    for i in range(len(dataset)):
+        ex = dataset[i]
+        ecg = None if not with_ecg else (torch.zeros_like(ex["ecg"]) if condition == "zeros" else ex["ecg"])
+        users = [m["content"] for m in ex["messages"] if m["role"] == "user"]
+        for turn in formatter.eval_turns(ex["messages"], with_ecg=with_ecg):
+            turn_ecg = ecg if (ecg is not None and turn.num_ecg) else None
+            question = users[turn.turn_index] if turn.turn_index < len(users) else ""
+            samples.append(EvalSample(ex["id"], turn.turn_index, turn.prompt_ids, turn_ecg, turn.reference, question))
+    return samples
+
+
+@torch.no_grad()
+def generate(elm: ELM, formatter: ChatFormatter, samples: list[EvalSample], cfg: EvalConfig, device: torch.device) -> list[str]:
+    """Greedy answers for ``samples`` in batches of similar prompt length (left padded)."""
+    elm.eval()
+    tok = formatter.tokenizer
+    order = sorted(range(len(samples)), key=lambda i: len(samples[i].prompt_ids))
+    out: list[str] = [""] * len(samples)
+    for start in tqdm(range(0, len(order), cfg.batch_size), desc="generate", leave=False):
+        idx = order[start : start + cfg.batch_size]
+        batch = pad_batch([samples[i].prompt_ids for i in idx], tok.pad_token_id, "left")
+        ecgs = [samples[i].ecg for i in idx if samples[i].ecg is not None]
+        batch.ecg = torch.cat(ecgs) if ecgs else None
+        batch = batch.to(device)
+        new = elm.generate(
+            batch.input_ids, batch.attention_mask, batch.ecg,
+            max_new_tokens=cfg.max_new_tokens, stop_token_ids=formatter.stop_token_ids, pad_token_id=tok.pad_token_id,
+        )  # fmt: skip
+        for i, ids in zip(idx, new):
+            out[i] = tok.decode(ids, skip_special_tokens=True).strip()
+    return out
+
+
+def evaluate(elm: ELM, formatter: ChatFormatter, dataset: ConversationDataset, cfg: EvalConfig, device: torch.device) -> dict[str, Any]:
+    """Generate and score every condition in ``cfg.ablations``; returns metrics and per-sample outputs."""
+    results: dict[str, Any] = {"conditions": {}, "samples": []}
+    for condition in cfg.ablations:
+        t0 = time.time()
+        samples = build_samples(dataset, formatter, condition)
+        preds = generate(elm, formatter, samples, cfg, device)
+        refs = [s.reference for s in samples]
+        metrics = compute_metrics(cfg.metrics, preds, refs, cfg)
+        scores = per_sample_scores(preds, refs)
+        _, lo, hi = bootstrap_ci([s["acc_normalized"] for s in scores])
+        results["conditions"][condition] = {
+            "metrics": metrics,
+            "acc_normalized_ci95": [lo, hi],
+            "num_samples": len(samples),
+            "num_empty": sum(not p for p in preds),
+            "seconds": round(time.time() - t0, 2),
+        }
+        log.info("%s: %s", condition, ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
+        for s, p, sc in zip(samples, preds, scores):
+            results["samples"].append(
+                {"condition": condition, "id": s.item_id, "turn": s.turn_index, "question": s.question,
+                 "reference": s.reference, "prediction": p, **sc}
+            )  # fmt: skip
+    return results

@@ -1,0 +1,199 @@
+"""Single-process trainer: AdamW with two learning rates, warmup + cosine, gradient accumulation,
+clipping, bf16 autocast where the device supports it, folder checkpoints and exact resume.
+
+Data order is a pure function of (seed, epoch), so resuming at step k replays exactly the batches an
+uninterrupted run would have seen from step k on; no data-loader state needs saving.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ecg_bench.config import RunConfig
+from ecg_bench.data.dataset import ConversationDataset
+from ecg_bench.logging_utils import get_logger
+from ecg_bench.models.chat import ChatFormatter, EncodedChat
+from ecg_bench.models.elm import ELM, Batch, pad_batch
+from ecg_bench.training.checkpoint import load_checkpoint, save_checkpoint
+
+log = get_logger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device={name!r} but no CUDA device is available")
+    return dev
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "bf16" and device.type == "cuda" and not bf16_ok:
+        raise RuntimeError(f"train.precision='bf16' but {torch.cuda.get_device_name(device)} does not support bf16")
+    if precision == "auto":
+        return torch.bfloat16 if bf16_ok else None
+    return torch.bfloat16  # explicit bf16 on CPU: autocast supports it (slow on most CPUs)
+
+
+def lr_lambda(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine decay to ``min_ratio`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class TrainCollator:
+    """Tokenizes every conversation once, up front; a batch is then only padding and stacking."""
+
+    def __init__(self, dataset: ConversationDataset, formatter: ChatFormatter):
+        self.dataset, self.formatter = dataset, formatter
+        self.encoded: list[EncodedChat] = [formatter.encode(it["messages"]) for it in tqdm(dataset.items, desc="tokenize", leave=False)]
+        self.pad_id = formatter.tokenizer.pad_token_id
+
+    def __call__(self, indices: Sequence[int]) -> Batch:
+        enc = [self.encoded[i] for i in indices]
+        batch = pad_batch([e.input_ids for e in enc], self.pad_id, "right", [e.labels for e in enc])
+        batch.ecg = torch.cat([self.dataset[i]["ecg"] for i in indices])
+        return batch
+
+
+@dataclass
+class TrainResult:
+    step: int
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    checkpoint: str = ""
+
+
+class Trainer:
+    """Trains ``elm`` on ``dataset`` as configured by ``cfg.train``; checkpoints go to ``out_dir``."""
+
+    def __init__(self, elm: ELM, formatter: ChatFormatter, dataset: ConversationDataset, cfg: RunConfig, out_dir: str | Path):
+        self.elm, self.formatter, self.dataset, self.cfg = elm, formatter, dataset, cfg
+        self.tc = cfg.train
+        self.out_dir = Path(out_dir)
+        self.device = resolve_device(self.tc.device)
+        self.amp_dtype = resolve_dtype(self.tc.precision, self.device)
+        if self.tc.num_threads:
+            torch.set_num_threads(self.tc.num_threads)
+        self.elm.to(self.device)
+        self.collate = TrainCollator(dataset, formatter)
+        self.optimizer = self._optimizer()
+        warmup = int(self.tc.warmup_ratio * self.tc.max_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_lambda(s, self.tc.max_steps, warmup, self.tc.min_lr_ratio)
+        )
+        self.step = 0
+        self.losses: list[float] = []
+        self.grad_norm = float("nan")
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        llm_params = [p for p in self.elm.llm.parameters() if p.requires_grad]
+        new_params = [p for m in (self.elm.encoder, self.elm.projector) for p in m.parameters() if p.requires_grad]
+        groups = [g for g in ({"params": llm_params, "lr": self.tc.lr}, {"params": new_params, "lr": self.tc.encoder_lr}) if g["params"]]
+        if not groups:
+            raise RuntimeError("nothing to train: the LLM, encoder and projector are all frozen")
+        return torch.optim.AdamW(groups, weight_decay=self.tc.weight_decay)
+
+    # ------------------------------------------------------------ data order
+    def micro_batches(self, step: int) -> list[list[int]]:
+        """Indices of the micro-batches of optimizer step ``step`` (deterministic in seed and step)."""
+        n, bs, acc = len(self.dataset), self.tc.batch_size, self.tc.grad_accum_steps
+        per_epoch = max(1, n // bs)  # drop the ragged tail so every micro-batch has bs examples
+        out = []
+        for m in range(step * acc, (step + 1) * acc):
+            epoch, k = divmod(m, per_epoch)
+            order = np.random.default_rng(self.tc.seed + 1000003 * epoch).permutation(n)
+            out.append(order[k * bs : (k + 1) * bs].tolist() or order[:bs].tolist())
+        return out
+
+    # ------------------------------------------------------------ one step
+    def accumulate(self, step: int) -> float:
+        """Backward over the step's micro-batches; return the mean token loss of the step.
+
+        Each micro-batch's summed token loss is divided by the token count of the WHOLE step, so
+        accumulating k micro-batches gives the same gradient as one batch k times larger.
+        """
+        self.elm.train()
+        batches = [self.collate(ix) for ix in self.micro_batches(step)]
+        total_tokens = max(1, sum(int((b.labels[:, 1:] != -100).sum()) for b in batches))
+        loss_total = 0.0
+        for b in batches:
+            b = b.to(self.device)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                loss_sum, _ = self.elm(b.input_ids, b.attention_mask, b.labels, b.ecg)
+            (loss_sum / total_tokens).backward()
+            loss_total += loss_sum.item()
+        return loss_total / total_tokens
+
+    def clip(self) -> float:
+        """Clip the global gradient norm to ``max_grad_norm``; return the norm before clipping."""
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        limit = self.tc.max_grad_norm if self.tc.max_grad_norm > 0 else float("inf")
+        return float(torch.nn.utils.clip_grad_norm_(params, limit))
+
+    def train_step(self, step: int) -> float:
+        loss = self.accumulate(step)
+        self.grad_norm = self.clip()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    # ------------------------------------------------------------ loop
+    def resume(self, path: str | Path) -> None:
+        state = load_checkpoint(path, self.elm, self.optimizer)
+        self.step = int(state.get("step", 0))
+        self.losses = list(state.get("losses", []))
+        for _ in range(self.step):  # LambdaLR is a pure function of the step count
+            self.scheduler.step()
+        log.info("resumed from %s at step %d", path, self.step)
+
+    def save(self, name: str | None = None) -> Path:
+        state = {"step": self.step, "losses": self.losses, "lr": [g["lr"] for g in self.optimizer.param_groups]}
+        return save_checkpoint(self.out_dir / (name or f"step-{self.step:06d}"), self.elm, self.cfg, self.optimizer, state)
+
+    def train(self) -> TrainResult:
+        if self.tc.resume_from:
+            self.resume(self.tc.resume_from)
+        t0 = time.time()
+        bar = tqdm(range(self.step, self.tc.max_steps), desc="train", initial=self.step, total=self.tc.max_steps)
+        for step in bar:
+            loss = self.train_step(step)
+            self.step = step + 1
+            self.losses.append(loss)
+            bar.set_postfix(loss=f"{loss:.3f}")
+            if self.step % self.tc.log_every == 0 or self.step == self.tc.max_steps:
+                recent = self.losses[-self.tc.log_every :]
+                log.info("step %d/%d loss %.4f lr %.2e grad-norm %.3f", self.step, self.tc.max_steps, sum(recent) / len(recent),
+                         self.scheduler.get_last_lr()[0], self.grad_norm)  # fmt: skip
+            if self.tc.save_every and self.step % self.tc.save_every == 0 and self.step < self.tc.max_steps:
+                self.save()
+        ckpt = self.save("final")
+        return TrainResult(self.step, self.losses, time.time() - t0, str(ckpt))
+
+
+def summarize(result: TrainResult) -> dict[str, Any]:
+    first = result.losses[: max(1, len(result.losses) // 10)]
+    last = result.losses[-max(1, len(result.losses) // 10) :]
+    return {
+        "steps": result.step,
+        "seconds": round(result.seconds, 1),
+        "loss_first": float(np.mean(first)) if first else None,
+        "loss_last": float(np.mean(last)) if last else None,
+        "checkpoint": result.checkpoint,
+    }

@@ -1,0 +1,77 @@
+"""Evaluator: conditions, turn-by-turn scoring with gold history, empty answers counted as wrong."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import make_tiny_elm
+from ecg_bench.config import EvalConfig
+from ecg_bench.data.dataset import ConversationDataset
+from ecg_bench.evaluation import evaluator
+from ecg_bench.evaluation.evaluator import build_samples, evaluate
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_store, tiny_items):
+    elm, fmt = make_tiny_elm()
+    multi = [it for it in tiny_items if sum(m["role"] == "assistant" for m in it["messages"]) == 2][:2]
+    single = [it for it in tiny_items if it not in multi][:3]
+    assert len(multi) == 2
+    return elm, fmt, ConversationDataset(multi + single, tiny_store, "signal")
+
+
+def test_every_assistant_turn_is_a_sample_with_gold_history(tiny):
+    _, fmt, ds = tiny
+    samples = build_samples(ds, fmt, "real")
+    assert len(samples) == 2 * 2 + 3
+    second = [s for s in samples if s.turn_index == 1]
+    assert len(second) == 2
+    for s in second:
+        item = next(it for it in ds.items if it["id"] == s.item_id)
+        first_answer = [m["content"] for m in item["messages"] if m["role"] == "assistant"][0]
+        prompt = fmt.tokenizer.decode(s.prompt_ids)
+        assert first_answer in prompt  # the gold answer, not the model's
+        assert s.reference == [m["content"] for m in item["messages"] if m["role"] == "assistant"][1]
+        assert s.ecg is not None  # the ECG of the first turn is still in the prompt
+
+
+def test_conditions_change_only_the_signal(tiny):
+    _, fmt, ds = tiny
+    real, zeros, none = (build_samples(ds, fmt, c) for c in ("real", "zeros", "no_signal"))
+    ph = fmt.ecg_token_id
+    for r, z, n in zip(real, zeros, none):
+        assert r.prompt_ids == z.prompt_ids and r.reference == z.reference == n.reference
+        assert torch.count_nonzero(z.ecg) == 0 and torch.count_nonzero(r.ecg) > 0
+        assert n.ecg is None and ph not in n.prompt_ids and ph in r.prompt_ids
+    with pytest.raises(ValueError, match="no_signal"):
+        build_samples(ds, fmt, "shuffled")
+
+
+def test_empty_generations_are_wrong_not_dropped(tiny, monkeypatch):
+    elm, fmt, ds = tiny
+    n = len(build_samples(ds, fmt, "real"))
+
+    def fake_generate(elm, fmt, samples, cfg, device):  # half the answers right, the rest empty
+        return [s.reference if i % 2 == 0 else "" for i, s in enumerate(samples)]
+
+    monkeypatch.setattr(evaluator, "generate", fake_generate)
+    res = evaluate(elm, fmt, ds, EvalConfig(ablations=["real"]), torch.device("cpu"))
+    r = res["conditions"]["real"]
+    assert r["num_samples"] == n and r["num_empty"] == n // 2
+    assert r["metrics"]["acc_exact"] == pytest.approx(((n + 1) // 2) / n)
+    assert len(res["samples"]) == n
+
+
+def test_real_generation_writes_per_sample_outputs(tiny):
+    elm, fmt, ds = tiny
+    cfg = EvalConfig(ablations=["real", "no_signal"], max_new_tokens=3, batch_size=4)
+    res = evaluate(elm, fmt, ds, cfg, torch.device("cpu"))
+    assert set(res["conditions"]) == {"real", "no_signal"}
+    for cond in res["conditions"].values():
+        assert {"acc_exact", "acc_normalized", "bleu", "rouge1", "rougeL"} <= set(cond["metrics"])
+        lo, hi = cond["acc_normalized_ci95"]
+        assert 0 <= lo <= cond["metrics"]["acc_normalized"] <= hi <= 1
+    s = res["samples"][0]
+    assert {"condition", "id", "turn", "question", "reference", "prediction", "acc_exact"} <= set(s)
+    assert len(res["samples"]) == 2 * len(build_samples(ds, fmt, "real"))

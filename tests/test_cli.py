@@ -1,0 +1,79 @@
+"""The CLI table, its help texts, and errors that name the bad value."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ecg_bench import cli
+from ecg_bench.config import RunConfig, iter_leaf_fields
+
+
+def test_help_lists_every_command(capsys):
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    for name in cli.COMMANDS:
+        assert name in out
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "ecg_bench.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "quickstart" in out and "evaluate" in out
+
+
+@pytest.mark.parametrize("name", list(cli.COMMANDS))
+def test_every_option_of_every_command_is_documented(name):
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[name]
+    assert sub.description, f"{name} has no description"
+    options = [a for a in sub._actions if a.option_strings and a.dest != "help"]
+    for action in options:
+        assert action.help and len(action.help) > 10, f"{name} {action.option_strings} has no help"
+    if cli.COMMANDS[name].run_options:
+        flags = {s for a in options for s in a.option_strings}
+        for dotted, *_ in iter_leaf_fields(RunConfig):
+            assert f"--{dotted}" in flags
+
+
+def test_every_config_field_has_a_docstring():
+    for dotted, _, _, doc in iter_leaf_fields(RunConfig):
+        assert doc, f"config field {dotted} has no docstring"
+
+
+def test_overrides_and_config_file(tmp_path, capsys):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  max_steps: 7\nmodel:\n  llm: tiny\n")
+    assert cli.main(["config", "--config", str(f), "--train.lr", "0.5", "--data.question_types", "verify", "query", "--model.lora", "false"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["train"]["max_steps"] == 7 and cfg["train"]["lr"] == 0.5 and cfg["model"]["llm"] == "tiny"
+    assert cfg["data"]["question_types"] == ["verify", "query"] and cfg["model"]["lora"] is False
+
+
+def test_quickstart_preset_is_the_default_of_quickstart(capsys):
+    cli.main(["config"])
+    plain = json.loads(capsys.readouterr().out)
+    assert plain == RunConfig().to_dict()
+
+
+def test_unknown_names_and_bad_values_exit_2_with_a_clear_message(tmp_path, capsys):
+    assert cli.main(["data", "--data.source", "ptbxl-typo", "--output_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "ptbxl-typo" in err and "synthetic" in err
+    assert cli.main(["config", "--train.max_steps", "0", "--data.fold", "9"]) == 2
+    err = capsys.readouterr().err
+    assert "train.max_steps" in err and "data.fold" in err  # every problem, at once
+    assert cli.main(["config", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  max_stepz: 3\n")
+    assert cli.main(["config", "--config", str(bad)]) == 2
+    assert "max_stepz" in capsys.readouterr().err
+
+
+def test_list_shows_registries(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic" in out and "conv1d" in out and "llava" in out and "smollm2-135m" in out and "bertscore" in out

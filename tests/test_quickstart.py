@@ -1,0 +1,42 @@
+"""The whole quickstart path (store -> QA -> folds -> ELM -> train -> evaluate) with the tiny LLM on CPU."""
+
+from __future__ import annotations
+
+import json
+
+from ecg_bench import cli
+from ecg_bench.presets import tiny
+
+
+def test_quickstart_path_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = tiny(str(out))
+    args = ["quickstart", "--output_dir", str(out), "--model.llm", "tiny"]
+    for dotted in ("data.num_patients", "data.records_per_patient", "data.segment_seconds", "data.num_folds",
+                   "data.max_eval_items", "data.multi_turn_fraction", "model.num_ecg_tokens", "model.encoder_dim",
+                   "train.max_steps", "train.batch_size", "eval.max_new_tokens"):  # fmt: skip
+        section, key = dotted.split(".")
+        args += [f"--{dotted}", str(getattr(getattr(cfg, section), key))]
+    args += ["--data.question_types", *cfg.data.question_types]
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    for cond in ("real", "zeros", "no_signal"):
+        assert cond in printed
+
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["model"]["llm"] == "tiny" and res["config"]["train"]["max_steps"] == 4
+    assert res["training"]["steps"] == 4 and res["training"]["loss_first"] > 0
+    assert set(res["conditions"]) == {"real", "zeros", "no_signal"}
+    n = res["conditions"]["real"]["num_samples"]
+    assert n >= cfg.data.max_eval_items  # multi-turn items add turns
+    assert len(res["samples"]) == 3 * n
+    assert all(0.0 <= c["metrics"]["acc_normalized"] <= 1.0 for c in res["conditions"].values())
+    ck = out / "checkpoints" / "final"
+    assert (ck / "adapter" / "adapter_model.safetensors").exists() and (ck / "projector.safetensors").exists()
+    assert (out / "store" / "signals.npy").exists() and (out / "folds.json").exists()
+
+    # evaluate the checkpoint again: same outputs, because the trained weights are what was saved
+    assert cli.main(["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval"), "--eval.ablations", "real"]) == 0
+    again = json.loads((tmp_path / "eval" / "results.json").read_text())
+    before = [s["prediction"] for s in res["samples"] if s["condition"] == "real"]
+    assert [s["prediction"] for s in again["samples"]] == before
