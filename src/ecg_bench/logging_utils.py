@@ -22,3 +22,4 @@ def setup_logging(level: str | int | None = None) -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s %(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
         root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else str(level).upper())
+    root.propagate = False  # libraries that configure the root logger would print every line twice

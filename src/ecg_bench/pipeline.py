@@ -100,7 +100,8 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     t0 = time.time()
     data = prepare_data(cfg)
     rep = _representation(cfg)
-    elm, formatter = build_elm(cfg.model, seq_len=rep.shape(data.store.segment_len)[-1], in_leads=rep.shape(data.store.segment_len)[0])
+    in_leads, seq_len = rep.shape(data.store.segment_len)
+    elm, formatter = build_elm(cfg.model, seq_len=seq_len, in_leads=in_leads, fs=data.store.fs)
     train_ds = ConversationDataset(data.train, data.store, rep)
     test_ds = ConversationDataset(data.test, data.store, rep)
     training: dict[str, Any] = {}

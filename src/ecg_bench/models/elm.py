@@ -109,17 +109,18 @@ class ELM(nn.Module):
         return mods
 
 
-ElmBuilder = Callable[[ModelConfig, int, int], tuple[ELM, ChatFormatter]]
+ElmBuilder = Callable[[ModelConfig, int, int, float], tuple[ELM, ChatFormatter]]
 ELMS: Registry[ElmBuilder] = Registry("elm")
 
 
-def _build(cfg: ModelConfig, seq_len: int, in_leads: int, encoder_name: str) -> tuple[ELM, ChatFormatter]:
+def _build(cfg: ModelConfig, seq_len: int, in_leads: int, fs: float, encoder_name: str) -> tuple[ELM, ChatFormatter]:
     llm, tok = load_llm(cfg.llm)
     ensure_chat_template(tok)
     placeholder_id = add_ecg_placeholder(tok)
     llm = prepare_llm(llm, cfg)
     hidden = llm.get_input_embeddings().embedding_dim
-    spec = EncoderSpec(in_leads=in_leads, seq_len=seq_len, out_dim=cfg.encoder_dim, num_tokens=cfg.num_ecg_tokens, patch_size=cfg.patch_size)
+    spec = EncoderSpec(in_leads=in_leads, seq_len=seq_len, out_dim=cfg.encoder_dim, num_tokens=cfg.num_ecg_tokens,
+                       patch_size=cfg.patch_size, fs=fs)  # fmt: skip
     encoder = build_encoder(encoder_name, spec)
     projector = build_projector(cfg.projector, encoder.out_dim, hidden)
     elm = ELM(llm, encoder, projector, placeholder_id, train_encoder=cfg.train_encoder)
@@ -132,18 +133,21 @@ def _build(cfg: ModelConfig, seq_len: int, in_leads: int, encoder_name: str) -> 
 
 
 @ELMS.register("llava")
-def llava(cfg: ModelConfig, seq_len: int, in_leads: int = 12) -> tuple[ELM, ChatFormatter]:
-    return _build(cfg, seq_len, in_leads, cfg.encoder)
+def llava(cfg: ModelConfig, seq_len: int, in_leads: int = 12, fs: float = 250.0) -> tuple[ELM, ChatFormatter]:
+    return _build(cfg, seq_len, in_leads, fs, cfg.encoder)
 
 
 @ELMS.register("encoder_free")
-def encoder_free(cfg: ModelConfig, seq_len: int, in_leads: int = 12) -> tuple[ELM, ChatFormatter]:
-    return _build(cfg, seq_len, in_leads, "patch")
+def encoder_free(cfg: ModelConfig, seq_len: int, in_leads: int = 12, fs: float = 250.0) -> tuple[ELM, ChatFormatter]:
+    return _build(cfg, seq_len, in_leads, fs, "patch")
 
 
-def build_elm(cfg: ModelConfig, seq_len: int, in_leads: int = 12) -> tuple[ELM, ChatFormatter]:
-    """Build the ELM family ``cfg.elm`` for segments of ``seq_len`` samples (unknown name lists the valid ones)."""
-    return ELMS.get(cfg.elm)(cfg, seq_len, in_leads)
+def build_elm(cfg: ModelConfig, seq_len: int, in_leads: int = 12, fs: float = 250.0) -> tuple[ELM, ChatFormatter]:
+    """Build the ELM family ``cfg.elm`` for ``[in_leads, seq_len]`` inputs sampled at ``fs`` Hz.
+
+    An unknown family name lists the valid ones. Dimensions are passed in, never read from globals.
+    """
+    return ELMS.get(cfg.elm)(cfg, seq_len, in_leads, fs)
 
 
 @dataclass

