@@ -50,19 +50,3 @@ def tiny_items(tiny_store):
 
     cfg = DataConfig(num_patients=12, records_per_patient=1, seed=3, multi_turn_fraction=0.3)
     return MAPPED.get("synthetic_qa")(tiny_store, cfg)
-
-
-def make_tiny_elm(**model_overrides):
-    """A fresh tiny ELM (2-layer random Llama, SmolLM2 tokenizer) for 500-sample segments."""
-    from ecg_bench.config import ModelConfig
-    from ecg_bench.models.elm import build_elm
-
-    torch_seed()
-    cfg = ModelConfig(llm="tiny", num_ecg_tokens=2, encoder_dim=32, **model_overrides)
-    return build_elm(cfg, seq_len=500)
-
-
-def torch_seed(seed: int = 0):
-    import torch
-
-    torch.manual_seed(seed)

@@ -46,7 +46,23 @@ def test_every_config_field_has_a_docstring():
 def test_overrides_and_config_file(tmp_path, capsys):
     f = tmp_path / "c.yaml"
     f.write_text("train:\n  max_steps: 7\nmodel:\n  llm: tiny\n")
-    assert cli.main(["config", "--config", str(f), "--train.lr", "0.5", "--data.question_types", "verify", "query", "--model.lora", "false"]) == 0
+    assert (
+        cli.main(
+            [
+                "config",
+                "--config",
+                str(f),
+                "--train.lr",
+                "0.5",
+                "--data.question_types",
+                "verify",
+                "query",
+                "--model.lora",
+                "false",
+            ]
+        )
+        == 0
+    )
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["train"]["max_steps"] == 7 and cfg["train"]["lr"] == 0.5 and cfg["model"]["llm"] == "tiny"
     assert cfg["data"]["question_types"] == ["verify", "query"] and cfg["model"]["lora"] is False

@@ -32,11 +32,16 @@ def test_quickstart_path_end_to_end(tmp_path, capsys):
     assert len(res["samples"]) == 3 * n
     assert all(0.0 <= c["metrics"]["acc_normalized"] <= 1.0 for c in res["conditions"].values())
     ck = out / "checkpoints" / "final"
-    assert (ck / "adapter" / "adapter_model.safetensors").exists() and (ck / "projector.safetensors").exists()
+    # the CPU quickstart trains its small LLM from scratch, so the checkpoint holds the LLM, encoder and projector
+    assert res["config"]["model"]["full_finetune"] and res["config"]["model"]["encoder"] == "spectral"
+    assert (ck / "llm" / "model.safetensors").exists() and not (ck / "adapter").exists()
+    assert (ck / "projector.safetensors").exists() and (ck / "encoder.safetensors").exists()
     assert (out / "store" / "signals.npy").exists() and (out / "folds.json").exists()
 
     # evaluate the checkpoint again: same outputs, because the trained weights are what was saved
-    assert cli.main(["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval"), "--eval.ablations", "real"]) == 0
+    assert (
+        cli.main(["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval"), "--eval.ablations", "real"]) == 0
+    )
     again = json.loads((tmp_path / "eval" / "results.json").read_text())
     before = [s["prediction"] for s in res["samples"] if s["condition"] == "real"]
     assert [s["prediction"] for s in again["samples"]] == before

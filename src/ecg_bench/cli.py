@@ -7,14 +7,14 @@ text is each field's docstring. Precedence: command preset < ``--config FILE`` <
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from ecg_bench.config import RunConfig, from_dict, iter_leaf_fields, set_dotted
+from ecg_bench.config import RunConfig, iter_leaf_fields, set_dotted
 from ecg_bench.errors import ECGBenchError
 from ecg_bench.logging_utils import setup_logging
 
@@ -38,7 +38,7 @@ def _load_config(args) -> RunConfig:
 
 def cmd_quickstart(args) -> int:
     """Synthetic ECGs -> QA -> folds -> train an ELM -> evaluate with real, zeroed and no signal."""
-    from ecg_bench.pipeline import results_table, run
+    from ecg_bench.pipeline import run
 
     cfg = _load_config(args)
     results = run(cfg)
@@ -72,8 +72,10 @@ def cmd_data(args) -> int:
     cfg = _load_config(args)
     data = prepare_data(cfg)
     meta = data.store.meta
-    print(f"store {data.store.path}: {len(data.store)} segments from {meta.get('num_records')} records; skipped: {meta.get('skipped') or 'none'}")
-    print(f"fold {cfg.data.fold}/{cfg.data.num_folds}: {len(data.train)} train, {len(data.test)} test conversations (patient-disjoint); folds in {data.folds_file}")
+    skipped = meta.get("skipped") or "none"
+    print(f"store {data.store.path}: {len(data.store)} segments from {meta.get('num_records')} records; skipped: {skipped}")
+    print(f"fold {cfg.data.fold}/{cfg.data.num_folds}: {len(data.train)} train, {len(data.test)} test conversations")
+    print(f"folds (patient-disjoint, checked): {data.folds_file}")
     return 0
 
 
@@ -108,9 +110,10 @@ def _print_results(results: dict[str, Any], cfg: RunConfig) -> None:
 
     print(results_table(results))
     conds = results["conditions"]
-    if "real" in conds:
-        acc = {c: r["metrics"].get("acc_normalized") for c, r in conds.items()}
-        print("accuracy (normalized): " + ", ".join(f"{c} {v:.1%}" for c, v in acc.items() if v is not None))
+    if conds and all("acc_normalized" in r["metrics"] for r in conds.values()):
+        print("accuracy (normalized, 95% bootstrap CI): " + ", ".join(
+            f"{c} {r['metrics']['acc_normalized']:.1%} [{r['acc_normalized_ci95'][0]:.1%}, {r['acc_normalized_ci95'][1]:.1%}]"
+            for c, r in conds.items()))  # fmt: skip
     print(f"results: {cfg.output_dir}/results.json  ({results['seconds']:.0f} s)")
 
 
@@ -148,7 +151,9 @@ def _parse_bool(s: str) -> bool:
 
 
 def _add_run_options(p: argparse.ArgumentParser, preset: RunConfig) -> None:
-    p.add_argument("--config", default="", metavar="FILE", help="Run config file (.yaml or .json, e.g. a recipe); flags override it.")
+    p.add_argument(
+        "--config", default="", metavar="FILE", help="Run config file (.yaml or .json, e.g. a recipe); flags override it."
+    )
     groups: dict[str, argparse._ArgumentGroup] = {}
     for dotted, typ, _, doc in iter_leaf_fields(RunConfig):
         section = dotted.split(".")[0] if "." in dotted else "run"
@@ -180,7 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=doc, description=doc)
         p.set_defaults(command_spec=command)
         if name == "evaluate":
-            p.add_argument("--checkpoint", default="", metavar="DIR", help="Checkpoint folder to evaluate (its config.json is the base config).")
+            p.add_argument(
+                "--checkpoint",
+                default="",
+                metavar="DIR",
+                help="Checkpoint folder to evaluate (its config.json is the base config).",
+            )
         if command.run_options:
             _add_run_options(p, command.preset())
     return parser

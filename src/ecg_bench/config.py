@@ -14,7 +14,7 @@ import json
 import textwrap
 import typing
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -260,7 +260,7 @@ class RunConfig:
 # ---------------------------------------------------------------- dataclass helpers
 
 
-@lru_cache(maxsize=None)
+@cache
 def field_docs(cls: type) -> dict[str, str]:
     """Docstrings written under each field of a dataclass (``x: int = 1`` then ``\"\"\"doc\"\"\"``)."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ecg_bench.config import RunConfig
-from ecg_bench.data.conversations import load_jsonl, save_jsonl
+from ecg_bench.data.conversations import save_jsonl
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.sources.base import SOURCES
@@ -72,7 +72,9 @@ def prepare_data(cfg: RunConfig) -> PreparedData:
     train, test = split(items, folds, d.fold)
     check_patient_disjoint(train, test)
     folds_file = Path(cfg.output_dir) / "folds.json"
-    folds_file.write_text(json.dumps({"num_folds": d.num_folds, "seed": d.seed, "fold_of_item": dict(zip((it["id"] for it in items), folds))}))
+    folds_file.write_text(
+        json.dumps({"num_folds": d.num_folds, "seed": d.seed, "fold_of_item": dict(zip((it["id"] for it in items), folds))})
+    )
     rng = np.random.default_rng(d.seed)
     if d.max_train_items and len(train) > d.max_train_items:
         train = [train[i] for i in sorted(rng.choice(len(train), d.max_train_items, replace=False))]
@@ -118,8 +120,18 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     results = {
         "config": cfg.to_dict(),
         "training": training,
-        "data": {"train_items": len(train_ds), "test_items": len(test_ds), "store": str(data.store.path), "folds": str(data.folds_file)},
-        "environment": {"torch": torch.__version__, "device": str(device), "python": platform.python_version(), "cpu_threads": torch.get_num_threads()},
+        "data": {
+            "train_items": len(train_ds),
+            "test_items": len(test_ds),
+            "store": str(data.store.path),
+            "folds": str(data.folds_file),
+        },
+        "environment": {
+            "torch": torch.__version__,
+            "device": str(device),
+            "python": platform.python_version(),
+            "cpu_threads": torch.get_num_threads(),
+        },
         "seconds": round(time.time() - t0, 1),
         **results,
     }

@@ -5,7 +5,8 @@ Registries are filled at import time by decorators and never written at run time
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from ecg_bench.errors import UnknownNameError
 

@@ -28,9 +28,7 @@ def test_items_joined_to_segments(store):
     assert set(x) == {"id", "messages", "ecg", "item"} and x["id"] == items[0]["id"]
     assert x["ecg"].shape == (1, 12, store.segment_len) and x["ecg"].dtype == torch.float32
     seg = torch.from_numpy(store.signal(items[0]["segment_ids"][0]))
-    torch.testing.assert_close(
-        x["ecg"][0], (seg - seg.mean(1, keepdim=True)) / seg.std(1, unbiased=False, keepdim=True), rtol=1e-4, atol=1e-4
-    )
+    torch.testing.assert_close(x["ecg"][0], (seg - seg.mean(1, keepdim=True)).clamp(-5, 5), rtol=1e-4, atol=1e-4)
     assert ds[5]["ecg"].shape == (2, 12, store.segment_len)
     loader = DataLoader(ds, batch_size=2, collate_fn=list)
     assert sum(len(b) for b in loader) == 6

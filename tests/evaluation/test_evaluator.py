@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from elm_fixtures import make_tiny_elm
 
-from conftest import make_tiny_elm
 from ecg_bench.config import EvalConfig
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.evaluation import evaluator

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from elm_fixtures import make_tiny_elm
 
-from conftest import make_tiny_elm
 from ecg_bench.config import ModelConfig
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.errors import ShapeError, UnknownNameError
@@ -59,7 +59,9 @@ def test_batched_left_padded_generation_equals_one_by_one(tiny_store, tiny_items
     assert len(set(len(t.prompt_ids) for t, _ in turns)) > 1  # really padded
     for (t, e), got in zip(turns, batched):
         one = pad_batch([t.prompt_ids], pad, "left")
-        alone = elm.generate(one.input_ids, one.attention_mask, e, max_new_tokens=5, stop_token_ids=fmt.stop_token_ids, pad_token_id=pad)
+        alone = elm.generate(
+            one.input_ids, one.attention_mask, e, max_new_tokens=5, stop_token_ids=fmt.stop_token_ids, pad_token_id=pad
+        )
         assert got == alone[0]
         assert len(got) <= 5 and not set(got) & set(fmt.stop_token_ids)
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
+from elm_fixtures import make_tiny_elm
 
-from conftest import make_tiny_elm
 from ecg_bench.config import RunConfig
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.training.checkpoint import load_checkpoint

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -22,9 +23,7 @@ class ConversationDataset(Dataset):
     def __init__(self, items: Sequence[dict[str, Any]], store: SegmentStore, representation: Representation | str):
         self.items = list(items)
         self.store = store
-        self.representation = (
-            REPRESENTATIONS.get(representation)() if isinstance(representation, str) else representation
-        )
+        self.representation = REPRESENTATIONS.get(representation)() if isinstance(representation, str) else representation
         for item in self.items:
             validate_item(item, len(store))
 

@@ -20,8 +20,9 @@ import json
 import os
 import shutil
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm

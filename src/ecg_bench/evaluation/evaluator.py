@@ -83,7 +83,9 @@ def generate(elm: ELM, formatter: ChatFormatter, samples: list[EvalSample], cfg:
     return out
 
 
-def evaluate(elm: ELM, formatter: ChatFormatter, dataset: ConversationDataset, cfg: EvalConfig, device: torch.device) -> dict[str, Any]:
+def evaluate(
+    elm: ELM, formatter: ChatFormatter, dataset: ConversationDataset, cfg: EvalConfig, device: torch.device
+) -> dict[str, Any]:
     """Generate and score every condition in ``cfg.ablations``; returns metrics and per-sample outputs."""
     results: dict[str, Any] = {"conditions": {}, "samples": []}
     for condition in cfg.ablations:

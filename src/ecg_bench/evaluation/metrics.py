@@ -20,9 +20,10 @@ import importlib.util
 import re
 import string
 import warnings
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.registry import Registry
@@ -309,9 +310,7 @@ def _bertscore_metric(preds, refs, cfg: "EvalConfig") -> dict[str, float]:
     return bertscore(preds, refs, model=cfg.bertscore_model, num_layers=cfg.bertscore_layers, batch_size=cfg.batch_size)
 
 
-def compute_metrics(
-    names: Sequence[str], preds: Sequence[str], refs: Sequence[str], cfg: "EvalConfig"
-) -> dict[str, float]:
+def compute_metrics(names: Sequence[str], preds: Sequence[str], refs: Sequence[str], cfg: "EvalConfig") -> dict[str, float]:
     """Run the named metrics and merge their dicts (all values on a 0-1 scale).
 
     Every name is looked up before any metric runs, so an unknown name fails fast with

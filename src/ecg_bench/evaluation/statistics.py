@@ -8,16 +8,14 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 _MAX_BOOT_CELLS = 4_000_000  # resample indices drawn per chunk (bounds memory for large n)
 
 
-def bootstrap_ci(
-    values: Sequence[float], n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
-) -> tuple[float, float, float]:
+def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
     """Return ``(mean, low, high)``: the sample mean and its percentile-bootstrap ``1 - alpha`` CI.
 
     ``n_boot`` resamples of ``len(values)`` draws with replacement (vectorised, seeded).
@@ -62,9 +60,7 @@ def summarize_runs(runs: Sequence[Mapping[str, float]], confidence: float = 0.95
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     names = list(dict.fromkeys(k for run in runs for k in run))
-    return {
-        name: _summary(np.array([float(run[name]) for run in runs if name in run]), confidence) for name in names
-    }
+    return {name: _summary(np.array([float(run[name]) for run in runs if name in run]), confidence) for name in names}
 
 
 def _cell(value: float | Mapping[str, float] | None) -> str:

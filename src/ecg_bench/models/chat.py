@@ -79,8 +79,10 @@ def ensure_chat_template(tokenizer) -> bool:
             "the default template needs eos_token to mark the end of an answer"
         )
     tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
-    log.info("tokenizer %s has no chat template; using ECG-Bench's default '### User / ### Assistant' template",
-             getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+    log.info(
+        "tokenizer %s has no chat template; using ECG-Bench's default '### User / ### Assistant' template",
+        getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__,
+    )
     return True
 
 
@@ -271,8 +273,12 @@ class ChatFormatter:
                 f"cutting it would drop {all_ecg - kept_ecg} of {all_ecg} ECG placeholder tokens"
             )
         if not self._warned_truncation:
-            log.warning("conversation of %d tokens exceeds max_length=%d even with only its last turn; "
-                        "cutting tokens from the end (logged once)", len(ids), self.max_length)
+            log.warning(
+                "conversation of %d tokens exceeds max_length=%d even with only its last turn; "
+                "cutting tokens from the end (logged once)",
+                len(ids),
+                self.max_length,
+            )
             self._warned_truncation = True
         return ids[: self.max_length], labels[: self.max_length]
 
@@ -280,7 +286,7 @@ class ChatFormatter:
         """The first token the template writes right after an answer, if it is a special/added token."""
         msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": _PROBE}]
         text = self._render(msgs, add_generation_prompt=False)
-        after = text[text.rfind(_PROBE) + len(_PROBE):].lstrip()
+        after = text[text.rfind(_PROBE) + len(_PROBE) :].lstrip()
         added = self.tokenizer.get_added_vocab()
         # Added (control) tokens are matched as whole strings, so the longest one starting `after` is it.
         hits = [tok for tok in added if tok and after.startswith(tok)]

@@ -10,8 +10,8 @@ Both are the same ``ELM`` class; they differ only in the encoder they are built 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -78,7 +78,9 @@ class ELM(nn.Module):
 
     # -------------------------------------------------------------- inference
     @torch.no_grad()
-    def generate(self, input_ids, attention_mask, ecg=None, max_new_tokens: int = 16, stop_token_ids=(), pad_token_id: int = 0) -> list[list[int]]:
+    def generate(
+        self, input_ids, attention_mask, ecg=None, max_new_tokens: int = 16, stop_token_ids=(), pad_token_id: int = 0
+    ) -> list[list[int]]:
         """Greedy decoding from left-padded prompts; returns the new token ids of each row, stop token cut."""
         embeds = self.inputs_embeds(input_ids, ecg)
         out = self.llm.generate(
@@ -124,10 +126,16 @@ def _build(cfg: ModelConfig, seq_len: int, in_leads: int, fs: float, encoder_nam
     encoder = build_encoder(encoder_name, spec)
     projector = build_projector(cfg.projector, encoder.out_dim, hidden)
     elm = ELM(llm, encoder, projector, placeholder_id, train_encoder=cfg.train_encoder)
-    formatter = ChatFormatter(tok, system_prompt=cfg.system_prompt or None, num_ecg_tokens=elm.tokens_per_ecg, max_length=cfg.max_length)
+    formatter = ChatFormatter(
+        tok, system_prompt=cfg.system_prompt or None, num_ecg_tokens=elm.tokens_per_ecg, max_length=cfg.max_length
+    )
     log.info(
         "built %s ELM: encoder %s (%d tokens/ECG), %.2fM trainable of %.1fM parameters",
-        cfg.elm, encoder_name, elm.tokens_per_ecg, count_params(elm, True) / 1e6, count_params(elm) / 1e6,
+        cfg.elm,
+        encoder_name,
+        elm.tokens_per_ecg,
+        count_params(elm, True) / 1e6,
+        count_params(elm) / 1e6,
     )
     return elm, formatter
 

@@ -35,5 +35,7 @@ class PlaceholderFusion(nn.Module):
             return embeds
         flat = ecg_embeds.reshape(-1, ecg_embeds.shape[-1])
         if flat.shape[0] != n or flat.shape[-1] != embeds.shape[-1]:
-            raise ShapeError("ECG embeddings", tuple(ecg_embeds.shape), f"{n} rows (one per placeholder) of width {embeds.shape[-1]}")
+            raise ShapeError(
+                "ECG embeddings", tuple(ecg_embeds.shape), f"{n} rows (one per placeholder) of width {embeds.shape[-1]}"
+            )
         return embeds.masked_scatter(mask.unsqueeze(-1), flat.to(embeds.dtype))

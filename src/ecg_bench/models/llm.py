@@ -9,8 +9,8 @@ Anything else is treated as a local path or a hub id.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn

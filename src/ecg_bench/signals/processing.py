@@ -9,8 +9,8 @@ uses as the key when it counts skipped records.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Sequence
 
 import numpy as np
 from scipy.signal import resample_poly

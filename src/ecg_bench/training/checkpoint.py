@@ -89,11 +89,17 @@ def load_checkpoint(path: str | Path, elm, optimizer=None) -> dict[str, Any]:
         if getattr(res, "unexpected_keys", None):
             raise DataError(f"{adapter}: keys that fit no LoRA layer of this model: {res.unexpected_keys[:5]}")
     if (path / "llm").exists():
-        from safetensors.torch import load_file as lf
-
         files = sorted((path / "llm").glob("*.safetensors"))
-        sd = {k: v for f in files for k, v in lf(str(f)).items()}
-        elm.llm.load_state_dict(sd, strict=False)
+        if not files:
+            raise FileNotFoundError(f"no *.safetensors weights in {path / 'llm'}")
+        sd = {k: v for f in files for k, v in load_file(str(f)).items()}
+        missing, unexpected = elm.llm.load_state_dict(sd, strict=False)
+        tied = {"lm_head.weight"} if getattr(elm.llm.config, "tie_word_embeddings", False) else set()
+        if unexpected or set(missing) - tied:
+            extra = sorted(set(missing) - tied)[:5]
+            raise DataError(
+                f"{path / 'llm'} does not fit the LLM built from the config: missing {extra}, unexpected {unexpected[:5]}"
+            )
     for name in ("projector", "encoder"):
         f = path / f"{name}.safetensors"
         if f.exists():

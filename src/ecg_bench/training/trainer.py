@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,7 +62,9 @@ class TrainCollator:
 
     def __init__(self, dataset: ConversationDataset, formatter: ChatFormatter):
         self.dataset, self.formatter = dataset, formatter
-        self.encoded: list[EncodedChat] = [formatter.encode(it["messages"]) for it in tqdm(dataset.items, desc="tokenize", leave=False)]
+        self.encoded: list[EncodedChat] = [
+            formatter.encode(it["messages"]) for it in tqdm(dataset.items, desc="tokenize", leave=False)
+        ]
         self.pad_id = formatter.tokenizer.pad_token_id
 
     def __call__(self, indices: Sequence[int]) -> Batch:
@@ -104,7 +107,9 @@ class Trainer:
     def _optimizer(self) -> torch.optim.Optimizer:
         llm_params = [p for p in self.elm.llm.parameters() if p.requires_grad]
         new_params = [p for m in (self.elm.encoder, self.elm.projector) for p in m.parameters() if p.requires_grad]
-        groups = [g for g in ({"params": llm_params, "lr": self.tc.lr}, {"params": new_params, "lr": self.tc.encoder_lr}) if g["params"]]
+        groups = [
+            g for g in ({"params": llm_params, "lr": self.tc.lr}, {"params": new_params, "lr": self.tc.encoder_lr}) if g["params"]
+        ]
         if not groups:
             raise RuntimeError("nothing to train: the LLM, encoder and projector are all frozen")
         return torch.optim.AdamW(groups, weight_decay=self.tc.weight_decay)

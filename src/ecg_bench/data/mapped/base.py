@@ -11,7 +11,8 @@ stay patient-disjoint.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ecg_bench.config import DataConfig
 from ecg_bench.data.store import SegmentStore

@@ -11,7 +11,7 @@ rather than stopping the whole dataset.
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from ecg_bench.config import DataConfig
 from ecg_bench.data.record import ECGRecord

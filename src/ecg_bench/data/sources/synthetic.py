@@ -22,8 +22,9 @@ waveform and noise on ``(seed, i)``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -248,9 +249,7 @@ def generate_records(
 ) -> Iterator[ECGRecord]:
     """Yield ``num_patients * records_per_patient`` synthetic records, patient by patient."""
     if num_patients < 1 or records_per_patient < 1:
-        raise ValueError(
-            f"num_patients and records_per_patient must be >= 1, got {num_patients}, {records_per_patient}"
-        )
+        raise ValueError(f"num_patients and records_per_patient must be >= 1, got {num_patients}, {records_per_patient}")
     all_attrs = sample_attributes(num_patients * records_per_patient, seed)
     for p in range(num_patients):
         morph = patient_morphology(np.random.default_rng([seed, 0, p]))

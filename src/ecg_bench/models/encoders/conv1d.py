@@ -37,7 +37,9 @@ class Conv1dEncoder(nn.Module):
     def __init__(self, spec: EncoderSpec, widths: tuple[int, ...] = (32, 64, 96, 128)):
         super().__init__()
         self.in_leads, self.num_tokens, self.out_dim = spec.in_leads, spec.num_tokens, spec.out_dim
-        self.stem = nn.Sequential(nn.Conv1d(spec.in_leads, widths[0], 15, stride=2, padding=7), nn.GroupNorm(8, widths[0]), nn.GELU())
+        self.stem = nn.Sequential(
+            nn.Conv1d(spec.in_leads, widths[0], 15, stride=2, padding=7), nn.GroupNorm(8, widths[0]), nn.GELU()
+        )
         chans = (widths[0],) + widths
         self.blocks = nn.Sequential(*[_Block(a, b, 2) for a, b in zip(chans[:-1], chans[1:])])
         self.out = nn.Linear(2 * widths[-1] + spec.in_leads, spec.out_dim)

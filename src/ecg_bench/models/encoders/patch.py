@@ -15,7 +15,9 @@ class Patchify(nn.Module):
     def __init__(self, spec: EncoderSpec):
         super().__init__()
         if spec.seq_len % spec.patch_size:
-            raise ShapeError("patch encoder segment", (spec.in_leads, spec.seq_len), f"samples divisible by patch_size={spec.patch_size}")
+            raise ShapeError(
+                "patch encoder segment", (spec.in_leads, spec.seq_len), f"samples divisible by patch_size={spec.patch_size}"
+            )
         self.in_leads, self.patch = spec.in_leads, spec.patch_size
         self.num_tokens = spec.seq_len // spec.patch_size
         self.out_dim = spec.in_leads * spec.patch_size

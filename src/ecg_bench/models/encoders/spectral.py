@@ -36,7 +36,9 @@ class SpectralEncoder(nn.Module):
         keep = (freqs >= F_MIN) & (freqs < F_MAX)
         self.register_buffer("band_index", torch.where(keep, band, torch.full_like(band, -1)), persistent=False)
         self.num_bands = int(math.ceil(F_MAX - F_MIN))
-        lags = torch.arange(round(LAG_MIN_S * self.fs), min(round(LAG_MAX_S * self.fs), spec.seq_len - 1), max(1, round(LAG_STEP_S * self.fs)))
+        lags = torch.arange(
+            round(LAG_MIN_S * self.fs), min(round(LAG_MAX_S * self.fs), spec.seq_len - 1), max(1, round(LAG_STEP_S * self.fs))
+        )
         self.register_buffer("lags", lags, persistent=False)
         n_feat = self.num_bands + len(lags) + 2 + 2 * spec.in_leads
         self.norm = nn.LayerNorm(n_feat)
@@ -59,7 +61,9 @@ class SpectralEncoder(nn.Module):
         rr = self.lags[where].float() / self.fs
         rms = x.pow(2).mean(-1).sqrt()
         ptp = x.amax(-1) - x.amin(-1)
-        return torch.cat([torch.log(bands + 1e-6), at_lags, rr[:, None], peak[:, None], torch.log(rms + 1e-3), torch.log(ptp + 1e-3)], 1)
+        return torch.cat(
+            [torch.log(bands + 1e-6), at_lags, rr[:, None], peak[:, None], torch.log(rms + 1e-3), torch.log(ptp + 1e-3)], 1
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 3 or x.shape[1:] != (self.in_leads, self.seq_len):
