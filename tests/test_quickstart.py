@@ -45,3 +45,17 @@ def test_quickstart_path_end_to_end(tmp_path, capsys):
     again = json.loads((tmp_path / "eval" / "results.json").read_text())
     before = [s["prediction"] for s in res["samples"] if s["condition"] == "real"]
     assert [s["prediction"] for s in again["samples"]] == before
+
+
+def test_store_is_reused_only_for_the_same_source_settings(tmp_path):
+    from ecg_bench.pipeline import prepare_data
+
+    cfg = tiny(str(tmp_path))
+    first = prepare_data(cfg)
+    mtime = (first.store.path / "signals.npy").stat().st_mtime_ns
+    again = prepare_data(cfg)
+    assert (again.store.path / "signals.npy").stat().st_mtime_ns == mtime  # reused
+    cfg.data.num_patients = 15
+    changed = prepare_data(cfg)
+    assert changed.store.meta["source_settings"]["num_patients"] == 15
+    assert changed.store.meta["num_records"] == 15 and len(changed.store) > len(first.store)

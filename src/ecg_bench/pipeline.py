@@ -60,11 +60,13 @@ def prepare_data(cfg: RunConfig) -> PreparedData:
     SOURCES.get(d.source), MAPPED.get(d.mapped)  # unknown names fail before any work
     sdir = store_dir(cfg)
     seg_len = int(round(d.segment_seconds * d.target_fs))
-    if SegmentStore.exists(sdir) and _store_matches(SegmentStore(sdir), d.source, d.target_fs, seg_len):
+    settings = source_settings(cfg)
+    if SegmentStore.exists(sdir) and SegmentStore(sdir).meta.get("source_settings") == settings:
         store = SegmentStore(sdir)
         log.info("reusing segment store %s (%d segments)", sdir, len(store))
     else:
-        store = build_store(SOURCES.get(d.source)(d), sdir, d.source, d.target_fs, seg_len)
+        records = SOURCES.get(d.source)(d)
+        store = build_store(records, sdir, d.source, d.target_fs, seg_len, extra_meta={"source_settings": settings})
     items_file = Path(cfg.output_dir) / f"{d.mapped}.jsonl"
     items = MAPPED.get(d.mapped)(store, d)
     save_jsonl(items, items_file)
@@ -84,8 +86,11 @@ def prepare_data(cfg: RunConfig) -> PreparedData:
     return PreparedData(store, train, test, folds_file)
 
 
-def _store_matches(store: SegmentStore, dataset: str, fs: float, seg_len: int) -> bool:
-    return store.meta.get("dataset") == dataset and float(store.fs) == float(fs) and store.segment_len == seg_len
+def source_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The settings a store depends on; a store built with other settings is rebuilt, not reused."""
+    d = cfg.data
+    keys = ("source", "data_dir", "num_patients", "records_per_patient", "target_fs", "segment_seconds", "seed")
+    return {k: getattr(d, k) for k in keys}
 
 
 def _representation(cfg: RunConfig):

@@ -121,3 +121,17 @@ def test_missing_checkpoint_is_named(tmp_path):
     elm, _ = make_tiny_elm()
     with pytest.raises(FileNotFoundError, match="nope"):
         load_checkpoint(tmp_path / "nope", elm)
+
+
+def test_bf16_autocast_step_runs_and_keeps_fp32_weights(tiny_store, tiny_items, tmp_path):
+    tr = _trainer(tiny_store, tiny_items, tmp_path, precision="bf16", max_steps=1)
+    assert tr.amp_dtype is torch.bfloat16
+    loss = tr.train_step(0)
+    assert math.isfinite(loss) and loss > 0
+    assert all(p.dtype == torch.float32 for p in tr.elm.parameters() if p.requires_grad)
+
+
+@pytest.mark.gpu
+def test_auto_precision_is_bf16_on_a_bf16_gpu():
+    dev = torch.device("cuda")
+    assert resolve_dtype("auto", dev) is (torch.bfloat16 if torch.cuda.is_bf16_supported() else None)

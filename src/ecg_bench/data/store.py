@@ -73,13 +73,14 @@ def build_store(
     segment_len: int,
     chunk_mb: float = 256.0,
     max_nan_gap_s: float = 1.0,
+    extra_meta: dict[str, Any] | None = None,
 ) -> "SegmentStore":
     """Preprocess ``records`` into a SegmentStore at ``out_dir`` (replacing an existing one atomically).
 
     Segments are written in chunks of about ``chunk_mb`` MB to temporary .npy files and then copied
     into one ``signals.npy`` via ``np.lib.format.open_memmap``, so memory stays bounded by a chunk.
     NaN gaps up to ``max_nan_gap_s`` seconds are interpolated. Raises DataError if no record yields
-    a segment.
+    a segment. ``extra_meta`` (JSON-serialisable, e.g. the source settings) is stored in meta.json.
     """
     if int(segment_len) != segment_len or segment_len <= 0:
         raise ValueError(f"segment_len must be a positive integer, got {segment_len}")
@@ -94,7 +95,7 @@ def build_store(
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        meta = _build_into(tmp, records, dataset, fs, segment_len, chunk_segments, max_nan_gap_s)
+        meta = _build_into(tmp, records, dataset, fs, segment_len, chunk_segments, max_nan_gap_s, extra_meta or {})
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -120,6 +121,7 @@ def _build_into(
     segment_len: int,
     chunk_segments: int,
     max_nan_gap_s: float,
+    extra_meta: dict[str, Any],
 ) -> dict[str, Any]:
     chunk_paths: list[Path] = []
     pending: list[np.ndarray] = []
@@ -197,6 +199,7 @@ def _build_into(
         "skipped": dict(sorted(skipped.items())),
         "skipped_records": skipped_records,
         "version": STORE_VERSION,
+        **extra_meta,
     }
     _write_json(tmp / "meta.json", meta)  # written last: its presence marks a complete store
     return meta
