@@ -12,6 +12,7 @@ import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ecg_bench.config import RunConfig, iter_leaf_fields, set_dotted
@@ -57,7 +58,10 @@ def cmd_evaluate(args) -> int:
 
     if not args.checkpoint:
         raise ECGBenchError("evaluate needs --checkpoint DIR (a folder written by train/run/quickstart)")
-    args.config = args.config or f"{args.checkpoint}/config.json"
+    args.config = args.config or str(Path(args.checkpoint) / "config.json")
+    trained = RunConfig.load(args.config)
+    # evaluate on the training run's store (rebuilt there only if missing), even with another --output_dir
+    args.overrides.setdefault("data.store_dir", trained.data.store_dir or str(Path(trained.output_dir) / "store"))
     cfg = _load_config(args)
     cfg.train.resume_from = args.checkpoint
     results = run(cfg, train=False)

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.errors import DataError
+from ecg_bench.jsonl import load_jsonl
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.signals.processing import nan_policy, resample, segment, to_canonical_leads
 
@@ -299,16 +300,8 @@ class SegmentStore:
 
 
 def _read_index(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-            if row.get("segment_id") != len(rows):
-                raise DataError(f"{path}:{lineno}: segment_id {row.get('segment_id')!r}, expected {len(rows)}")
-            rows.append(row)
+    rows = load_jsonl(path)
+    for i, row in enumerate(rows):
+        if row.get("segment_id") != i:
+            raise DataError(f"{path}: row {i + 1} has segment_id {row.get('segment_id')!r}, expected {i}")
     return rows
