@@ -23,6 +23,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from ecg_bench.errors import DataError
 from ecg_bench.logging_utils import get_logger
@@ -172,7 +173,7 @@ class ChatFormatter:
         """The template's text for a conversation (system prompt added, ECG markers expanded or stripped)."""
         return self._render(self._content(self._prepare(messages), with_ecg), add_generation_prompt)
 
-    @property
+    @cached_property
     def stop_token_ids(self) -> list[int]:
         """Ids that end an assistant turn: eos plus the end-of-turn token the template writes after an answer."""
         ids = [] if self.tokenizer.eos_token_id is None else [self.tokenizer.eos_token_id]
