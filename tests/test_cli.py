@@ -89,6 +89,14 @@ def test_unknown_names_and_bad_values_exit_2_with_a_clear_message(tmp_path, caps
     assert "max_stepz" in capsys.readouterr().err
 
 
+def test_all_unknown_names_reported_before_any_work(tmp_path, capsys):
+    args = ["run", "--output_dir", str(tmp_path / "r"), "--model.encoder", "nope", "--eval.metrics", "accuracy", "cider"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "unknown encoder 'nope'" in err and "conv1d" in err and "unknown metric 'cider'" in err and "meteor" in err
+    assert not (tmp_path / "r" / "store").exists()  # nothing was built
+
+
 def test_list_shows_registries(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out

@@ -25,6 +25,7 @@ from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.sources.base import SOURCES
 from ecg_bench.data.splits import check_patient_disjoint, patient_folds, split
 from ecg_bench.data.store import SegmentStore, build_store
+from ecg_bench.errors import ConfigError, UnknownNameError
 from ecg_bench.evaluation.evaluator import evaluate
 from ecg_bench.evaluation.statistics import format_table
 from ecg_bench.logging_utils import get_logger
@@ -97,9 +98,28 @@ def _representation(cfg: RunConfig):
     return REPRESENTATIONS.get(cfg.model.representation)()
 
 
+def check_names(cfg: RunConfig) -> None:
+    """Look every registry name of the config up before any work; one error lists all unknown names."""
+    from ecg_bench.evaluation.metrics import METRICS
+    from ecg_bench.models.elm import ELMS
+    from ecg_bench.models.encoders import ENCODERS
+
+    lookups = [(SOURCES, cfg.data.source), (MAPPED, cfg.data.mapped), (REPRESENTATIONS, cfg.model.representation),
+               (ELMS, cfg.model.elm), (ENCODERS, cfg.model.encoder), *((METRICS, m) for m in cfg.eval.metrics)]  # fmt: skip
+    problems = []
+    for registry, name in lookups:
+        try:
+            registry.get(name)
+        except UnknownNameError as e:
+            problems.append(str(e))
+    if problems:
+        raise ConfigError(problems)
+
+
 def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     """Train (unless ``train`` is False and a checkpoint is given) and evaluate; write results.json."""
     cfg.validate()
+    check_names(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
