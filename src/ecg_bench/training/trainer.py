@@ -103,6 +103,7 @@ class Trainer:
         self.step = 0
         self.losses: list[float] = []
         self.grad_norm = float("nan")
+        self._order: tuple[int, np.ndarray] | None = None
 
     def _optimizer(self) -> torch.optim.Optimizer:
         llm_params = [p for p in self.elm.llm.parameters() if p.requires_grad]
@@ -122,9 +123,15 @@ class Trainer:
         out = []
         for m in range(step * acc, (step + 1) * acc):
             epoch, k = divmod(m, per_epoch)
-            order = np.random.default_rng(self.tc.seed + 1000003 * epoch).permutation(n)
+            order = self._epoch_order(epoch, n)
             out.append(order[k * bs : (k + 1) * bs].tolist() or order[:bs].tolist())
         return out
+
+    def _epoch_order(self, epoch: int, n: int) -> np.ndarray:
+        """The shuffled order of one epoch, a pure function of (seed, epoch); the last one is cached."""
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng(self.tc.seed + 1000003 * epoch).permutation(n))
+        return self._order[1]
 
     # ------------------------------------------------------------ one step
     def accumulate(self, step: int) -> float:
