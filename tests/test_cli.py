@@ -68,10 +68,20 @@ def test_overrides_and_config_file(tmp_path, capsys):
     assert cfg["data"]["question_types"] == ["verify", "query"] and cfg["model"]["lora"] is False
 
 
-def test_quickstart_preset_is_the_default_of_quickstart(capsys):
+def test_short_flags(capsys):
+    assert cli.main(["config", "--llm", "org/some-model", "--encoder", "spectral", "--steps", "9"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["model"]["llm"] == "org/some-model" and cfg["model"]["encoder"] == "spectral"
+    assert cfg["train"]["max_steps"] == 9
+
+
+def test_presets(capsys):
     cli.main(["config"])
-    plain = json.loads(capsys.readouterr().out)
-    assert plain == RunConfig().to_dict()
+    assert json.loads(capsys.readouterr().out) == RunConfig().to_dict()
+    quick = cli.COMMANDS["quickstart"].preset()
+    gpu = __import__("ecg_bench.presets", fromlist=["quickstart"]).quickstart(device="cuda")
+    assert (quick.model.llm, quick.model.full_finetune) == ("mini", True)  # no CUDA here
+    assert (gpu.model.llm, gpu.model.full_finetune, gpu.model.lora) == ("smollm2-135m", False, True)
 
 
 def test_unknown_names_and_bad_values_exit_2_with_a_clear_message(tmp_path, capsys):

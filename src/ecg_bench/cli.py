@@ -144,6 +144,15 @@ COMMANDS: dict[str, Command] = {
 
 # ------------------------------------------------------------------ parser
 
+# Short spellings of the most used run options (the dotted form always works too).
+SHORT_FLAGS: dict[str, tuple[str, ...]] = {
+    "model.llm": ("--llm",),
+    "model.elm": ("--elm",),
+    "model.encoder": ("--encoder",),
+    "train.max_steps": ("--steps",),
+    "train.device": ("--device",),
+}
+
 
 def _parse_bool(s: str) -> bool:
     v = s.lower()
@@ -171,7 +180,7 @@ def _add_run_options(p: argparse.ArgumentParser, preset: RunConfig) -> None:
             kw.update(type=_parse_bool, metavar="{true,false}")
         else:
             kw.update(type=typ, metavar=typ.__name__.upper())
-        g.add_argument(f"--{dotted}", **kw)
+        g.add_argument(f"--{dotted}", *SHORT_FLAGS.get(dotted, ()), **kw)
 
 
 def _get_dotted(obj: Any, dotted: str) -> Any:
