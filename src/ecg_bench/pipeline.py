@@ -58,18 +58,17 @@ def store_dir(cfg: RunConfig) -> Path:
 def prepare_data(cfg: RunConfig) -> PreparedData:
     """Build (or reuse) the segment store and the conversations, assign folds, and split by patient."""
     d = cfg.data
-    SOURCES.get(d.source), MAPPED.get(d.mapped)  # unknown names fail before any work
+    source, mapped = SOURCES.get(d.source), MAPPED.get(d.mapped)  # unknown names fail before any work
     sdir = store_dir(cfg)
     seg_len = int(round(d.segment_seconds * d.target_fs))
     settings = source_settings(cfg)
-    if SegmentStore.exists(sdir) and SegmentStore(sdir).meta.get("source_settings") == settings:
-        store = SegmentStore(sdir)
+    store = SegmentStore(sdir) if SegmentStore.exists(sdir) else None
+    if store is not None and store.meta.get("source_settings") == settings:
         log.info("reusing segment store %s (%d segments)", sdir, len(store))
     else:
-        records = SOURCES.get(d.source)(d)
-        store = build_store(records, sdir, d.source, d.target_fs, seg_len, extra_meta={"source_settings": settings})
+        store = build_store(source(d), sdir, d.source, d.target_fs, seg_len, extra_meta={"source_settings": settings})
     items_file = Path(cfg.output_dir) / f"{d.mapped}.jsonl"
-    items = MAPPED.get(d.mapped)(store, d)
+    items = mapped(store, d)
     save_jsonl(items, items_file)
     folds = patient_folds(items, d.num_folds, d.seed)
     train, test = split(items, folds, d.fold)

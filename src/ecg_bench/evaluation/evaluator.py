@@ -50,14 +50,15 @@ def build_samples(dataset: ConversationDataset, formatter: ChatFormatter, condit
         raise ValueError(f"unknown condition {condition!r}; valid: {', '.join(CONDITIONS)}")
     with_ecg = condition != "no_signal"
     samples = []
-    for i in range(len(dataset)):
-        ex = dataset[i]
-        ecg = None if not with_ecg else (torch.zeros_like(ex["ecg"]) if condition == "zeros" else ex["ecg"])
-        users = [m["content"] for m in ex["messages"] if m["role"] == "user"]
-        for turn in formatter.eval_turns(ex["messages"], with_ecg=with_ecg):
+    for i, item in enumerate(dataset.items):
+        ecg = dataset[i]["ecg"] if with_ecg else None  # the no-signal condition never reads the store
+        if condition == "zeros":
+            ecg = torch.zeros_like(ecg)
+        users = [m["content"] for m in item["messages"] if m["role"] == "user"]
+        for turn in formatter.eval_turns(item["messages"], with_ecg=with_ecg):
             turn_ecg = ecg if (ecg is not None and turn.num_ecg) else None
             question = users[turn.turn_index] if turn.turn_index < len(users) else ""
-            samples.append(EvalSample(ex["id"], turn.turn_index, turn.prompt_ids, turn_ecg, turn.reference, question))
+            samples.append(EvalSample(item["id"], turn.turn_index, turn.prompt_ids, turn_ecg, turn.reference, question))
     return samples
 
 
