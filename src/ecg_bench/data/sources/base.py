@@ -1,25 +1,74 @@
-"""The source registry. A source turns a raw dataset into ECGRecords:
+"""The source registry. A source reads one base dataset (PTB-XL, MIMIC-IV-ECG, ...) as ECGRecords.
+
+A source is a ``Source`` subclass registered by name and built from the data config::
 
     @SOURCES.register("mydataset")
-    def mydataset(cfg: DataConfig) -> Iterator[ECGRecord]: ...
+    class MyDataset(Source):
+        def keys(self) -> list[str]: ...          # cheap: every record's key, in a stable order
+        def read(self, key: str) -> ECGRecord: ...  # one record; DataError (with .reason) if it is bad
 
-Sources yield records as read (any lead order, any sampling rate, NaNs allowed); the segment store
-does the preprocessing. A record a source cannot read should be skipped there with a logged reason
-rather than stopping the whole dataset.
+Listing and reading are separate so that preprocessing can hand keys to worker processes, resume
+after the keys it has finished, and skip one unreadable record without losing the others. A source
+must therefore be picklable (hold paths and settings; load tables lazily) and ``read`` must not
+depend on which keys were read before.
+
+Records are yielded as read (any lead order, any sampling rate, NaNs allowed); the segment store
+does the preprocessing. ``read`` raises ``DataError`` for a bad record, with a short ``reason``
+attribute (``"unreadable file"``, ``"missing metadata"``, ...) that the store counts skips by.
 """
 
 from __future__ import annotations
 
 import importlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 
 from ecg_bench.config import DataConfig
 from ecg_bench.data.record import ECGRecord
+from ecg_bench.errors import DataError
 from ecg_bench.registry import Registry
 
-Source = Callable[[DataConfig], Iterator[ECGRecord]]
 
-SOURCES: Registry[Source] = Registry("source")
+def data_error(reason: str, message: str) -> DataError:
+    """A DataError whose ``reason`` is the category a skipped record is counted under."""
+    err = DataError(message)
+    err.reason = reason  # type: ignore[attr-defined]
+    return err
+
+
+class Source(ABC):
+    """A base dataset: ``keys()`` lists the records, ``read(key)`` reads one."""
+
+    def __init__(self, cfg: DataConfig) -> None:
+        self.cfg = cfg
+
+    @abstractmethod
+    def keys(self) -> list[str]:
+        """Every record's key (e.g. a relative path or an id), in a stable order."""
+
+    @abstractmethod
+    def read(self, key: str) -> ECGRecord:
+        """Read one record; raise DataError (with ``.reason``) when it cannot be used."""
+
+    def settings(self) -> dict:
+        """What the records depend on besides the raw files (a store built with other settings is rebuilt)."""
+        return {}
+
+    def __iter__(self) -> Iterator[ECGRecord]:
+        """Every readable record in key order (unreadable ones are logged and skipped)."""
+        from ecg_bench.logging_utils import get_logger
+
+        log = get_logger(__name__)
+        for key in self.keys():
+            try:
+                yield self.read(key)
+            except DataError as e:
+                log.warning("skipping %s record %s (%s): %s", type(self).__name__, key, getattr(e, "reason", "error"), e)
+
+
+SourceFactory = Callable[[DataConfig], Source]
+
+SOURCES: Registry[SourceFactory] = Registry("source")
 
 # Modules whose import registers a built-in source. Imported here so that importing this module is
 # enough for ``SOURCES.get(name)`` to see every built-in name.

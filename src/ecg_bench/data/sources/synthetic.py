@@ -30,7 +30,7 @@ import numpy as np
 
 from ecg_bench.config import DataConfig
 from ecg_bench.data.record import LEADS, ECGRecord
-from ecg_bench.data.sources.base import SOURCES
+from ecg_bench.data.sources.base import SOURCES, Source, data_error
 
 FS = 500.0
 """Sampling rate of the generated records (Hz)."""
@@ -244,6 +244,23 @@ def report_of(attrs: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _record(i: int, num_patients: int, records_per_patient: int, seed: int, all_attrs, fs: float, duration: float) -> ECGRecord:
+    p = i // records_per_patient
+    morph = patient_morphology(np.random.default_rng([seed, 0, p]))
+    attrs = all_attrs[i]
+    signal, details = synth_signal(attrs, morph, np.random.default_rng([seed, 1, i]), fs, duration)
+    return ECGRecord(
+        record_id=f"synth-r{i:05d}",
+        patient_id=f"synth-p{p:04d}",
+        signal=signal,
+        fs=fs,
+        leads=LEADS,
+        report=report_of(attrs),
+        labels=labels_of(attrs),
+        metadata={**attrs, **details, "synthetic": True},
+    )
+
+
 def generate_records(
     num_patients: int, records_per_patient: int, seed: int = 0, fs: float = FS, duration: float = DURATION_S
 ) -> Iterator[ECGRecord]:
@@ -251,25 +268,38 @@ def generate_records(
     if num_patients < 1 or records_per_patient < 1:
         raise ValueError(f"num_patients and records_per_patient must be >= 1, got {num_patients}, {records_per_patient}")
     all_attrs = sample_attributes(num_patients * records_per_patient, seed)
-    for p in range(num_patients):
-        morph = patient_morphology(np.random.default_rng([seed, 0, p]))
-        for k in range(records_per_patient):
-            i = p * records_per_patient + k
-            attrs = all_attrs[i]
-            signal, details = synth_signal(attrs, morph, np.random.default_rng([seed, 1, i]), fs, duration)
-            yield ECGRecord(
-                record_id=f"synth-r{i:05d}",
-                patient_id=f"synth-p{p:04d}",
-                signal=signal,
-                fs=fs,
-                leads=LEADS,
-                report=report_of(attrs),
-                labels=labels_of(attrs),
-                metadata={**attrs, **details, "synthetic": True},
-            )
+    for i in range(num_patients * records_per_patient):
+        yield _record(i, num_patients, records_per_patient, seed, all_attrs, fs, duration)
 
 
 @SOURCES.register("synthetic")
-def synthetic(cfg: DataConfig) -> Iterator[ECGRecord]:
-    """``cfg.num_patients`` x ``cfg.records_per_patient`` synthetic 10 s, 500 Hz records seeded by ``cfg.seed``."""
-    return generate_records(cfg.num_patients, cfg.records_per_patient, cfg.seed)
+class Synthetic(Source):
+    """``cfg.num_patients`` x ``cfg.records_per_patient`` synthetic 10 s, 500 Hz records seeded by ``cfg.seed``.
+
+    Keys are record numbers ("0", "1", ...); record ``i`` is generated on its own, so any subset of
+    keys can be read in any process in any order and gives the same records as ``generate_records``.
+    """
+
+    def __init__(self, cfg: DataConfig) -> None:
+        super().__init__(cfg)
+        if cfg.num_patients < 1 or cfg.records_per_patient < 1:
+            raise ValueError(
+                f"num_patients and records_per_patient must be >= 1, got {cfg.num_patients}, {cfg.records_per_patient}"
+            )
+        self._attrs: list[dict[str, Any]] | None = None
+
+    def keys(self) -> list[str]:
+        return [str(i) for i in range(self.cfg.num_patients * self.cfg.records_per_patient)]
+
+    def read(self, key: str) -> ECGRecord:
+        c = self.cfg
+        n = c.num_patients * c.records_per_patient
+        if not key.isdigit() or int(key) >= n:
+            raise data_error("unknown record", f"synthetic record key {key!r}: expected an integer in [0, {n})")
+        if self._attrs is None:
+            self._attrs = sample_attributes(n, c.seed)
+        return _record(int(key), c.num_patients, c.records_per_patient, c.seed, self._attrs, FS, DURATION_S)
+
+    def settings(self) -> dict:
+        c = self.cfg
+        return {"num_patients": c.num_patients, "records_per_patient": c.records_per_patient, "seed": c.seed}
