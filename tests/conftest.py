@@ -22,6 +22,18 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """CLI tests call setup_logging, which stops ``ecg_bench`` records propagating; caplog needs them to."""
+    import logging
+
+    logger = logging.getLogger("ecg_bench")
+    state = (logger.propagate, logger.level, list(logger.handlers))
+    yield
+    logger.propagate, logger.level = state[0], state[1]
+    logger.handlers[:] = state[2]
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 

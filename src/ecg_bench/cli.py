@@ -62,6 +62,9 @@ def cmd_evaluate(args) -> int:
     trained = RunConfig.load(args.config)
     # evaluate on the training run's store (rebuilt there only if missing), even with another --output_dir
     args.overrides.setdefault("data.store_dir", trained.data.store_dir or str(Path(trained.output_dir) / "store"))
+    ecg_tokenizer = Path(args.checkpoint) / "ecg_byte_tokenizer.json"  # a token-ELM checkpoint carries its ECG vocabulary
+    if ecg_tokenizer.exists():
+        args.overrides.setdefault("model.tokenizer", str(ecg_tokenizer))
     cfg = _load_config(args)
     cfg.train.resume_from = args.checkpoint
     results = run(cfg, train=False)
@@ -71,15 +74,21 @@ def cmd_evaluate(args) -> int:
 
 def cmd_data(args) -> int:
     """Build the segment store and the conversations, assign patient-disjoint folds, and report counts."""
+    from ecg_bench.data.store import skip_summary
     from ecg_bench.pipeline import prepare_data
 
     cfg = _load_config(args)
     data = prepare_data(cfg)
     meta = data.store.meta
-    skipped = meta.get("skipped") or "none"
-    print(f"store {data.store.path}: {len(data.store)} segments from {meta.get('num_records')} records; skipped: {skipped}")
+    print(f"store {data.store.path}: {len(data.store)} segments from {meta.get('num_records')} records")
+    print(skip_summary(meta))
     print(f"fold {cfg.data.fold}/{cfg.data.num_folds}: {len(data.train)} train, {len(data.test)} test conversations")
     print(f"folds (patient-disjoint, checked): {data.folds_file}")
+    report = data.folds_file.with_name("mapping_report.json")
+    for r in json.loads(report.read_text())["datasets"] if report.is_file() else []:
+        print(f"{r['mapped']}: {r['entries']} entries -> {r['items']} conversations; skipped {r['skipped'] or 'none'} ({report})")
+    if cfg.data.export_hf:
+        print(f"Hugging Face dataset (save_to_disk): {cfg.data.export_hf}")
     return 0
 
 
@@ -94,6 +103,19 @@ def cmd_list(args) -> int:
     for kind, reg in _registries().items():
         print(f"{kind}: {', '.join(reg.names())}")
     return 0
+
+
+def cmd_tokenizer(args) -> int:
+    """ECG-Byte tokenizer: train (BPE on a store sample), verify, encode (store -> ids), import (original pickle)."""
+    from ecg_bench.ecg_byte.commands import run_tokenizer_command
+
+    return run_tokenizer_command(args)
+
+
+def _tokenizer_arguments(p: argparse.ArgumentParser) -> None:
+    from ecg_bench.ecg_byte.commands import add_tokenizer_arguments
+
+    add_tokenizer_arguments(p)
 
 
 def _registries() -> dict[str, Any]:
@@ -130,6 +152,8 @@ class Command:
     run_options: bool = True
     """Whether the command takes the run-config options."""
     preset: Callable[[], RunConfig] = RunConfig
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    """Adds the command's own arguments (beyond the run-config options)."""
 
 
 COMMANDS: dict[str, Command] = {
@@ -139,6 +163,7 @@ COMMANDS: dict[str, Command] = {
     "data": Command(cmd_data),
     "config": Command(cmd_config),
     "list": Command(cmd_list, run_options=False),
+    "tokenizer": Command(cmd_tokenizer, run_options=False, add_arguments=_tokenizer_arguments),
 }
 
 
@@ -204,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="DIR",
                 help="Checkpoint folder to evaluate (its config.json is the base config).",
             )
+        if command.add_arguments is not None:
+            command.add_arguments(p)
         if command.run_options:
             _add_run_options(p, command.preset())
     return parser

@@ -31,8 +31,27 @@ class DataConfig:
     """Conversation dataset joined to the segments (a name from the mapped-dataset registry)."""
     data_dir: str = ""
     """Folder with the raw dataset files (unused by the synthetic source)."""
+    ptbxl_folder: str = "records500"
+    """PTB-XL: signal folder to read, records500 (500 Hz) or records100 (100 Hz)."""
+    report_language: str = "original"
+    """PTB-XL report text: original (as recorded, often German) or english (translated with data.translate_model;
+    when no model is given or it cannot be loaded, the English SCP statement list)."""
+    translate_model: str = ""
+    """German -> English seq2seq model for PTB-XL reports: a local folder or hub id (e.g. Helsinki-NLP/opus-mt-de-en);
+    empty = no translation."""
+    snomed_mapping: str = ""
+    """CPSC 2018 / CSN: extra SNOMED-CT code -> name table merged over the shipped one (a .json in the shipped layout,
+    or a CSV with SNOMEDCTCode, Dx[, Abbreviation] columns like the CinC dx_mapping files); empty = shipped table."""
+    verify_checksums: bool = True
+    """WFDB sources: skip a record whose samples differ from its header's checksums (PTB-XL, MIMIC-IV-ECG: "checksum
+    mismatch"; CPSC 2018 / CSN: also the first values, as "header/data mismatch"); false = check only shape and size."""
+    translation_cache: str = ""
+    """JSON file caching translations by source text; empty = ~/.cache/ecg_bench/translations-<model>.json."""
     store_dir: str = ""
     """Folder of the preprocessed segment store; empty means ``<output_dir>/store``."""
+    workers: int = 0
+    """Processes that preprocess the segment store (0 = all CPU cores, 1 = in this process); the store is the same
+    whatever the number. An interrupted build resumes from <store_dir>.partial on the next run."""
     num_patients: int = 120
     """Synthetic source: number of synthetic patients."""
     records_per_patient: int = 2
@@ -50,9 +69,34 @@ class DataConfig:
     max_eval_items: int = 0
     """Cap on evaluation conversations (0 = all)."""
     question_types: list[str] = field(default_factory=lambda: ["verify", "choose", "query"])
-    """Synthetic QA: question forms to generate (verify = yes/no, choose = pick an option, query = name a value)."""
+    """Question forms: synthetic QA generates verify (yes/no), choose (pick an option), query (name a value); ECG-QA
+    reads them as single-verify / single-choose / single-query and takes full ECG-QA types (comparison_consecutive-verify)."""
     multi_turn_fraction: float = 0.0
     """Synthetic QA: fraction of conversations with two question-answer turns."""
+    mapped_dir: str = ""
+    """Folder with the conversation datasets' downloads (the ECG-QA release, pretrain_mimic.json, ECGInstruct.json, ...;
+    see the README), or one such file."""
+    mapped_segments: str = "all"
+    """Segments a conversation is joined to: all (one item per segment of the record, as the original ECG-Bench) or first."""
+    qa_variant: str = "both"
+    """ECG-QA question wording: template, paraphrased or both (the original ECG-Bench reads both)."""
+    qa_splits: list[str] = field(default_factory=lambda: ["train", "valid", "test"])
+    """ECG-QA release splits to read; folds are made over all of them, as in the original ECG-Bench."""
+    mix: list[str] = field(default_factory=list)
+    """Mapped datasets combined into one conversation set (replaces data.mapped when given); all join the one store."""
+    mix_max_items: list[int] = field(default_factory=list)
+    """Caps on the items taken from each data.mix dataset, same order (0 = all; a seeded random subset)."""
+    stratify_folds: bool = True
+    """Stratify the patient-disjoint folds on each item's answer where labels allow (false = balance sizes only)."""
+    hf_dataset: str = ""
+    """Read conversations and folds from a Hugging Face dataset instead of a mapper: a folder written by data.export_hf
+    or save_to_disk, or a hub id (e.g. one of the original ECG-Bench's fold datasets; needs network)."""
+    hf_folds: str = "keep"
+    """With data.hf_dataset: keep its folds (checked patient-disjoint) or recompute patient-disjoint folds."""
+    export_hf: str = ""
+    """Also save the conversations with their folds as a Hugging Face DatasetDict (save_to_disk) in this folder."""
+    export_hf_signals: bool = False
+    """With data.export_hf: include each item's segment signals (float32), not only segment and record ids."""
     seed: int = 0
     """Seed of the synthetic generator and of the fold assignment."""
 
@@ -66,8 +110,22 @@ class DataConfig:
             p.append(f"data.target_fs must be positive, got {self.target_fs}")
         if self.segment_seconds <= 0:
             p.append(f"data.segment_seconds must be positive, got {self.segment_seconds}")
+        if self.workers < 0:
+            p.append(f"data.workers must be >= 0 (0 = all cores), got {self.workers}")
         if not 0.0 <= self.multi_turn_fraction <= 1.0:
             p.append(f"data.multi_turn_fraction must be in [0, 1], got {self.multi_turn_fraction}")
+        if self.ptbxl_folder not in ("records500", "records100"):
+            p.append(f"data.ptbxl_folder must be 'records500' or 'records100', got {self.ptbxl_folder!r}")
+        if self.report_language not in ("original", "english"):
+            p.append(f"data.report_language must be 'original' or 'english', got {self.report_language!r}")
+        if self.mapped_segments not in ("all", "first"):
+            p.append(f"data.mapped_segments must be 'all' or 'first', got {self.mapped_segments!r}")
+        if self.qa_variant not in ("template", "paraphrased", "both"):
+            p.append(f"data.qa_variant must be 'template', 'paraphrased' or 'both', got {self.qa_variant!r}")
+        if self.hf_folds not in ("keep", "recompute"):
+            p.append(f"data.hf_folds must be 'keep' or 'recompute', got {self.hf_folds!r}")
+        if self.mix_max_items and len(self.mix_max_items) != len(self.mix):
+            p.append(f"data.mix_max_items has {len(self.mix_max_items)} caps for {len(self.mix)} data.mix datasets")
         if self.num_patients < self.num_folds:
             p.append(f"data.num_patients ({self.num_patients}) must be >= data.num_folds ({self.num_folds})")
         return p
@@ -78,7 +136,8 @@ class ModelConfig:
     """The ELM: LLM, ECG encoder, projector, representation, LoRA."""
 
     elm: str = "llava"
-    """ELM family (a name from the ELM registry): llava = encoder + projector + LLM; encoder_free = projector + LLM."""
+    """ELM family (a name from the ELM registry): llava = encoder + projector + LLM; encoder_free = projector + LLM;
+    ecg_byte = ECG-Byte tokens added to the LLM's vocabulary (needs model.tokenizer)."""
     llm: str = "smollm2-135m"
     """LLM: a short name (smollm2-135m, tiny), a Hugging Face hub id, a local folder, or a .gguf file."""
     encoder: str = "conv1d"
@@ -111,6 +170,17 @@ class ModelConfig:
     """System message put before every conversation (empty = the template's own default)."""
     max_length: int = 256
     """Maximum tokens per training example; longer ones are truncated from the left of the history."""
+    tokenizer: str = ""
+    """ECG-Byte tokenizer JSON file, needed by elm=ecg_byte and encoder=signal2vec."""
+    min_ecg_tokens: int = 64
+    """elm=ecg_byte: when a sample exceeds max_length, each ECG's token block is cut from its end (the
+    same cap for every ECG of the sample) down to no fewer than this many tokens; only then is older
+    history dropped and, last, the sequence cut at max_length."""
+    train_new_embeddings: bool = False
+    """elm=ecg_byte with LoRA: also train the embedding rows of the added ECG tokens (default frozen, as
+    the original ECG-Bench found training them hurt); with full_finetune every row trains anyway."""
+    signal2vec: str = ""
+    """encoder=signal2vec: the Signal2Vec embeddings (.safetensors written by pretrain_signal2vec)."""
 
     def problems(self) -> list[str]:
         p = []
@@ -122,6 +192,12 @@ class ModelConfig:
             p.append(f"model.projector must be 'linear' or 'mlp', got {self.projector!r}")
         if self.max_length < 16:
             p.append(f"model.max_length must be >= 16, got {self.max_length}")
+        if self.min_ecg_tokens < 1:
+            p.append(f"model.min_ecg_tokens must be >= 1, got {self.min_ecg_tokens}")
+        if self.elm == "ecg_byte" and not self.tokenizer:
+            p.append("model.tokenizer (an ECG-Byte tokenizer JSON) is required for model.elm=ecg_byte")
+        if self.elm == "llava" and self.encoder == "signal2vec" and not (self.tokenizer and self.signal2vec):
+            p.append("model.encoder=signal2vec needs model.tokenizer (ECG-Byte JSON) and model.signal2vec (.safetensors)")
         return p
 
 

@@ -19,11 +19,10 @@ import numpy as np
 import torch
 
 from ecg_bench.config import RunConfig
-from ecg_bench.data.conversations import save_jsonl
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.data.mapped.base import MAPPED
+from ecg_bench.data.mix import mapped_names, prepare_conversations
 from ecg_bench.data.sources.base import SOURCES
-from ecg_bench.data.splits import check_patient_disjoint, patient_folds, split
 from ecg_bench.data.store import SegmentStore, build_store
 from ecg_bench.errors import ConfigError, UnknownNameError
 from ecg_bench.evaluation.evaluator import evaluate
@@ -58,25 +57,22 @@ def store_dir(cfg: RunConfig) -> Path:
 def prepare_data(cfg: RunConfig) -> PreparedData:
     """Build (or reuse) the segment store and the conversations, assign folds, and split by patient."""
     d = cfg.data
-    source, mapped = SOURCES.get(d.source), MAPPED.get(d.mapped)  # unknown names fail before any work
+    source = SOURCES.get(d.source)  # unknown names fail before any work
+    for name in [] if d.hf_dataset else mapped_names(d):
+        MAPPED.get(name)
     sdir = store_dir(cfg)
     seg_len = int(round(d.segment_seconds * d.target_fs))
-    settings = source_settings(cfg)
+    src = source(d)
+    settings = source_settings(cfg, src)
     store = SegmentStore(sdir) if SegmentStore.exists(sdir) else None
     if store is not None and store.meta.get("source_settings") == settings:
         log.info("reusing segment store %s (%d segments)", sdir, len(store))
     else:
-        store = build_store(source(d), sdir, d.source, d.target_fs, seg_len, extra_meta={"source_settings": settings})
-    items_file = Path(cfg.output_dir) / f"{d.mapped}.jsonl"
-    items = mapped(store, d)
-    save_jsonl(items, items_file)
-    folds = patient_folds(items, d.num_folds, d.seed)
-    train, test = split(items, folds, d.fold)
-    check_patient_disjoint(train, test)
-    folds_file = Path(cfg.output_dir) / "folds.json"
-    folds_file.write_text(
-        json.dumps({"num_folds": d.num_folds, "seed": d.seed, "fold_of_item": dict(zip((it["id"] for it in items), folds))})
-    )
+        extra = {"source_settings": settings}
+        store = build_store(src, sdir, d.source, d.target_fs, seg_len, extra_meta=extra, workers=d.workers)
+    # mapped / mixed / imported conversations, mapping_report.json, checked folds (folds.json), HF export
+    conv = prepare_conversations(store, d, cfg.output_dir)
+    train, test, folds_file = conv.train, conv.test, conv.folds_file
     rng = np.random.default_rng(d.seed)
     if d.max_train_items and len(train) > d.max_train_items:
         train = [train[i] for i in sorted(rng.choice(len(train), d.max_train_items, replace=False))]
@@ -86,11 +82,18 @@ def prepare_data(cfg: RunConfig) -> PreparedData:
     return PreparedData(store, train, test, folds_file)
 
 
-def source_settings(cfg: RunConfig) -> dict[str, Any]:
-    """The settings a store depends on; a store built with other settings is rebuilt, not reused."""
+def source_settings(cfg: RunConfig, source: Any = None) -> dict[str, Any]:
+    """The settings a store depends on; a store built with other settings is rebuilt, not reused.
+
+    ``source`` (a Source) adds its own ``settings()`` under "reader", JSON-normalised so that the
+    value compares equal to the one read back from meta.json.
+    """
     d = cfg.data
     keys = ("source", "data_dir", "num_patients", "records_per_patient", "target_fs", "segment_seconds", "seed")
-    return {k: getattr(d, k) for k in keys}
+    settings = {k: getattr(d, k) for k in keys}
+    if source is not None:
+        settings["reader"] = json.loads(json.dumps(source.settings()))
+    return settings
 
 
 def _representation(cfg: RunConfig):
@@ -104,7 +107,8 @@ def check_names(cfg: RunConfig) -> None:
     from ecg_bench.models.encoders import ENCODERS
 
     lookups = [(SOURCES, cfg.data.source), (MAPPED, cfg.data.mapped), (REPRESENTATIONS, cfg.model.representation),
-               (ELMS, cfg.model.elm), (ENCODERS, cfg.model.encoder), *((METRICS, m) for m in cfg.eval.metrics)]  # fmt: skip
+               (ELMS, cfg.model.elm), (ENCODERS, cfg.model.encoder), *((METRICS, m) for m in cfg.eval.metrics),
+               *((MAPPED, m) for m in cfg.data.mix)]  # fmt: skip
     problems = []
     for registry, name in lookups:
         try:

@@ -15,6 +15,12 @@ from ecg_bench.signals.processing import resample, segment
 FS, SEGMENT_LEN = 250, 500  # as the session store in conftest.py
 
 
+@pytest.fixture(autouse=True)
+def _propagate(monkeypatch):
+    """caplog listens on the root logger; a CLI run elsewhere (setup_logging) may have cut the package logger off."""
+    monkeypatch.setattr(logging.getLogger("ecg_bench"), "propagate", True)
+
+
 def test_round_trip_values_and_index(store, records):
     assert len(store) == len(records) * 5  # 10 s at 250 Hz -> five 2 s segments
     assert isinstance(store._signals, np.memmap) and store._signals.dtype == np.float32

@@ -1,8 +1,16 @@
-"""Patient-disjoint k-fold splits of conversation items.
+"""Patient-disjoint k-fold splits of conversation items, stratified where labels allow.
 
-Whole patients go to folds, so no patient's ECGs are both trained and tested on. Folds are balanced
-by item count: patients are shuffled (seeded), stably sorted largest first, and each goes into the
-fold that currently has the fewest items.
+Whole patients go to folds, so no patient's ECGs are both trained and tested on. An item about
+ECGs of several patients (an ECG-QA comparison question; ``meta.patient_ids``) ties those
+patients together: connected patients form one group and move as one.
+
+Assignment (deterministic for a seed): groups are shuffled (seeded), stably sorted largest first
+(among equal sizes, those with the rarest answer first), and each goes to the fold where it least
+increases the squared distance of the folds' per-stratum item counts and sizes from their targets
+(total / k). The stratum of an item is ``meta.stratum`` or else
+``meta.answer`` (lower-cased); strata with fewer than k items are pooled, so free-text answers
+leave only the size term. With ``stratify=False``, or when there is a single stratum, this is plain
+size balancing: each group goes to the fold with the fewest items (ties: lowest index).
 """
 
 from __future__ import annotations
@@ -15,25 +23,103 @@ import numpy as np
 
 from ecg_bench.errors import DataError
 
+RARE = "\x00rare"  # pooled stratum of labels too rare to spread over the folds
 
-def patient_folds(items: Sequence[dict[str, Any]], num_folds: int, seed: int) -> list[int]:
+
+def item_patients(item: dict[str, Any], i: int = -1) -> list[str]:
+    """Every patient an item involves: ``meta.patient_ids`` if given, else ``[patient_id]``."""
+    try:
+        pid = item["patient_id"]
+    except (KeyError, TypeError):
+        name = item.get("id") if isinstance(item, dict) else item
+        raise DataError(f"item {i} ({name!r}): no 'patient_id'") from None
+    meta = item.get("meta")
+    extra = meta.get("patient_ids") if isinstance(meta, dict) else None
+    return list(dict.fromkeys([pid, *(extra or [])]))
+
+
+def stratum(item: dict[str, Any]) -> str:
+    """The label folds are stratified on: ``meta.stratum``, else ``meta.answer``, else ""."""
+    meta = item.get("meta") if isinstance(item.get("meta"), dict) else {}
+    value = meta.get("stratum", meta.get("answer", ""))
+    return str(value).strip().lower() if value is not None else ""
+
+
+def patient_groups(items: Sequence[dict[str, Any]]) -> list[int]:
+    """Group index of every item: items sharing a patient, directly or through others, share a group.
+
+    Groups are numbered in the sorted order of their smallest patient id.
+    """
+    parent: dict[str, str] = {}
+
+    def find(p: str) -> str:
+        while parent[p] != p:
+            parent[p] = parent[parent[p]]
+            p = parent[p]
+        return p
+
+    patients_of = [item_patients(it, i) for i, it in enumerate(items)]
+    for ps in patients_of:
+        for p in ps:
+            parent.setdefault(p, p)
+        for p in ps[1:]:
+            a, b = find(ps[0]), find(p)
+            if a != b:
+                parent[max(a, b)] = min(a, b)  # the root stays the smallest id
+    roots = sorted({find(p) for p in parent})
+    number = {r: k for k, r in enumerate(roots)}
+    return [number[find(ps[0])] for ps in patients_of]
+
+
+def patient_folds(items: Sequence[dict[str, Any]], num_folds: int, seed: int, stratify: bool = True) -> list[int]:
     """Fold index (0 .. num_folds-1) of every item; all items of a patient share a fold."""
     if num_folds < 2:
         raise ValueError(f"num_folds must be >= 2, got {num_folds}")
-    counts = Counter(_patient(it, i) for i, it in enumerate(items))
-    if len(counts) < num_folds:
-        raise DataError(f"{len(counts)} patients cannot fill {num_folds} patient-disjoint folds")
-    patients = sorted(counts)
-    order = np.random.default_rng([seed, 4]).permutation(len(patients))
-    shuffled = [patients[i] for i in order]
-    shuffled.sort(key=lambda p: -counts[p])  # stable: equal sizes keep the seeded order
-    fold_size = [0] * num_folds
-    fold_of_patient = {}
-    for p in shuffled:
-        f = min(range(num_folds), key=lambda k: (fold_size[k], k))
-        fold_of_patient[p] = f
-        fold_size[f] += counts[p]
-    return [fold_of_patient[it["patient_id"]] for it in items]
+    group_of = patient_groups(items)
+    n_groups = max(group_of, default=-1) + 1
+    if n_groups < num_folds:
+        raise DataError(f"{n_groups} patients (or linked patient groups) cannot fill {num_folds} patient-disjoint folds")
+    labels = _strata(items, num_folds) if stratify else [""] * len(items)
+    names = sorted(set(labels))
+    col = {s: j for j, s in enumerate(names)}
+    counts = np.zeros((n_groups, len(names)))
+    for g, s in zip(group_of, labels):
+        counts[g, col[s]] += 1
+    sizes = counts.sum(axis=1)
+    # rarest stratum of each group: among equal sizes, groups with rare answers are placed first,
+    # while every fold can still take them
+    totals = counts.sum(axis=0)
+    rarity = np.where(counts > 0, totals, np.inf).min(axis=1)
+    order = np.random.default_rng([seed, 4]).permutation(n_groups).tolist()
+    order.sort(key=lambda g: (-sizes[g], rarity[g]))  # stable: ties keep the seeded order
+    fold_of_group = _assign(order, counts, num_folds)
+    return [int(fold_of_group[g]) for g in group_of]
+
+
+def _strata(items: Sequence[dict[str, Any]], num_folds: int) -> list[str]:
+    raw = [stratum(it) for it in items]
+    freq = Counter(raw)
+    return [s if freq[s] >= num_folds else RARE for s in raw]
+
+
+def _assign(order: list[int], counts: np.ndarray, k: int) -> np.ndarray:
+    """Greedy: each group (in ``order``) to the fold minimising the increase of
+    sum_strata (fold count - target)^2 + (fold size - target size)^2; ties to the smaller, then lower fold.
+    With one stratum both terms rank folds by size alone."""
+    target = counts.sum(axis=0) / k
+    size_target = counts.sum() / k
+    fold_counts = np.zeros((k, counts.shape[1]))
+    fold_sizes = np.zeros(k)
+    fold_of_group = np.full(len(counts), -1)
+    for g in order:
+        c, n = counts[g], counts[g].sum()
+        delta = ((fold_counts + c - target) ** 2 - (fold_counts - target) ** 2).sum(axis=1)
+        delta += (fold_sizes + n - size_target) ** 2 - (fold_sizes - size_target) ** 2
+        f = min(range(k), key=lambda j: (round(float(delta[j]), 9), fold_sizes[j], j))
+        fold_of_group[g] = f
+        fold_counts[f] += c
+        fold_sizes[f] += n
+    return fold_of_group
 
 
 def split(
@@ -50,15 +136,31 @@ def split(
 
 
 def check_patient_disjoint(train: Sequence[dict[str, Any]], test: Sequence[dict[str, Any]]) -> None:
-    """Raise DataError listing the patient ids found in both ``train`` and ``test``."""
-    overlap = sorted({it["patient_id"] for it in train} & {it["patient_id"] for it in test})
+    """Raise DataError listing the patient ids found in both ``train`` and ``test`` (every patient
+    of an item counts, see ``item_patients``)."""
+    train_p = {p for i, it in enumerate(train) for p in item_patients(it, i)}
+    test_p = {p for i, it in enumerate(test) for p in item_patients(it, i)}
+    overlap = sorted(train_p & test_p)
     if overlap:
         shown = ", ".join(overlap[:20]) + (f", ... ({len(overlap)} in all)" if len(overlap) > 20 else "")
         raise DataError(f"train and test share {len(overlap)} patient(s): {shown}")
 
 
-def _patient(item: dict[str, Any], i: int) -> str:
-    try:
-        return item["patient_id"]
-    except (KeyError, TypeError):
-        raise DataError(f"item {i} ({item.get('id') if isinstance(item, dict) else item!r}): no 'patient_id'") from None
+def check_folds(items: Sequence[dict[str, Any]], fold_of_item: Sequence[int]) -> None:
+    """Prove the fold assignment patient-disjoint: for every fold, no patient of its test items is
+    in its train items. Raises DataError naming the fold and the shared patients."""
+    for f in sorted(set(fold_of_item)):
+        train, test = split(items, fold_of_item, f)
+        try:
+            check_patient_disjoint(train, test)
+        except DataError as e:
+            raise DataError(f"fold {f}: {e}") from None
+
+
+def check_fold_splits(splits: dict[str, tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]]]) -> None:
+    """Like ``check_folds`` for folds given as explicit ``{name: (train, test)}`` (imported datasets)."""
+    for name, (train, test) in splits.items():
+        try:
+            check_patient_disjoint(train, test)
+        except DataError as e:
+            raise DataError(f"{name}: {e}") from None

@@ -5,13 +5,15 @@
     <store>/signals.npy   float32 [N, 12, L], opened with np.load(mmap_mode="r")
     <store>/index.jsonl   one JSON object per segment, row i describes signals[i]:
                           {segment_id, record_id, patient_id, segment_index, report, labels, metadata}
-    <store>/meta.json     {dataset, fs, segment_len, leads, num_segments, num_records,
-                           skipped: {reason: count}, skipped_records: [{record_id, reason, detail}], version}
+    <store>/meta.json     {dataset, fs, segment_len, leads, num_segments, num_records, max_nan_gap_s,
+                           skipped: {reason: count}, skipped_records: [{record_id, key, reason, detail}],
+                           version, ...extra_meta}
 
-``build_store`` preprocesses any iterable of ECGRecord (canonical leads -> NaN/flat policy ->
-resample -> segment). A bad record is skipped, counted by reason and logged; the build goes on.
-The store is built in ``<out_dir>.tmp-<pid>`` and renamed onto ``out_dir`` only when complete, so a
-crashed build never leaves something that looks like a finished store.
+``build_store`` preprocesses a Source (in parallel, resumable: see ``ecg_bench.data.preprocess``) or
+any iterable of ECGRecord: canonical leads -> NaN/flat policy -> resample -> segment. A bad record
+is skipped, counted by reason and logged; the build goes on and ends with a summary of the skips.
+The store is assembled in ``<out_dir>.tmp-<pid>`` and renamed onto ``out_dir`` only when complete,
+so a crashed build never leaves something that looks like a finished store.
 """
 
 from __future__ import annotations
@@ -19,19 +21,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.errors import DataError
 from ecg_bench.jsonl import load_jsonl
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.signals.processing import nan_policy, resample, segment, to_canonical_leads
+
+if TYPE_CHECKING:
+    from ecg_bench.data.sources.base import Source
 
 log = get_logger(__name__)
 
@@ -58,7 +61,8 @@ def preprocess_record(
     return segs, None
 
 
-def _category(reason: str) -> str:
+def category_of(reason: str) -> str:
+    """The count key of a skip reason: ``"flat lead: V2"`` -> ``"flat lead"``."""
     return reason.split(":", 1)[0].strip()
 
 
@@ -67,7 +71,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def build_store(
-    records: Iterable[ECGRecord],
+    records: Source | Iterable[ECGRecord],
     out_dir: str | Path,
     dataset: str,
     fs: float,
@@ -75,135 +79,92 @@ def build_store(
     chunk_mb: float = 256.0,
     max_nan_gap_s: float = 1.0,
     extra_meta: dict[str, Any] | None = None,
+    *,
+    workers: int = 0,
+    shard_size: int = 256,
+    resume: bool = True,
 ) -> "SegmentStore":
     """Preprocess ``records`` into a SegmentStore at ``out_dir`` (replacing an existing one atomically).
 
-    Segments are written in chunks of about ``chunk_mb`` MB to temporary .npy files and then copied
-    into one ``signals.npy`` via ``np.lib.format.open_memmap``, so memory stays bounded by a chunk.
-    NaN gaps up to ``max_nan_gap_s`` seconds are interpolated. Raises DataError if no record yields
-    a segment. ``extra_meta`` (JSON-serialisable, e.g. the source settings) is stored in meta.json.
+    ``records`` is a Source or any iterable of ECGRecord. A Source is preprocessed in shards of
+    ``shard_size`` records by ``workers`` processes (0 = all cores, 1 = this process), resumably:
+    finished shards are kept in ``<out_dir>.partial/`` and reused by a re-run with the same settings
+    (``resume=False`` starts over); see ``ecg_bench.data.preprocess``. The store is the same whatever
+    the worker count. A plain iterable is preprocessed in this process, in chunks of about
+    ``chunk_mb`` MB, and is not resumable.
+
+    NaN gaps up to ``max_nan_gap_s`` seconds are interpolated. A bad record is skipped and counted
+    by reason (meta.json ``skipped``, ``skipped_records``); the build goes on. Raises DataError if no
+    record yields a segment. ``extra_meta`` (JSON-serialisable, e.g. the source settings) is stored
+    in meta.json.
     """
+    from ecg_bench.data import preprocess as pp  # imports the source registry, which may import readers
+    from ecg_bench.data.sources.base import Source
+
     if int(segment_len) != segment_len or segment_len <= 0:
         raise ValueError(f"segment_len must be a positive integer, got {segment_len}")
     if fs <= 0:
         raise ValueError(f"fs must be positive, got {fs}")
-    segment_len = int(segment_len)
-    chunk_segments = max(1, int(chunk_mb * 2**20) // (len(LEADS) * segment_len * 4))
+    params = pp.Params(fs=fs, segment_len=int(segment_len), max_nan_gap_s=max_nan_gap_s)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    pp.remove_stale_temporaries(out_dir.parent, f"{out_dir.name}.tmp-*")
+    pp.remove_stale_temporaries(out_dir.parent, f"{out_dir.name}.old-*")
+    extra_meta = extra_meta or {}
+    work, n_shards = None, 0
+    if isinstance(records, Source):
+        work, n_shards = pp.preprocess_source(records, out_dir, dataset, params, extra_meta, workers, shard_size, resume)
     tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        meta = _build_into(tmp, records, dataset, fs, segment_len, chunk_segments, max_nan_gap_s, extra_meta or {})
+        if work is None:
+            chunk_segments = max(1, int(chunk_mb * 2**20) // (len(LEADS) * params.segment_len * 4))
+            (tmp / "shards").mkdir()
+            n_shards = pp.preprocess_records(records, tmp / "shards", dataset, params, chunk_segments)
+            meta = pp.assemble(tmp / "shards", n_shards, tmp, dataset, params, extra_meta)
+            shutil.rmtree(tmp / "shards")
+        else:
+            meta = pp.assemble(work, n_shards, tmp, dataset, params, extra_meta)
+        _write_json(tmp / "meta.json", meta)  # written last: its presence marks a complete store
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if work is not None:
+        shutil.rmtree(work, ignore_errors=True)
+    _log_summary(out_dir, meta)
+    return SegmentStore(out_dir)
+
+
+def skip_summary(meta: dict[str, Any], examples: int = 3) -> str:
+    """Human-readable skip summary of a store's meta: one line per reason with a few example records."""
+    records = meta.get("skipped_records") or []
+    if not records:
+        return "skipped: none"
+    total = len(records) + int(meta.get("num_records", 0))
+    lines = [f"skipped {len(records)} of {total} records:"]
+    for reason, count in sorted((meta.get("skipped") or {}).items(), key=lambda kv: (-kv[1], kv[0])):
+        shown = [r for r in records if r.get("reason") == reason][:examples]
+        eg = "; ".join(f"{r['record_id']}: {r['detail']}" for r in shown)
+        lines.append(f"  {reason}: {count}" + (f" (e.g. {eg})" if eg else ""))
+    return "\n".join(lines)
+
+
+def _log_summary(out_dir: Path, meta: dict[str, Any]) -> None:
     skipped = ", ".join(f"{k}: {v}" for k, v in sorted(meta["skipped"].items())) or "none"
     log.info(
         "store %s: %d segments from %d records of %s; skipped %d records (%s)",
         out_dir,
         meta["num_segments"],
         meta["num_records"],
-        dataset,
+        meta["dataset"],
         len(meta["skipped_records"]),
         skipped,
     )
-    return SegmentStore(out_dir)
-
-
-def _build_into(
-    tmp: Path,
-    records: Iterable[ECGRecord],
-    dataset: str,
-    fs: float,
-    segment_len: int,
-    chunk_segments: int,
-    max_nan_gap_s: float,
-    extra_meta: dict[str, Any],
-) -> dict[str, Any]:
-    chunk_paths: list[Path] = []
-    pending: list[np.ndarray] = []
-    n_pending = 0
-    n_segments = 0
-    n_records = 0
-    skipped: Counter[str] = Counter()
-    skipped_records: list[dict[str, str]] = []
-
-    def flush() -> None:
-        nonlocal pending, n_pending
-        if pending:
-            path = tmp / f"chunk-{len(chunk_paths):05d}.npy"
-            np.save(path, np.concatenate(pending))
-            chunk_paths.append(path)
-            pending, n_pending = [], 0
-
-    total = len(records) if hasattr(records, "__len__") else None  # type: ignore[arg-type]
-    with open(tmp / "index.jsonl", "w") as index:
-        for record in tqdm(records, total=total, desc=f"building {dataset} store", unit="rec"):
-            rid = getattr(record, "record_id", "?")
-            try:
-                segs, reason = preprocess_record(record, fs, segment_len, max_nan_gap_s)
-                category = _category(reason) if reason else ""
-            except (DataError, ValueError) as e:
-                segs, category, reason = None, getattr(e, "reason", type(e).__name__), str(e)
-            if segs is None:
-                skipped[category] += 1
-                skipped_records.append({"record_id": rid, "reason": category, "detail": reason})
-                log.warning("skipping record %s (%s): %s", rid, category, reason)
-                continue
-            for k in range(len(segs)):
-                row = {
-                    "segment_id": n_segments + k,
-                    "record_id": record.record_id,
-                    "patient_id": record.patient_id,
-                    "segment_index": k,
-                    "report": record.report,
-                    "labels": list(record.labels),
-                    "metadata": record.metadata,
-                }
-                index.write(json.dumps(row) + "\n")
-            n_segments += len(segs)
-            n_records += 1
-            pending.append(segs.astype(np.float32, copy=False))
-            n_pending += len(segs)
-            if n_pending >= chunk_segments:
-                flush()
-        flush()
-
-    if n_segments == 0:
-        raise DataError(
-            f"no record of {dataset} produced a segment of {segment_len} samples at {fs} Hz; "
-            f"skipped: {dict(skipped) or 'nothing (no records)'}"
-        )
-    signals = np.lib.format.open_memmap(
-        tmp / "signals.npy", mode="w+", dtype=np.float32, shape=(n_segments, len(LEADS), segment_len)
-    )
-    row = 0
-    for path in chunk_paths:
-        chunk = np.load(path)
-        signals[row : row + len(chunk)] = chunk
-        row += len(chunk)
-        path.unlink()
-    signals.flush()
-    del signals
-
-    meta = {
-        "dataset": dataset,
-        "fs": fs,
-        "segment_len": segment_len,
-        "leads": list(LEADS),
-        "num_segments": n_segments,
-        "num_records": n_records,
-        "skipped": dict(sorted(skipped.items())),
-        "skipped_records": skipped_records,
-        "version": STORE_VERSION,
-        **extra_meta,
-    }
-    _write_json(tmp / "meta.json", meta)  # written last: its presence marks a complete store
-    return meta
+    if meta["skipped_records"]:
+        log.warning("%s: %s", meta["dataset"], skip_summary(meta))
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

@@ -3,7 +3,8 @@
 Conditions (``EvalConfig.ablations``):
 
 - ``real``: the ECG as it is.
-- ``zeros``: the same prompts, the model input signal replaced by zeros.
+- ``zeros``: the same prompts, the model input signal replaced by zeros (for the token ELM: the
+  ECG-Byte tokens of that all-zero signal).
 - ``no_signal``: the ``<ecg>`` markers removed from the prompt, no ECG embeddings at all.
 
 A multi-turn conversation is scored turn by turn, each prompt holding the GOLD earlier answers.
@@ -55,7 +56,8 @@ def build_samples(dataset: ConversationDataset, formatter: ChatFormatter, condit
         if condition == "zeros":
             ecg = torch.zeros_like(ecg)
         users = [m["content"] for m in item["messages"] if m["role"] == "user"]
-        for turn in formatter.eval_turns(item["messages"], with_ecg=with_ecg):
+        # the token ELM's formatter tokenizes the ECG (a zeroed one too) into the prompt itself
+        for turn in formatter.eval_turns(item["messages"], with_ecg=with_ecg, ecg=ecg):
             turn_ecg = ecg if (ecg is not None and turn.num_ecg) else None
             question = users[turn.turn_index] if turn.turn_index < len(users) else ""
             samples.append(EvalSample(item["id"], turn.turn_index, turn.prompt_ids, turn_ecg, turn.reference, question))

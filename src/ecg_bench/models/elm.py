@@ -4,8 +4,9 @@ Families live in the ``ELMS`` registry:
 
 - ``llava``: ECG encoder -> projector -> placeholder embeddings -> LLM.
 - ``encoder_free``: raw-signal patches -> projector -> placeholder embeddings -> LLM.
+- ``ecg_byte``: ECG-Byte tokens added to the LLM's vocabulary, written into the prompt (``token_elm.py``).
 
-Both are the same ``ELM`` class; they differ only in the encoder they are built with.
+``llava`` and ``encoder_free`` are the same ``ELM`` class; they differ only in the encoder they are built with.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def _build(cfg: ModelConfig, seq_len: int, in_leads: int, fs: float, encoder_nam
     llm = prepare_llm(llm, cfg)
     hidden = llm.get_input_embeddings().embedding_dim
     spec = EncoderSpec(in_leads=in_leads, seq_len=seq_len, out_dim=cfg.encoder_dim, num_tokens=cfg.num_ecg_tokens,
-                       patch_size=cfg.patch_size, fs=fs)  # fmt: skip
+                       patch_size=cfg.patch_size, fs=fs, tokenizer=cfg.tokenizer, weights=cfg.signal2vec)  # fmt: skip
     encoder = build_encoder(encoder_name, spec)
     projector = build_projector(cfg.projector, encoder.out_dim, hidden)
     elm = ELM(llm, encoder, projector, placeholder_id, train_encoder=cfg.train_encoder)
@@ -185,3 +186,6 @@ def pad_batch(seqs: list[list[int]], pad_id: int, side: str, label_seqs: list[li
         if labels is not None:
             labels[i, sl] = torch.tensor(label_seqs[i], dtype=torch.long)
     return Batch(ids, mask, labels)
+
+
+from ecg_bench.models import token_elm as _token_elm  # noqa: E402,F401  (registers "ecg_byte"; imports ELM from here)

@@ -36,7 +36,7 @@ class Representation:
 REPRESENTATIONS: Registry[type[Representation]] = Registry("representation")
 
 # Modules whose import registers a built-in representation (imported so REPRESENTATIONS.get sees them all).
-_BUILTIN_MODULES = ("ecg_bench.representations.signal",)
+_BUILTIN_MODULES = ("ecg_bench.representations.signal", "ecg_bench.representations.ecg_byte")
 
 for _mod in _BUILTIN_MODULES:
     importlib.import_module(_mod)

@@ -6,6 +6,8 @@
 <dir>/llm/                   full LLM weights (safetensors), only when the LLM was fully fine-tuned
 <dir>/projector.safetensors  always
 <dir>/encoder.safetensors    when the encoder was trained
+<dir>/<name>.safetensors     any other module the ELM lists in trainable_modules() (token ELM: ecg_vocab)
+<dir>/<extra files>          what the ELM writes with save_extra(dir) (token ELM: the ECG-Byte tokenizer)
 <dir>/optimizer.safetensors  AdamW moments keyed by parameter name (for resuming)
 <dir>/trainer_state.json     step, learning-rate schedule position, loss history
 ```
@@ -55,6 +57,8 @@ def save_checkpoint(path: str | Path, elm, cfg: RunConfig, optimizer=None, state
         llm.save_pretrained(tmp / "adapter")
     for name, module in elm.trainable_modules().items():
         save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp / f"{name}.safetensors"))
+    if hasattr(elm, "save_extra"):
+        elm.save_extra(tmp)
     if optimizer is not None:
         save_file(_optimizer_tensors(elm, optimizer), str(tmp / "optimizer.safetensors"))
     (tmp / STATE_FILE).write_text(json.dumps(state or {}, indent=2) + "\n")
@@ -79,6 +83,8 @@ def load_checkpoint(path: str | Path, elm, optimizer=None) -> dict[str, Any]:
     path = Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"not a checkpoint folder (no config.json): {path}")
+    if hasattr(elm, "check_extra"):
+        elm.check_extra(path)  # the token ELM refuses a checkpoint made with another ECG vocabulary
     if (path / "adapter").exists():
         from peft import set_peft_model_state_dict
 
@@ -100,7 +106,7 @@ def load_checkpoint(path: str | Path, elm, optimizer=None) -> dict[str, Any]:
             raise DataError(
                 f"{path / 'llm'} does not fit the LLM built from the config: missing {extra}, unexpected {unexpected[:5]}"
             )
-    for name in ("projector", "encoder"):
+    for name in dict.fromkeys(("projector", "encoder", *elm.trainable_modules())):
         f = path / f"{name}.safetensors"
         if f.exists():
             module = getattr(elm, name)

@@ -62,8 +62,11 @@ class TrainCollator:
 
     def __init__(self, dataset: ConversationDataset, formatter: ChatFormatter):
         self.dataset, self.formatter = dataset, formatter
+        # A formatter that writes ECGs as tokens (token ELM) needs each sample's ECG to tokenize it.
+        ecg_of = (lambda i: dataset[i]["ecg"]) if formatter.reads_ecg else (lambda i: None)
         self.encoded: list[EncodedChat] = [
-            formatter.encode(it["messages"]) for it in tqdm(dataset.items, desc="tokenize", leave=False)
+            formatter.encode(it["messages"], ecg=ecg_of(i))
+            for i, it in enumerate(tqdm(dataset.items, desc="tokenize", leave=False))
         ]
         self.pad_id = formatter.tokenizer.pad_token_id
 
@@ -107,7 +110,7 @@ class Trainer:
 
     def _optimizer(self) -> torch.optim.Optimizer:
         llm_params = [p for p in self.elm.llm.parameters() if p.requires_grad]
-        new_params = [p for m in (self.elm.encoder, self.elm.projector) for p in m.parameters() if p.requires_grad]
+        new_params = [p for m in self.elm.trainable_modules().values() for p in m.parameters() if p.requires_grad]
         groups = [
             g for g in ({"params": llm_params, "lr": self.tc.lr}, {"params": new_params, "lr": self.tc.encoder_lr}) if g["params"]
         ]

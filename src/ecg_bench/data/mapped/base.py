@@ -23,7 +23,13 @@ MappedDataset = Callable[[SegmentStore, DataConfig], list[dict[str, Any]]]
 MAPPED: Registry[MappedDataset] = Registry("mapped dataset")
 
 # Modules whose import registers a built-in mapped dataset (imported so MAPPED.get sees them all).
-_BUILTIN_MODULES = ("ecg_bench.data.mapped.synthetic_qa",)
+_BUILTIN_MODULES = (
+    "ecg_bench.data.mapped.synthetic_qa",
+    "ecg_bench.data.mapped.ecg_qa",
+    "ecg_bench.data.mapped.ecg_chat",
+    "ecg_bench.data.mapped.pulse",
+    "ecg_bench.data.mapped.grounding",
+)
 
 for _mod in _BUILTIN_MODULES:
     importlib.import_module(_mod)

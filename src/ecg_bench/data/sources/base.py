@@ -72,7 +72,14 @@ SOURCES: Registry[SourceFactory] = Registry("source")
 
 # Modules whose import registers a built-in source. Imported here so that importing this module is
 # enough for ``SOURCES.get(name)`` to see every built-in name.
-_BUILTIN_MODULES = ("ecg_bench.data.sources.synthetic",)
+_BUILTIN_MODULES = (
+    "ecg_bench.data.sources.synthetic",
+    "ecg_bench.data.sources.ptbxl",
+    "ecg_bench.data.sources.mimic_iv_ecg",
+    "ecg_bench.data.sources.code15",
+    "ecg_bench.data.sources.cpsc",
+    "ecg_bench.data.sources.csn",
+)
 
 for _mod in _BUILTIN_MODULES:
     importlib.import_module(_mod)

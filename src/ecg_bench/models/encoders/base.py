@@ -26,6 +26,10 @@ class EncoderSpec:
     """Samples per patch for patch-based encoders."""
     fs: float = 250.0
     """Sampling rate (Hz) of the input, for encoders with physical frequency or time bands."""
+    tokenizer: str = ""
+    """ECG-Byte tokenizer JSON, for encoders that read ECG-Byte tokens (signal2vec)."""
+    weights: str = ""
+    """Pretrained weights file, for encoders that need one (signal2vec: the Signal2Vec .safetensors)."""
 
 
 ENCODERS: Registry[Callable[[EncoderSpec], nn.Module]] = Registry("encoder")

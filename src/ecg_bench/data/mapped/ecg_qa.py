@@ -1,0 +1,198 @@
+"""ECG-QA (Oh et al., 2023) questions joined to PTB-XL or MIMIC-IV-ECG segments.
+
+Mapped datasets ``ecg_qa_ptbxl`` (store of ``data.source`` ptbxl) and ``ecg_qa_mimic_iv_ecg``
+(store of mimic_iv_ecg). Download: https://github.com/Jwoo5/ecg-qa (``ecgqa/``); ``data.mapped_dir``
+is that folder (holding ``ptbxl/`` and ``mimic-iv-ecg/``), one of its two subfolders, or a folder
+holding ``ecg-qa/``. Layout read::
+
+    <ptbxl | mimic-iv-ecg>/<template | paraphrased>/<train | valid | test>/*.json
+
+Each JSON file is a list of entries with the fields used here::
+
+    {"template_id": 26, "question_id": 1709, "sample_id": 120000,
+     "question_type": "single-verify", "attribute_type": "noise",
+     "question": "Does this ECG show static noise in lead aVL?",
+     "answer": ["no"], "ecg_id": [3637], "attribute": ["static noise"]}
+
+``ecg_id`` is the PTB-XL ecg_id, or the MIMIC-IV-ECG study_id; an entry produced by ECG-QA's own
+mapping scripts may instead carry ``ecg_path`` (a path into the download), resolved the same way.
+
+- Question types: ``data.question_types``; the short forms verify / choose / query mean
+  single-verify / single-choose / single-query (the original ECG-Bench's default); full type names
+  (``comparison_consecutive-verify``, ...) select the comparison questions.
+- Variant and splits: ``data.qa_variant`` (template / paraphrased / both, the original reads both)
+  and ``data.qa_splits``; folds are then made over everything read, as in the original.
+- Answer: the ``answer`` list joined with a space in its original order (the original ECG-Bench's
+  ``" ".join(answer)``), so that scores compare with the original's.
+- A comparison question about k ECGs has k ``<ecg>`` markers, one per ECG in ``ecg_id`` order; the
+  item's ``patient_id`` is the first ECG's patient and ``meta.patient_ids`` lists all of them, so
+  folds keep every involved patient on one side.
+- Segments: ``data.mapped_segments`` (see ``joining``). An entry whose ECG is not in the store is
+  counted under ``missing_from_store`` with its record ids, never dropped silently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ecg_bench.config import DataConfig
+from ecg_bench.data.conversations import ECG_MARKER, validate_item
+from ecg_bench.data.mapped.base import MAPPED
+from ecg_bench.data.mapped.joining import (
+    MappedItems,
+    MappingReport,
+    check_segment_policy,
+    load_json,
+    resolve_ecg_ref,
+    segment_groups,
+    store_dataset,
+)
+from ecg_bench.data.store import SegmentStore
+from ecg_bench.errors import ConfigError, DataError
+from ecg_bench.logging_utils import get_logger
+
+log = get_logger(__name__)
+
+VARIANTS = ("template", "paraphrased")
+QUESTION_TYPES = (
+    "single-verify", "single-choose", "single-query",
+    "comparison_consecutive-verify", "comparison_consecutive-query",
+    "comparison_irrelevant-verify", "comparison_irrelevant-query",
+)  # fmt: skip
+SHORT_TYPES = {"verify": "single-verify", "choose": "single-choose", "query": "single-query"}
+ANSWER_SEPARATOR = " "
+# mapped name -> (base dataset of the store, ECG-QA subfolder)
+VERSIONS = {"ecg_qa_ptbxl": ("ptbxl", "ptbxl"), "ecg_qa_mimic_iv_ecg": ("mimic_iv_ecg", "mimic-iv-ecg")}
+
+
+def question_types(cfg: DataConfig) -> list[str]:
+    """``data.question_types`` as full ECG-QA type names (short forms expanded); ConfigError if unknown."""
+    full = [SHORT_TYPES.get(t, t) for t in cfg.question_types]
+    bad = [t for t, f in zip(cfg.question_types, full) if f not in QUESTION_TYPES]
+    if bad or not full:
+        valid = ", ".join([*SHORT_TYPES, *QUESTION_TYPES])
+        raise ConfigError([f"data.question_types: unknown for ECG-QA {bad or '(empty)'}; valid: {valid}"])
+    return list(dict.fromkeys(full))
+
+
+def qa_root(cfg: DataConfig, subfolder: str) -> Path:
+    """The ECG-QA folder of one version (the one holding template/ and paraphrased/)."""
+    if not cfg.mapped_dir:
+        raise ConfigError([f"data.mapped_dir is empty; set it to the ECG-QA download (holding {subfolder}/)"])
+    root = Path(cfg.mapped_dir)
+    for cand in (root, root / subfolder, root / "ecg-qa" / subfolder, root / "ecgqa" / subfolder):
+        if any((cand / v).is_dir() for v in VARIANTS):
+            return cand
+    raise DataError(f"ECG-QA: no template/ or paraphrased/ folder in {root}, {root / subfolder} or {root / 'ecg-qa' / subfolder}")
+
+
+def read_entries(root: Path, variants: list[str], splits: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(variant, split, entry)`` of every JSON file under ``root/<variant>/<split>/``, files in name order."""
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    for variant in variants:
+        for split in splits:
+            files = sorted((root / variant / split).glob("*.json"))
+            if not files:
+                log.warning("ECG-QA: no JSON files in %s (split %s of %s not at hand)", root / variant / split, split, variant)
+            for f in files:
+                data = load_json(f)
+                if not isinstance(data, list):
+                    raise DataError(f"{f}: expected a JSON list of ECG-QA entries, got {type(data).__name__}")
+                out.extend((variant, split, e) for e in data)
+    if not out:
+        raise DataError(f"ECG-QA: no entries under {root} for variants {variants} and splits {splits}")
+    return out
+
+
+def _record_ids(entry: dict[str, Any], base: str) -> list[str] | None:
+    if entry.get("ecg_id"):
+        return [str(int(e)) for e in entry["ecg_id"]]
+    resolved = [resolve_ecg_ref(p, base) for p in entry.get("ecg_path") or []]
+    if not resolved or any(r is None or r[0] != base for r in resolved):
+        return None
+    return [r[1] for r in resolved]  # type: ignore[index]
+
+
+def map_ecg_qa(store: SegmentStore, cfg: DataConfig, name: str) -> MappedItems:
+    """Items of ECG-QA version ``name`` joined to ``store`` (see the module docstring)."""
+    base, subfolder = VERSIONS[name]
+    if store_dataset(store) != base:
+        held = store_dataset(store)
+        raise ConfigError([f"{name} joins {base} ECGs, but the store {store.path} holds {held!r}; set data.source {base}"])
+    policy = check_segment_policy(cfg)
+    types = set(question_types(cfg))
+    variants = list(VARIANTS) if cfg.qa_variant == "both" else [cfg.qa_variant]
+    entries = read_entries(qa_root(cfg, subfolder), variants, list(cfg.qa_splits))
+    report = MappingReport(name, base, entries=len(entries))
+    items: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for variant, split, entry in tqdm(entries, desc=f"mapping {name}", unit="entry"):
+        if entry.get("question_type") not in types:
+            report.skip("filtered")
+            continue
+        rids = _record_ids(entry, base)
+        if rids is None:
+            report.skip("unresolved_reference", [str(entry.get("ecg_path") or entry.get("ecg_id"))])
+            continue
+        groups = segment_groups(store, rids, policy)
+        if not groups:
+            report.skip("missing_from_store", [r for r in rids if not store.by_record(r)])
+            continue
+        for k, seg in enumerate(groups):
+            item = _item(store, name, variant, split, entry, k, seg)
+            if item["id"] in seen:
+                raise DataError(f"{name}: two entries give item id {item['id']} (sample_id repeated in {variant}/{split})")
+            seen.add(item["id"])
+            items.append(item)
+    report.items = len(items)
+    report.log_summary()
+    return MappedItems(items, [report])
+
+
+def _item(
+    store: SegmentStore, name: str, variant: str, split: str, entry: dict[str, Any], k: int, seg: list[int]
+) -> dict[str, Any]:
+    rows = [store.index[s] for s in seg]
+    answers = [str(a) for a in entry.get("answer") or []]
+    answer = ANSWER_SEPARATOR.join(answers)
+    question = "\n".join([ECG_MARKER] * len(seg) + [str(entry["question"])])
+    item = {
+        "id": f"{name}-{variant}-{split}-{entry['sample_id']}-{k}",
+        "segment_ids": list(seg),
+        "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+        "patient_id": rows[0]["patient_id"],
+        "source": name,
+        "meta": {
+            "question_type": entry["question_type"],
+            "attribute_type": entry.get("attribute_type"),
+            "attribute": entry.get("attribute"),
+            "template_id": entry.get("template_id"),
+            "question_id": entry.get("question_id"),
+            "sample_id": entry["sample_id"],
+            "variant": variant,
+            "split": split,
+            "answer": answer,
+            "answers": answers,
+            "record_ids": [r["record_id"] for r in rows],
+            "segment_indices": [r["segment_index"] for r in rows],
+            "patient_ids": list(dict.fromkeys(r["patient_id"] for r in rows)),
+            "dataset": store_dataset(store),
+        },
+    }
+    validate_item(item, len(store))
+    return item
+
+
+@MAPPED.register("ecg_qa_ptbxl")
+def ecg_qa_ptbxl(store: SegmentStore, cfg: DataConfig) -> MappedItems:
+    """ECG-QA, PTB-XL version, joined to a PTB-XL store."""
+    return map_ecg_qa(store, cfg, "ecg_qa_ptbxl")
+
+
+@MAPPED.register("ecg_qa_mimic_iv_ecg")
+def ecg_qa_mimic_iv_ecg(store: SegmentStore, cfg: DataConfig) -> MappedItems:
+    """ECG-QA, MIMIC-IV-ECG version, joined to a MIMIC-IV-ECG store."""
+    return map_ecg_qa(store, cfg, "ecg_qa_mimic_iv_ecg")
