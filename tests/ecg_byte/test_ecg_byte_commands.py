@@ -61,3 +61,16 @@ def test_missing_options_and_bad_files_exit_2_naming_them(byte_store, tmp_path, 
     bad_vocab = ["tokenizer", "train", "--store", str(byte_store.path), "--vocab-size", "5", "--out", str(tmp_path / "t.json")]
     assert cli.main(bad_vocab) == 2
     assert "vocab_size" in capsys.readouterr().err
+
+
+def test_train_with_lead_scope_and_clipping_is_saved_and_used(byte_store, tmp_path, capsys):
+    out = tmp_path / "lead.json"
+    args = ["tokenizer", "train", "--store", str(byte_store.path), "--vocab-size", "60", "--num-samples", "5"]
+    assert cli.main([*args, "--scope", "lead", "--clip-percentiles", "1", "99", "--out", str(out)]) == 0
+    tok = ECGByteTokenizer.load(out)
+    assert tok.symbols.scope == "lead" and tok.symbols.clip_percentiles == (1.0, 99.0)
+    _, params = tok.encode_signals(byte_store.signals([0, 1]))
+    assert params.mins.shape == (2, 12)
+    capsys.readouterr()
+    assert cli.main(["tokenizer", "verify", "--tokenizer", str(out), "--store", str(byte_store.path), "--num-samples", "3"]) == 0
+    assert "3/3" in capsys.readouterr().out
