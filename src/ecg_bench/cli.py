@@ -118,6 +118,20 @@ def _tokenizer_arguments(p: argparse.ArgumentParser) -> None:
     add_tokenizer_arguments(p)
 
 
+def cmd_pretrain(args) -> int:
+    """Pretrain an encoder on a segment store: signal2vec (skip-gram over ECG-Byte tokens)."""
+    from ecg_bench.training import pretrain_signal2vec
+
+    return pretrain_signal2vec.run(args)
+
+
+def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
+    from ecg_bench.training import pretrain_signal2vec
+
+    p.add_argument("encoder", choices=["signal2vec"], help="The encoder to pretrain.")
+    pretrain_signal2vec.add_arguments(p)
+
+
 def _registries() -> dict[str, Any]:
     from ecg_bench.data.mapped.base import MAPPED
     from ecg_bench.data.sources.base import SOURCES
@@ -164,6 +178,7 @@ COMMANDS: dict[str, Command] = {
     "config": Command(cmd_config),
     "list": Command(cmd_list, run_options=False),
     "tokenizer": Command(cmd_tokenizer, run_options=False, add_arguments=_tokenizer_arguments),
+    "pretrain": Command(cmd_pretrain, run_options=False, add_arguments=_pretrain_arguments),
 }
 
 

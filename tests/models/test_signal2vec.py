@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from ecg_bench import cli
 from ecg_bench.config import ModelConfig, RunConfig
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.ecg_byte import train_tokenizer
@@ -18,7 +19,6 @@ from ecg_bench.training.pretrain_signal2vec import (
     Signal2Vec,
     Signal2VecConfig,
     keep_probability,
-    main,
     skipgram_pairs,
     train_signal2vec,
 )
@@ -79,12 +79,13 @@ def test_skipgram_learns_which_tokens_co_occur(tmp_path):
 
 @pytest.fixture(scope="module")
 def s2v_files(tiny_store, tmp_path_factory):
-    """An ECG-Byte tokenizer and Signal2Vec vectors trained on the tiny store through the command line."""
+    """An ECG-Byte tokenizer and Signal2Vec vectors trained on the tiny store through ``ecg-bench pretrain``."""
     d = tmp_path_factory.mktemp("s2v")
     tok = train_tokenizer(tiny_store, vocab_size=48, num_samples=0).save(d / "tok.json")
     args = ["--store", str(tiny_store.path), "--tokenizer", str(tok), "--out", str(d / "s2v.safetensors"),
             "--num_samples", "12", "--dim", "16", "--epochs", "1", "--batch_size", "4096"]  # fmt: skip
-    assert main(args) == 0
+    assert cli.main(["pretrain", "signal2vec", *args]) == 0
+    assert Signal2Vec.load(d / "s2v.safetensors").dim == 16
     return str(tok), str(d / "s2v.safetensors")
 
 

@@ -15,7 +15,8 @@ Files: ``<name>.safetensors`` holds ``input`` (the word vectors, ``[V, dim]``) a
 (the context vectors); ``<name>.json`` beside it the config, vocabulary size, the ECG-Byte
 tokenizer's token strings' fingerprint and the loss per epoch. Nothing is pickled.
 
-Run: ``python -m ecg_bench.training.pretrain_signal2vec --store DIR --tokenizer tok.json --out s2v.safetensors``.
+Run: ``ecg-bench pretrain signal2vec --store DIR --tokenizer tok.json --out s2v.safetensors``
+(or ``python -m ecg_bench.training.pretrain_signal2vec`` with the same options).
 """
 
 from __future__ import annotations
@@ -251,12 +252,8 @@ def pretrain_from_store(
     return s2v
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: train Signal2Vec on a segment store with an ECG-Byte tokenizer."""
-    from ecg_bench.data.store import SegmentStore
-    from ecg_bench.ecg_byte import ECGByteTokenizer
-
-    p = argparse.ArgumentParser(prog="python -m ecg_bench.training.pretrain_signal2vec", description=__doc__.split("\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``ecg-bench pretrain signal2vec`` (and of this module's own command line)."""
     p.add_argument("--store", required=True, help="Segment store folder (the corpus).")
     p.add_argument("--tokenizer", required=True, help="ECG-Byte tokenizer JSON.")
     p.add_argument("--out", required=True, help="Output .safetensors file (a .json is written beside it).")
@@ -264,11 +261,24 @@ def main(argv: list[str] | None = None) -> int:
     docs = field_docs(Signal2VecConfig)
     for f in dataclasses.fields(Signal2VecConfig):
         p.add_argument(f"--{f.name}", type=type(f.default), default=f.default, help=f"{docs[f.name]} (default: {f.default})")
-    a = p.parse_args(argv)
+
+
+def run(a: argparse.Namespace) -> int:
+    """Train Signal2Vec as the parsed options say and save it."""
+    from ecg_bench.data.store import SegmentStore
+    from ecg_bench.ecg_byte import ECGByteTokenizer
+
     cfg = Signal2VecConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Signal2VecConfig)})
     s2v = pretrain_from_store(SegmentStore(a.store), ECGByteTokenizer.load(a.tokenizer), a.out, cfg, a.num_samples)
     print(f"Signal2Vec {s2v.vocab_size} x {s2v.dim}, loss per epoch {[round(x, 4) for x in s2v.meta['epoch_losses']]} -> {a.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: train Signal2Vec on a segment store with an ECG-Byte tokenizer."""
+    p = argparse.ArgumentParser(prog="python -m ecg_bench.training.pretrain_signal2vec", description=__doc__.split("\n")[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":
