@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,8 +175,10 @@ class Trainer:
         state = load_checkpoint(path, self.elm, self.optimizer)
         self.step = int(state.get("step", 0))
         self.losses = list(state.get("losses", []))
-        for _ in range(self.step):  # LambdaLR is a pure function of the step count
-            self.scheduler.step()
+        with warnings.catch_warnings():  # replaying the schedule before any optimizer step is intended here
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+            for _ in range(self.step):  # LambdaLR is a pure function of the step count
+                self.scheduler.step()
         log.info("resumed from %s at step %d", path, self.step)
 
     def save(self, name: str | None = None) -> Path:
