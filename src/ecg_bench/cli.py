@@ -62,9 +62,10 @@ def cmd_evaluate(args) -> int:
     trained = RunConfig.load(args.config)
     # evaluate on the training run's store (rebuilt there only if missing), even with another --output_dir
     args.overrides.setdefault("data.store_dir", trained.data.store_dir or str(Path(trained.output_dir) / "store"))
-    ecg_tokenizer = Path(args.checkpoint) / "ecg_byte_tokenizer.json"  # a token-ELM checkpoint carries its ECG vocabulary
-    if ecg_tokenizer.exists():
-        args.overrides.setdefault("model.tokenizer", str(ecg_tokenizer))
+    # token-ELM and Signal2Vec checkpoints carry their ECG-Byte tokenizer (and vectors): use those copies
+    for name, field in (("ecg_byte_tokenizer.json", "model.tokenizer"), ("signal2vec.safetensors", "model.signal2vec")):
+        if (Path(args.checkpoint) / name).exists():
+            args.overrides.setdefault(field, str(Path(args.checkpoint) / name))
     cfg = _load_config(args)
     cfg.train.resume_from = args.checkpoint
     results = run(cfg, train=False)

@@ -127,3 +127,31 @@ def test_llava_with_signal2vec_trains_a_step(s2v_files, tiny_store, tiny_items, 
     assert not torch.equal(elm.encoder.embed.weight, before["embed.weight"])
     with pytest.raises(ConfigError, match="signal2vec"):
         RunConfig(model=ModelConfig(encoder="signal2vec", tokenizer=tok)).validate()
+
+
+def test_signal2vec_checkpoint_stands_alone(s2v_files, tmp_path):
+    """llava + signal2vec through pipeline.run; the checkpoint carries tokenizer and vectors, so evaluating it
+    still works (same predictions) after the files the run was configured with are gone."""
+    import shutil
+
+    from ecg_bench.pipeline import run
+    from ecg_bench.presets import tiny
+
+    src = tmp_path / "inputs"
+    src.mkdir()
+    tok = shutil.copy(s2v_files[0], src / "tok.json")
+    weights = shutil.copy(s2v_files[1], src / "s2v.safetensors")
+    shutil.copy(s2v_files[1].replace(".safetensors", ".json"), src / "s2v.json")
+    cfg = tiny(str(tmp_path / "run"))
+    cfg.model.encoder, cfg.model.tokenizer, cfg.model.signal2vec = "signal2vec", str(tok), str(weights)
+    cfg.data.max_eval_items = 4
+    res = run(cfg)
+    ck = tmp_path / "run" / "checkpoints" / "final"
+    for f in ("ecg_byte_tokenizer.json", "signal2vec.safetensors", "signal2vec.json", "encoder.safetensors"):
+        assert (ck / f).is_file(), f
+    shutil.rmtree(src)
+    argv = ["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval"), "--eval.ablations", "real"]
+    assert cli.main(argv) == 0
+    again = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert again["config"]["model"]["signal2vec"] == str(ck / "signal2vec.safetensors")
+    assert [s["prediction"] for s in again["samples"]] == [s["prediction"] for s in res["samples"] if s["condition"] == "real"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -110,6 +111,11 @@ class ELM(nn.Module):
         if any(p.requires_grad for p in self.encoder.parameters()):
             mods["encoder"] = self.encoder
         return mods
+
+    def save_extra(self, folder: Path) -> None:
+        """Files the encoder is built from (e.g. Signal2Vec's tokenizer and vectors), so a checkpoint stands alone."""
+        if hasattr(self.encoder, "save_extra"):
+            self.encoder.save_extra(folder)
 
 
 ElmBuilder = Callable[[ModelConfig, int, int, float], tuple[ELM, ChatFormatter]]

@@ -12,9 +12,15 @@ Output ``[N, num_tokens, dim]``; ``out_dim`` is the Signal2Vec width (``spec.out
 The table is a parameter: fine-tuned with ``model.train_encoder`` (default) and then saved in the
 checkpoint's ``encoder.safetensors``; frozen otherwise. Segment amplitude is not seen (ECG-Byte
 normalizes every segment to its own min-max range).
+
+A checkpoint carries what the encoder is built from: ``ecg_byte_tokenizer.json`` and
+``signal2vec.safetensors`` (+ ``.json``), which ``ecg-bench evaluate --checkpoint`` uses.
 """
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +28,9 @@ from torch import nn
 
 from ecg_bench.errors import ConfigError, DataError, ShapeError
 from ecg_bench.models.encoders.base import ENCODERS, EncoderSpec
+
+TOKENIZER_FILE = "ecg_byte_tokenizer.json"
+WEIGHTS_FILE = "signal2vec.safetensors"
 
 
 class Signal2VecEncoder(nn.Module):
@@ -44,6 +53,14 @@ class Signal2VecEncoder(nn.Module):
         self.in_leads, self.seq_len, self.num_tokens, self.out_dim = spec.in_leads, spec.seq_len, spec.num_tokens, s2v.dim
         self.embed = nn.Embedding.from_pretrained(s2v.input.float(), freeze=False)
         self.token_len = np.array([len(s) for s in strings], dtype=np.int64)
+        self.weights_path = Path(spec.weights)
+
+    def save_extra(self, folder: Path) -> None:
+        """Write the ECG-Byte tokenizer and the pretrained vectors into a checkpoint folder (``TOKENIZER_FILE``,
+        ``WEIGHTS_FILE`` + its JSON), so ``ecg-bench evaluate --checkpoint`` does not depend on the original paths."""
+        self.rep.tokenizer.save(Path(folder) / TOKENIZER_FILE)
+        shutil.copyfile(self.weights_path, Path(folder) / WEIGHTS_FILE)
+        shutil.copyfile(self.weights_path.with_suffix(".json"), (Path(folder) / WEIGHTS_FILE).with_suffix(".json"))
 
     def chunk_index(self, ids: np.ndarray) -> np.ndarray:
         """Chunk of each token of one segment, by the middle of its symbols in the flattened string."""
