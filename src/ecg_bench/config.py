@@ -194,6 +194,9 @@ class ModelConfig:
             p.append(f"model.max_length must be >= 16, got {self.max_length}")
         if self.min_ecg_tokens < 1:
             p.append(f"model.min_ecg_tokens must be >= 1, got {self.min_ecg_tokens}")
+        if self.representation == "ecg_byte":
+            p.append("model.representation 'ecg_byte' (token ids) is what elm=ecg_byte builds from model.tokenizer itself; "
+                     "use --model.elm ecg_byte with a signal representation (default 'signal')")  # fmt: skip
         if self.elm == "ecg_byte" and not self.tokenizer:
             p.append("model.tokenizer (an ECG-Byte tokenizer JSON) is required for model.elm=ecg_byte")
         if self.elm == "llava" and self.encoder == "signal2vec" and not (self.tokenizer and self.signal2vec):

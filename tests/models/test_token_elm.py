@@ -277,6 +277,8 @@ def test_representation_and_config_errors(tok_file, tiny_store):
         RunConfig(model=ModelConfig(elm="ecg_byte")).validate()
     with pytest.raises(ConfigError, match="min_ecg_tokens"):
         RunConfig(model=ModelConfig(elm="ecg_byte", tokenizer=tok_file, min_ecg_tokens=0)).validate()
+    with pytest.raises(ConfigError, match="--model.elm ecg_byte"):
+        RunConfig(model=ModelConfig(representation="ecg_byte", tokenizer=tok_file)).validate()
 
 
 def test_pipeline_trains_and_evaluates_the_token_elm(tok_file, tmp_path, capsys):
