@@ -29,6 +29,7 @@ _BUILTIN_MODULES = (
     "ecg_bench.data.mapped.ecg_chat",
     "ecg_bench.data.mapped.pulse",
     "ecg_bench.data.mapped.grounding",
+    "ecg_bench.data.mapped.label_qa",
 )
 
 for _mod in _BUILTIN_MODULES:
