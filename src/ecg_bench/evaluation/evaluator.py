@@ -58,7 +58,7 @@ def build_samples(dataset: ConversationDataset, formatter: ChatFormatter, condit
         users = [m["content"] for m in item["messages"] if m["role"] == "user"]
         # the token ELM's formatter tokenizes the ECG (a zeroed one too) into the prompt itself
         for turn in formatter.eval_turns(item["messages"], with_ecg=with_ecg, ecg=ecg):
-            turn_ecg = ecg if (ecg is not None and turn.num_ecg) else None
+            turn_ecg = ecg if (ecg is not None and turn.num_ecg and not formatter.reads_ecg) else None
             question = users[turn.turn_index] if turn.turn_index < len(users) else ""
             samples.append(EvalSample(item["id"], turn.turn_index, turn.prompt_ids, turn_ecg, turn.reference, question))
     return samples

@@ -74,7 +74,8 @@ class TrainCollator:
     def __call__(self, indices: Sequence[int]) -> Batch:
         enc = [self.encoded[i] for i in indices]
         batch = pad_batch([e.input_ids for e in enc], self.pad_id, "right", [e.labels for e in enc])
-        batch.ecg = torch.cat([self.dataset[i]["ecg"] for i in indices])
+        if not self.formatter.reads_ecg:  # a token ELM's ECGs are already in the ids: no store read per step
+            batch.ecg = torch.cat([self.dataset[i]["ecg"] for i in indices])
         return batch
 
 
