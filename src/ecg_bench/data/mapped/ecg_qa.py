@@ -147,9 +147,7 @@ def map_ecg_qa(store: SegmentStore, cfg: DataConfig, name: str) -> MappedItems:
                 raise DataError(f"{name}: two entries give item id {item['id']} (sample_id repeated in {variant}/{split})")
             seen.add(item["id"])
             items.append(item)
-    report.items = len(items)
-    report.log_summary()
-    return MappedItems(items, [report])
+    return report.finish(items)
 
 
 def _item(

@@ -152,6 +152,12 @@ class MappingReport:
         if self.other_datasets:
             log.warning("%s: entries on other base datasets (need their own store): %s", self.name, dict(self.other_datasets))
 
+    def finish(self, items: list[dict[str, Any]]) -> "MappedItems":
+        """Record how many items were made, log the summary, and return the items carrying this report."""
+        self.items = len(items)
+        self.log_summary()
+        return MappedItems(items, [self])
+
     def write(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -324,9 +330,7 @@ def map_llava_entries(
             report.skip("bad_conversation", [rid])
             continue
         items.extend(made)
-    report.items = len(items)
-    report.log_summary()
-    return MappedItems(items, [report])
+    return report.finish(items)
 
 
 def _llava_item(

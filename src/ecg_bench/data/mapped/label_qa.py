@@ -109,9 +109,7 @@ def label_qa(store: SegmentStore, cfg: DataConfig) -> MappedItems:
                 report.skip("no_labels", [rid])
                 break
             items.append(made)
-    report.items = len(items)
-    report.log_summary()
-    return MappedItems(items, [report])
+    return report.finish(items)
 
 
 def _item(store: SegmentStore, rid: str, k: int, seg: int, form: str, question: str, answer: str) -> dict[str, Any]:
