@@ -139,15 +139,30 @@ def build_store(
 
 
 def skip_summary(meta: dict[str, Any], examples: int = 3) -> str:
-    """Human-readable skip summary of a store's meta: one line per reason with a few example records."""
+    """Human-readable skip summary of a store's meta: one line per reason with a few example records.
+
+    Skips that are not records (a folder that could not be walked: ``sources.base.NOT_RECORDS``)
+    are counted apart from the records and shown with their paths.
+    """
+    from ecg_bench.data.sources.base import NOT_RECORDS
+
     records = meta.get("skipped_records") or []
     if not records:
         return "skipped: none"
-    total = len(records) + int(meta.get("num_records", 0))
-    lines = [f"skipped {len(records)} of {total} records:"]
+    others = [r for r in records if r.get("reason") in NOT_RECORDS]
+    n_rec = len(records) - len(others)
+    total = n_rec + int(meta.get("num_records", 0))
+    head = f"skipped {n_rec} of {total} records"
+    if others:
+        head += f", and {len(others)} folder{'s' if len(others) != 1 else ''} that could not be walked"
+    lines = [head + ":"]
     for reason, count in sorted((meta.get("skipped") or {}).items(), key=lambda kv: (-kv[1], kv[0])):
-        shown = [r for r in records if r.get("reason") == reason][:examples]
-        eg = "; ".join(f"{r['record_id']}: {r['detail']}" for r in shown)
+        listed = [r for r in records if r.get("reason") == reason]
+        if reason in NOT_RECORDS:  # every folder, with its path: the records in it are not counted anywhere else
+            lines.append(f"  {reason}: {count}")
+            lines.extend(f"    {r['detail']}" for r in listed)
+            continue
+        eg = "; ".join(f"{r['record_id']}: {r['detail']}" for r in listed[:examples])
         lines.append(f"  {reason}: {count}" + (f" (e.g. {eg})" if eg else ""))
     return "\n".join(lines)
 

@@ -178,3 +178,41 @@ def test_missing_data_dir_is_a_config_error(tmp_path):
         source("csn", "")
     with pytest.raises(FileNotFoundError, match="not-there"):
         source("csn", tmp_path / "not-there")
+
+
+def test_every_folder_that_cannot_be_walked_is_reported(shared_data, tmp_path, monkeypatch):
+    """Symbolic links to folders are followed (each real folder once); a link to nothing and a folder that
+    cannot be listed are skips named by path in meta.json and the skip summary, counted apart from records."""
+    import os
+
+    from ecg_bench.data.store import build_store, skip_summary
+
+    g1 = shared_data / "cpsc" / "cpsc_2018" / "g1"
+    root = tmp_path / "cpsc"
+    copy_record(g1, "A1980", root / "g1")
+    copy_record(g1, "A1981", tmp_path / "elsewhere")
+    (root / "g2").symlink_to(tmp_path / "elsewhere", target_is_directory=True)  # followed
+    (root / "g1" / "again").symlink_to(root, target_is_directory=True)  # a cycle: not walked twice
+    (root / "g3").symlink_to(tmp_path / "gone", target_is_directory=True)  # dangling
+    copy_record(g1, "A1982", root / "g4")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if isinstance(path, str | os.PathLike) and os.fspath(path).endswith("g4"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    src = source("cpsc2018", root)
+    assert src.keys() == ["g1/A1980", "g2/A1981", "g3/", "g4/"]
+    with pytest.raises(DataError, match=r"g3: symbolic link to .*gone, which does not exist") as e:
+        src.read("g3/")
+    assert e.value.reason == "unreadable folder"
+    assert "g4: cannot list this folder (Permission denied)" in str(pytest.raises(DataError, src.read, "g4/").value)
+
+    store = build_store(src, tmp_path / "store", "cpsc2018", 250, 500, workers=1)
+    assert store.meta["num_records"] == 2 and store.meta["skipped"] == {"unreadable folder": 2}
+    assert [r["key"] for r in store.meta["skipped_records"]] == ["g3/", "g4/"]
+    summary = skip_summary(store.meta)
+    assert summary.startswith("skipped 0 of 2 records, and 2 folders that could not be walked:")
+    assert f"{root / 'g3'}: symbolic link" in summary and f"{root / 'g4'}: cannot list" in summary

@@ -160,3 +160,44 @@ def test_corrupt_inputs_are_skipped_by_name(code15, tracings, tmp_path):
     }
     assert sorted({r["record_id"] for r in store.index}) == ["1169160", "168405", "2873686", "590675", "777"]
     assert len(store.by_record("2873686")) == 3 and len(store.by_record("777")) == 5  # 7 s and 10 s at 250 Hz, 2 s segments
+
+
+def test_duplicate_exam_ids_are_counted_skips(tracings, tmp_path):
+    """An exam_id given twice (in one file, in two files, in two exams.csv rows) is read once; every
+    later occurrence is a counted skip (``duplicate record id``), never silently dropped or merged."""
+    root = tmp_path / "code15"
+    root.mkdir()
+    write_code15_part(root / "exams_part0.hdf5", [(1169160, tracings[1169160]), (2873686, tracings[2873686]),
+                                                  (1169160, tracings[168405])])  # fmt: skip
+    write_code15_part(root / "exams_part1.hdf5", [(590675, tracings[590675]), (2873686, tracings[168405])])
+    write_exams_csv(
+        root,
+        [
+            {"exam_id": 1169160, "patient_id": 523632, "trace_file": "exams_part0.hdf5"},
+            {"exam_id": 2873686, "patient_id": 1724173, "trace_file": "exams_part0.hdf5"},
+            {"exam_id": 590675, "patient_id": 21010, "trace_file": "exams_part1.hdf5"},
+            {"exam_id": 590675, "patient_id": 99999, "trace_file": "exams_part1.hdf5"},  # a second row
+        ],
+    )
+    src = _source(root)
+    assert src.keys() == [
+        "exams_part0.hdf5:1169160",
+        "exams_part0.hdf5:2873686",
+        "exams_part0.hdf5:1169160@2",
+        "exams_part1.hdf5:590675",
+        "exams_part1.hdf5:2873686@1",
+        "exams.csv:590675@5",
+    ]
+    with pytest.raises(DataError, match="row 2 of exams_part0.hdf5 repeats the exam_id of row 0 of exams_part0.hdf5") as e:
+        src.read("exams_part0.hdf5:1169160@2")
+    assert e.value.reason == "duplicate record id"
+    with pytest.raises(DataError, match="row 1 of exams_part1.hdf5 repeats the exam_id of row 1 of exams_part0.hdf5"):
+        src.read("exams_part1.hdf5:2873686@1")
+    with pytest.raises(DataError, match="line 5 of exams.csv repeats the exam_id of line 4 of exams.csv"):
+        src.read("exams.csv:590675@5")
+    np.testing.assert_array_equal(src.read("exams_part0.hdf5:1169160").signal, tracings[1169160][48:4048].T)  # the first
+
+    store = build_store(src, tmp_path / "store", "code15", 250, 500, workers=1)
+    assert store.meta["skipped"] == {"duplicate record id": 3} and store.meta["num_records"] == 3
+    assert len(store.by_record("2873686")) == 3  # the 7 s exam of exams_part0, not merged with the second one
+    assert {store.index[i]["patient_id"] for i in store.by_record("590675")} == {"21010"}

@@ -181,3 +181,16 @@ def test_store_skips_damaged_records_by_reason_and_keeps_good_ones(damaged, tmp_
     assert len(store.by_record("A1980")) == 5 and len(store.by_record("A1983")) == 7
     assert landed["A1991"]["labels"] == ["premature atrial contraction", "SNOMED 999999999"]
     assert landed["A1991"]["report"] == "Premature atrial contraction. SNOMED 999999999."
+
+
+def test_header_rate_other_than_the_datasets_is_a_named_skip(g1, tmp_path):
+    """One rule for every reader (sources.base): a header that gives another rate than the dataset's is skipped."""
+    for stem in ("A1980", "A1983"):
+        copy_record(g1, stem, tmp_path / "g1")
+    edit_header(tmp_path / "g1" / "A1983.hea", lambda ls: [ls[0].replace("A1983 12 500 ", "A1983 12 250 ")] + ls[1:])
+    src = source("cpsc2018", tmp_path)
+    with pytest.raises(DataError, match=r"A1983.hea: header says 250 Hz, CPSC 2018 records are 500 Hz") as e:
+        src.read("g1/A1983")
+    assert e.value.reason == "unexpected sampling rate"
+    store = build_store(src, tmp_path / "store", "cpsc2018", 250, 500, workers=1)
+    assert store.meta["skipped"] == {"unexpected sampling rate": 1} and store.meta["num_records"] == 1

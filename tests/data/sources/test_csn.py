@@ -89,3 +89,11 @@ def test_store_and_damaged_copies(folder, tmp_path):
     assert store.meta["skipped"] == {"bad Dx line": 1, "header/data mismatch": 1, "missing file": 1, "unreadable file": 1}
     assert sorted({row["record_id"] for row in store.index}) == STEMS[:4] + ["JS20007"]
     assert len(store) == 5 * 5  # 10 s at 250 Hz = five 2 s segments per record
+
+
+def test_header_rate_other_than_the_datasets_is_a_named_skip(folder, tmp_path):
+    hea = copy_record(folder, "JS20001", tmp_path / "20" / "200")
+    edit_header(hea, lambda ls: [ls[0].replace("JS20001 12 500 ", "JS20001 12 1000 ")] + ls[1:])
+    with pytest.raises(DataError, match="header says 1000 Hz, CSN records are 500 Hz") as e:
+        source("csn", tmp_path).read("20/200/JS20001")
+    assert e.value.reason == "unexpected sampling rate"

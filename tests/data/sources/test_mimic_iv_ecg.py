@@ -119,3 +119,20 @@ def test_corrupt_inputs_are_skipped_by_name(shared_data, tmp_path):
     }
     assert sorted({r["record_id"] for r in store.index}) == ["40000001", "40000008"]
     assert len(store.by_record("40000008")) == 5
+
+
+def test_header_rate_other_than_the_datasets_is_a_named_skip(shared_data, tmp_path):
+    """One rule for every reader (sources.base): a MIMIC-IV-ECG header saying 250 Hz is skipped, as PTB-XL does."""
+    studies = [
+        {"subject": 10000001, "study": 40000001, "signal": to_mimic_order(real_signal(shared_data, 6001)), "reports": ["x"]},
+        {"subject": 10000002, "study": 40000002, "signal": to_mimic_order(real_signal(shared_data, 6003)), "reports": ["y"]},
+    ]
+    root = write_mimic(tmp_path / "mimic", studies)
+    hea = root / (mimic_path(10000002, 40000002) + ".hea")
+    hea.write_text(hea.read_text().replace("40000002 12 500 5000", "40000002 12 250 5000", 1))
+    src = _source(root)
+    with pytest.raises(DataError, match="40000002.hea: header says 250 Hz, MIMIC-IV-ECG records are 500 Hz") as e:
+        src.read(mimic_path(10000002, 40000002))
+    assert e.value.reason == "unexpected sampling rate"
+    store = build_store(src, tmp_path / "store", "mimic_iv_ecg", 250, 500, workers=1)
+    assert store.meta["skipped"] == {"unexpected sampling rate": 1} and store.meta["num_records"] == 1

@@ -15,11 +15,29 @@ depend on which keys were read before.
 Records are yielded as read (any lead order, any sampling rate, NaNs allowed); the segment store
 does the preprocessing. ``read`` raises ``DataError`` for a bad record, with a short ``reason``
 attribute (``"unreadable file"``, ``"missing metadata"``, ...) that the store counts skips by.
+
+Rules every reader follows, so that a skip means the same thing whatever the dataset:
+
+- Sampling rate. Every dataset documents the rate its records are published at: PTB-XL 500 Hz
+  (``records500``) or 100 Hz (``records100``), MIMIC-IV-ECG, CPSC 2018 and CSN 500 Hz, CODE-15%
+  400 Hz. A record whose own header gives another rate is skipped as ``unexpected sampling rate``
+  ("header says 250 Hz, CSN records are 500 Hz"; ``check_sampling_rate``): such a header is damaged
+  or the file belongs to another dataset, and reading it anyway would silently change its time
+  scale. CODE-15% has no per-record header (its HDF5 files hold samples only), so every tracing is
+  read at the documented 400 Hz; synthetic records are generated at 500 Hz.
+- Duplicate ids. A record whose id was already given by an earlier record of the listing is skipped
+  as ``duplicate record id`` (the first one is kept): two records under one id would be merged by
+  the store.
+- Folders. A reader that walks folders lists each folder it cannot walk (no permission, a symbolic
+  link to nothing) as a key ending in ``/``; reading that key raises ``unreadable folder`` naming the
+  path, so the folder appears in the store's skip summary (counted apart from records:
+  ``NOT_RECORDS``). Symbolic links to folders are followed, each real folder once (no cycles).
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 
@@ -28,12 +46,30 @@ from ecg_bench.data.record import ECGRecord
 from ecg_bench.errors import DataError
 from ecg_bench.registry import Registry
 
+UNEXPECTED_RATE = "unexpected sampling rate"
+"""A record whose header gives another sampling rate than its dataset's (see the module docstring)."""
+DUPLICATE_ID = "duplicate record id"
+"""A record whose id an earlier record of the same listing already has."""
+UNREADABLE_FOLDER = "unreadable folder"
+"""A folder of the download that could not be walked (its key ends in ``/``)."""
+NOT_RECORDS = frozenset({UNREADABLE_FOLDER})
+"""Skip reasons that name something other than a record: the skip summary counts them apart."""
+
 
 def data_error(reason: str, message: str) -> DataError:
     """A DataError whose ``reason`` is the category a skipped record is counted under."""
     err = DataError(message)
     err.reason = reason  # type: ignore[attr-defined]
     return err
+
+
+def check_sampling_rate(fs: float, expected: float, dataset: str, where: str) -> None:
+    """Raise ``unexpected sampling rate`` unless the header's ``fs`` is the dataset's documented ``expected`` rate.
+
+    ``where`` names the file (or record) in the message: "<where>: header says 250 Hz, CSN records are 500 Hz".
+    """
+    if not math.isclose(float(fs), float(expected), rel_tol=1e-9, abs_tol=1e-9):
+        raise data_error(UNEXPECTED_RATE, f"{where}: header says {float(fs):g} Hz, {dataset} records are {float(expected):g} Hz")
 
 
 class Source(ABC):

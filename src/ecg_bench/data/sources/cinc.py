@@ -21,7 +21,13 @@ What a bad record is skipped as (``DataError.reason``):
 - ``wrong lead count``: header and matrix agree, but on a number of leads other than 12;
 - ``header/data mismatch``: the matrix is not [leads, samples] as the header says, or its first
   values / checksums differ from the header's;
-- ``bad Dx line``: no ``#Dx`` comment, or one that is not a comma-separated list of numeric codes.
+- ``bad Dx line``: no ``#Dx`` comment, or one that is not a comma-separated list of numeric codes;
+- ``unexpected sampling rate``: the header's rate is not the dataset's (``CinCSource.record_fs``,
+  500 Hz for CPSC 2018 and CSN), the rule of ``sources.base``;
+- ``unreadable folder``: a folder under ``data_dir`` that could not be walked (no permission, a
+  symbolic link to nothing, an unreadable ``RECORDS`` file). It is listed as a key ending in ``/``
+  so that the store's skip summary names it; symbolic links to folders are followed, each real
+  folder once.
 
 NaN samples are passed through; the segment store's NaN policy decides (``all-NaN lead``, ...).
 """
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -38,9 +45,12 @@ import scipy.io
 
 from ecg_bench.config import DataConfig
 from ecg_bench.data.record import LEADS, ECGRecord
-from ecg_bench.data.sources.base import Source, data_error
+from ecg_bench.data.sources.base import UNREADABLE_FOLDER, Source, check_sampling_rate, data_error
 from ecg_bench.data.sources.snomed import SnomedMapping, is_code, load_mapping, report_from_names
 from ecg_bench.errors import ConfigError
+from ecg_bench.logging_utils import get_logger
+
+log = get_logger(__name__)
 
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3}
 # gain[(baseline)][/unit], e.g. "1000/mV", "1000.0(0)/mV", "200"
@@ -221,24 +231,90 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
+def folder_key(rel: PurePosixPath) -> str:
+    """The key of a folder that could not be walked: its relative path with a trailing ``/`` (``"./"`` for the root)."""
+    return f"{rel}/"
+
+
+def is_folder_key(key: str) -> bool:
+    return key.endswith("/")
+
+
 def find_records(root: Path) -> list[str]:
     """Relative stems (``"g1/A1980"``) of every ``.hea`` / ``.mat`` under ``root``, and of every record a
     ``RECORDS`` file lists, sorted. A stem with only one of its files is still listed: reading it
-    reports the missing one."""
+    reports the missing one. Symbolic links to folders are followed, each real folder once (a link
+    back to a folder already walked is not walked again). Each folder that cannot be walked is
+    listed as ``folder_key`` (``"g3/"``), so that reading it reports the folder."""
     stems: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
-        rel = PurePosixPath(Path(dirpath).relative_to(root).as_posix())
-        for name in filenames:
-            stem, ext = os.path.splitext(name)
-            if ext in (".hea", ".mat") and not _hidden(name):
+    walked: dict[tuple[int, int], str] = {}
+    todo, linked = deque([PurePosixPath(".")]), deque()  # real folders first: a folder reached both ways keeps its own path
+    while todo or linked:
+        rel = todo.popleft() if todo else linked.popleft()
+        folder = root / rel
+        try:
+            st = os.stat(folder)
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            log.warning("cannot walk folder %s (%s); its records are not listed", folder, e.strerror or e)
+            stems.add(folder_key(rel))
+            continue
+        ident = (st.st_dev, st.st_ino)
+        if ident in walked:  # a symbolic link back to a folder already walked (possibly a cycle)
+            log.info("not walking %s again: it is the folder %s (symbolic link)", folder, walked[ident])
+            continue
+        walked[ident] = str(rel)
+        names = set()
+        for entry in entries:
+            if _hidden(entry.name):
+                continue
+            names.add(entry.name)
+            stem, ext = os.path.splitext(entry.name)
+            if ext in (".hea", ".mat"):
                 stems.add(str(rel / stem))
-        if "RECORDS" in filenames:
-            for entry in (Path(dirpath) / "RECORDS").read_text(errors="replace").split():
+            elif _is_dir(entry):
+                (linked if entry.is_symlink() else todo).append(rel / entry.name)
+            elif not ext and entry.is_symlink() and not os.path.exists(entry.path):  # a link to nothing: probably a folder
+                log.warning("%s is a symbolic link to %s, which does not exist; not walked", entry.path, os.readlink(entry.path))
+                stems.add(folder_key(rel / entry.name))
+        if "RECORDS" in names:
+            try:
+                listed = (folder / "RECORDS").read_text(errors="replace").split()
+            except OSError as e:
+                log.warning("cannot read %s (%s); the records it lists are not listed", folder / "RECORDS", e.strerror or e)
+                stems.add(folder_key(rel))
+                continue
+            for entry in listed:
                 # directory entries ("g1/", "01/010/") are walked anyway; ".." would leave the data folder
                 if not entry.endswith("/") and ".." not in entry and not entry.startswith("/"):
                     stems.add(str(rel / entry))
     return sorted(stems)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows symbolic links
+    except OSError:
+        return False
+
+
+def folder_problem(folder: Path) -> str:
+    """Why ``folder`` (a key ``find_records`` listed as a folder) cannot be walked, in words."""
+    if folder.is_symlink() and not folder.exists():
+        return f"{folder}: symbolic link to {os.readlink(folder)}, which does not exist"
+    try:
+        with os.scandir(folder):
+            pass
+    except OSError as e:
+        return f"{folder}: cannot list this folder ({e.strerror or e})"
+    records = folder / "RECORDS"
+    if records.exists():
+        try:
+            records.read_bytes()
+        except OSError as e:
+            return f"{records}: cannot read this RECORDS file ({e.strerror or e})"
+    return f"{folder}: could not be walked when the records were listed (it can be now: build again to include its records)"
 
 
 class CinCSource(Source):
@@ -252,6 +328,8 @@ class CinCSource(Source):
 
     dataset = "cinc"
     """Dataset name used in messages."""
+    record_fs = 500.0
+    """Sampling rate every record of the dataset is published at (Hz); a header giving another is skipped."""
 
     def __init__(self, cfg: DataConfig) -> None:
         super().__init__(cfg)
@@ -295,8 +373,14 @@ class CinCSource(Source):
         return parse_header(text, str(hea))
 
     def read(self, key: str) -> ECGRecord:
+        if is_folder_key(key):
+            rel = PurePosixPath(key.rstrip("/") or ".")
+            if rel.is_absolute() or ".." in rel.parts:
+                raise data_error("unknown record", f"{self.dataset} key {key!r}: expected a relative folder path like 'g1/'")
+            raise data_error(UNREADABLE_FOLDER, folder_problem(self.root / rel))
         hea, stem = self._paths(key)
         hdr = self.read_header(key)
+        check_sampling_rate(hdr.fs, self.record_fs, self.dataset, str(hea))
         files = {s.file_name for s in hdr.leads}
         if len(files) != 1 or not next(iter(files)).endswith(".mat"):
             raise data_error("unreadable file", f"{hea}: leads must all be in one .mat file, header names {sorted(files)}")

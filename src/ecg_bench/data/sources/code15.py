@@ -26,6 +26,13 @@ Facts from the dataset documentation (Zenodo 4916206 and github antonior92/autom
 Keys are ``"<file>:<exam_id>"`` (``"exams_part3.hdf5:1169160"``): each readable file's exams in file
 order, then exams.csv rows not found in any readable file, under their ``trace_file`` (an unreadable
 file's exams are skipped as ``unreadable file``, exams of a missing file as ``missing file``).
+
+An exam_id that occurs again (later in the same file, in a later file, or in a second exams.csv row)
+is listed as ``"<file>:<exam_id>@<row>"`` (``"exams.csv:<exam_id>@<line>"``) and skipped as
+``duplicate record id``; the first occurrence is read (the rule of ``sources.base``).
+
+Sampling rate: every tracing is 400 Hz (``FS``). The files hold samples only, no per-record header
+that could say otherwise, so the documented rate is used as is.
 ``record_id`` is the exam_id, ``patient_id`` exams.csv's patient_id, ``labels`` the names of the
 positive abnormality columns; there is no report text.
 """
@@ -42,7 +49,7 @@ import pandas as pd
 
 from ecg_bench.config import DataConfig
 from ecg_bench.data.record import LEADS, ECGRecord
-from ecg_bench.data.sources.base import SOURCES, Source
+from ecg_bench.data.sources.base import DUPLICATE_ID, SOURCES, Source, data_error
 from ecg_bench.errors import DataError
 from ecg_bench.signals.io import MISSING_FILE, UNREADABLE_FILE, hdf5_dataset, io_error, json_value, open_hdf5, read_csv_table
 
@@ -108,7 +115,8 @@ class CODE15(Source):
             raise FileNotFoundError("the code15 source needs data.data_dir: the folder with exams.csv and exams_part*.hdf5")
         self.root = Path(cfg.data_dir)
         self._exams: pd.DataFrame | None = None
-        self._ids: dict[str, dict[int, int]] = {}  # file name -> exam_id -> row
+        self._ids: dict[str, dict[int, int]] = {}  # file name -> exam_id -> row of its first occurrence
+        self._dups: dict[str, list[tuple[int, int]]] = {}  # file name -> (exam_id, row) of later occurrences
         self._handles: dict[str, Any] = {}
         self._pid = os.getpid()
 
@@ -121,6 +129,7 @@ class CODE15(Source):
         """exams.csv indexed by exam_id (columnar: a full release has 345,779 rows, reloaded by every worker)."""
         if self._exams is None:
             df = read_csv_table(self.root / "exams.csv", ("exam_id", "patient_id"))
+            df = df.assign(_line=np.arange(len(df)) + 2)  # line in exams.csv (after the header), for messages
             df = df[df["exam_id"].notna()]
             self._exams = df.set_index(df["exam_id"].astype("int64"), drop=False)
         return self._exams
@@ -140,26 +149,62 @@ class CODE15(Source):
                 tracings = hdf5_dataset(f, "tracings", 3, (12,))
                 if tracings.shape[0] != ids.shape[0]:
                     raise io_error(UNREADABLE_FILE, f"{f.filename}: {tracings.shape[0]} tracings but {ids.shape[0]} exam ids")
-            self._ids[name] = {int(e): i for i, e in enumerate(ids) if e != 0}
+            first: dict[int, int] = {}
+            dups: list[tuple[int, int]] = []
+            for i, e in enumerate(ids.tolist()):
+                if e == 0:
+                    continue
+                if e in first:
+                    dups.append((e, i))
+                else:
+                    first[e] = i
+            self._ids[name], self._dups[name] = first, dups
         return self._ids[name]
+
+    def _files(self) -> list[Path]:
+        return sorted(self.root.glob("exams_part*.hdf5"), key=_part_order)
 
     def keys(self) -> list[str]:
         """Each readable file's exams in file order, then exams.csv rows found in no readable file."""
         keys: list[str] = []
         found: set[int] = set()
-        for path in sorted(self.root.glob("exams_part*.hdf5"), key=_part_order):
+        for path in self._files():
             try:
                 rows = self._exam_rows(path.name)
             except DataError:
                 continue  # its exams are listed below from exams.csv and skipped as unreadable
-            keys.extend(f"{path.name}:{e}" for e in rows)
+            later = [(e, i) for e, i in rows.items() if e in found] + self._dups[path.name]
+            keys.extend(f"{path.name}:{e}" for e in rows if e not in found)
+            keys.extend(f"{path.name}:{e}@{i}" for e, i in sorted(later, key=lambda t: t[1]))  # skipped as duplicates
             found.update(rows)
         exams = self.exams
+        repeated = exams.index.duplicated(keep="first")
         files = exams["trace_file"] if "trace_file" in exams.columns else pd.Series(None, index=exams.index, dtype=object)
-        for exam_id, trace_file in sorted(zip(exams.index.tolist(), files.map(json_value).tolist()), key=lambda t: t[0]):
+        rows_once = zip(exams.index[~repeated].tolist(), files[~repeated].map(json_value).tolist())
+        for exam_id, trace_file in sorted(rows_once, key=lambda t: t[0]):
             if exam_id not in found:
                 keys.append(f"{str(trace_file).strip() if trace_file else '?'}:{exam_id}")
+        keys.extend(f"exams.csv:{e}@{line}" for e, line in zip(exams.index[repeated].tolist(), exams["_line"][repeated].tolist()))
         return keys
+
+    def _duplicate(self, name: str, exam_id: int, row: int) -> DataError:
+        """The ``duplicate record id`` error of the occurrence of ``exam_id`` at ``row`` of ``name``."""
+        if name == "exams.csv":
+            lines = self.exams["_line"][self.exams.index == exam_id].tolist()
+            first = f"line {lines[0]} of exams.csv" if lines else "an earlier line of exams.csv"
+            msg = f"CODE-15% exam {exam_id}: line {row} of exams.csv repeats the exam_id of {first}; only the first is used"
+            return data_error(DUPLICATE_ID, msg)
+        first = "an earlier exam"
+        for path in self._files():
+            try:
+                rows = self._exam_rows(path.name)
+            except DataError:
+                continue
+            if exam_id in rows and (path.name, rows[exam_id]) != (name, row):
+                first = f"row {rows[exam_id]} of {path.name}"
+                break
+        msg = f"CODE-15% exam {exam_id}: row {row} of {name} repeats the exam_id of {first}; only the first is read"
+        return data_error(DUPLICATE_ID, msg)
 
     def _handle(self, name: str) -> Any:
         if self._pid != os.getpid():  # forked: never use the parent's handles
@@ -184,9 +229,12 @@ class CODE15(Source):
 
     def read(self, key: str) -> ECGRecord:
         name, _, eid = key.rpartition(":")
-        if not name or not eid.lstrip("-").isdigit():
+        eid, _, row = eid.partition("@")
+        if not name or not eid.lstrip("-").isdigit() or (row and not row.isdigit()):
             raise io_error(MISSING_METADATA, f"CODE-15% key {key!r}: expected '<file>:<exam_id>'")
         exam_id = int(eid)
+        if row:
+            raise self._duplicate(name, exam_id, int(row))
         tracing = self._tracing(name, exam_id)
         row = self._exam(exam_id)
         if row is None or json_value(row.get("patient_id")) is None:

@@ -14,7 +14,9 @@ original ECG-Bench joins them; the lines are also kept in ``metadata["report_lin
 no machine_measurements row is skipped as ``missing metadata`` (the original's inner join drops it).
 
 MIMIC-IV-ECG stores the leads as I, II, III, aVR, aVF, aVL, V1-V6: the record keeps the header's
-names and order, and the segment store reorders them to the canonical order.
+names and order, and the segment store reorders them to the canonical order. Every record is
+500 Hz (``FS``); a header that says otherwise is skipped as ``unexpected sampling rate`` (the rule
+of ``sources.base``).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ import pandas as pd
 
 from ecg_bench.config import DataConfig
 from ecg_bench.data.record import ECGRecord
-from ecg_bench.data.sources.base import SOURCES, Source
+from ecg_bench.data.sources.base import SOURCES, Source, check_sampling_rate
 from ecg_bench.signals.io import io_error, json_value, read_csv_table, read_wfdb
 
+FS = 500.0
+"""Sampling rate of every MIMIC-IV-ECG record (Hz); a header that says otherwise is skipped (``unexpected sampling rate``)."""
 MISSING_METADATA = "missing metadata"
 """A record_list.csv study without a machine_measurements.csv row."""
 REPORT_COLUMNS = tuple(f"report_{i}" for i in range(18))
@@ -119,6 +123,7 @@ class MIMICIVECG(Source):
         if measures is None:
             raise io_error(MISSING_METADATA, f"MIMIC-IV-ECG study {study} ({key}) has no row in machine_measurements.csv")
         wf = read_wfdb(self.root / key, expect_leads=12, verify_checksum=self.cfg.verify_checksums)
+        check_sampling_rate(wf.fs, FS, "MIMIC-IV-ECG", f"{self.root / key}.hea")
         report, lines = join_report([measures[c] for c in t.report_columns])
         meta: dict[str, Any] = {
             "subject_id": int(subject),

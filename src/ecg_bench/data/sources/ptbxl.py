@@ -14,6 +14,9 @@ as ``missing metadata``). ``record_id`` is the ecg_id (``"6002"``), ``patient_id
 ``report`` is the original report text (``data.report_language=original``, often German) or English
 (``english``): the machine translation when ``data.translate_model`` loads, else the English statements.
 ``labels`` are the English descriptions of the record's SCP codes (from scp_statements.csv, no model).
+
+Sampling rate: 500 Hz in ``records500``, 100 Hz in ``records100`` (``FS``); a header that says
+otherwise is skipped as ``unexpected sampling rate`` (the rule of ``sources.base``).
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from typing import Any
 
 from ecg_bench.config import DataConfig
 from ecg_bench.data.record import ECGRecord
-from ecg_bench.data.sources.base import SOURCES, Source
+from ecg_bench.data.sources.base import SOURCES, Source, check_sampling_rate
 from ecg_bench.logging_utils import get_logger
-from ecg_bench.signals.io import HEADER_MISMATCH, io_error, json_value, read_csv_table, read_wfdb
+from ecg_bench.signals.io import io_error, json_value, read_csv_table, read_wfdb
 
 log = get_logger(__name__)
 
@@ -135,11 +138,7 @@ class PTBXL(Source):
             raise io_error(MISSING_METADATA, f"{where}: no patient_id")
         codes = parse_scp_codes(row["scp_codes"], where)
         wf = read_wfdb(self.root / key, expect_leads=12, verify_checksum=self.cfg.verify_checksums)
-        fs = FS[self.cfg.ptbxl_folder]
-        if wf.fs != fs:
-            raise io_error(
-                HEADER_MISMATCH, f"{self.root / key}.hea: sampling rate {wf.fs} Hz, expected {fs} Hz in {self.cfg.ptbxl_folder}"
-            )
+        check_sampling_rate(wf.fs, FS[self.cfg.ptbxl_folder], f"PTB-XL {self.cfg.ptbxl_folder}", f"{self.root / key}.hea")
         labels = [self.tables.descriptions.get(code, code) for code in codes]
         statements = statement_text(labels)
         original = row["report"] if isinstance(row["report"], str) else ""
