@@ -136,3 +136,65 @@ def test_entries_with_ecg_path_from_ecgqa_mapping_scripts(ptbxl_store, tmp_path)
     items = MAPPED.get("ecg_qa_ptbxl")(ptbxl_store, DataConfig(mapped_dir=str(tmp_path), mapped_segments="first"))
     assert [it["segment_ids"] for it in items] == [ptbxl_store.by_record("6005")[:1]]
     assert items.reports[0].to_dict()["skipped"] == {"unresolved_reference": 1}
+
+
+class _Lines(logging.Handler):
+    """Every record of one logger at INFO and above (the package logger may not propagate to caplog)."""
+
+    def __init__(self, name: str):
+        super().__init__(logging.INFO)
+        self.logger, self.lines = logging.getLogger(name), []
+
+    def emit(self, record):
+        self.lines.append((record.levelno, record.getMessage()))
+
+    def __enter__(self):
+        self.level = self.logger.level
+        self.logger.addHandler(self)
+        self.logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level)
+
+
+def test_each_entry_is_read_correctly_or_skipped_by_name(ptbxl_store, tmp_path):
+    """A string answer is one answer; entries the mapper cannot read are counted (bad_entry) with their place and
+    why, never a traceback, a made-up answer or a truncated ecg_id; the log shows every reason and why."""
+    good = {"template_id": 1, "question_id": 7, "sample_id": 1, "question_type": "single-verify",
+            "attribute_type": "noise", "question": "Does this ECG show baseline drift?", "answer": "yes",
+            "ecg_id": [6002], "attribute": ["baseline drift"]}  # fmt: skip
+    entries = [
+        good,
+        {**good, "sample_id": 2, "answer": None},  # missing answer
+        {k: v for k, v in {**good, "sample_id": 3}.items() if k != "answer"},
+        {**good, "sample_id": 4, "ecg_id": [6002.7]},  # not an ecg_id: was read as 6002
+        {k: v for k, v in {**good, "sample_id": 5}.items() if k != "question"},
+        {k: v for k, v in good.items() if k != "sample_id"},
+        ["not", "an", "entry"],
+        {**good, "ecg_id": [6003]},  # sample_id 1 again in the same variant/split
+        {**good, "sample_id": 9, "answer": ["no"], "ecg_id": [6004.0]},  # 6004.0 is the whole number 6004
+    ]
+    (tmp_path / "template" / "train").mkdir(parents=True)
+    (tmp_path / "template" / "train" / "0.json").write_text(json.dumps(entries))
+    cfg = DataConfig(mapped_dir=str(tmp_path), qa_variant="template", question_types=["verify"], mapped_segments="first")
+    with _Lines("ecg_bench.data.mapped.joining") as log:
+        items = MAPPED.get("ecg_qa_ptbxl")(ptbxl_store, cfg)
+    assert [(it["meta"]["sample_id"], it["messages"][1]["content"]) for it in items] == [(1, "yes"), (9, "no")]
+    assert items[0]["meta"]["answers"] == ["yes"] and items[1]["meta"]["record_ids"] == ["6004"]
+    report = items.reports[0].to_dict()
+    assert report["entries"] == 9 and report["skipped"] == {"bad_entry": 6, "duplicate_entry": 1}
+    assert report["details"]["bad_entry"] == {
+        "no 'answer'": 2,
+        "'ecg_id' holds a number that is not a whole number (e.g. 6002.7)": 1,
+        "no 'question'": 1,
+        "no 'sample_id'": 1,
+        "entry is a list, expected a JSON object": 1,
+    }
+    assert report["record_ids"]["bad_entry"] == [f"template/train/0.json[{i}]" for i in range(1, 7)]
+    assert report["record_ids"]["duplicate_entry"] == ["template/train/0.json[7]"]
+    summary = [msg for level, msg in log.lines if level == logging.INFO and "entries ->" in msg]
+    assert summary == ["ecg_qa_ptbxl: 9 entries -> 2 items on the ptbxl store; skipped {'bad_entry': 6, 'duplicate_entry': 1}"]
+    why = next(msg for level, msg in log.lines if level >= logging.INFO and "(bad_entry)" in msg)
+    assert "6 entries skipped (bad_entry)" in why and "2 x no 'answer'" in why and "1 x no 'sample_id'" in why

@@ -4,6 +4,7 @@ joined to stores whose record ids follow the base datasets' conventions."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 import pytest
@@ -143,3 +144,97 @@ def test_missing_download_is_named(ptbxl_store, tmp_path):
         MAPPED.get("ecg_grounding")(ptbxl_store, DataConfig(mapped_dir=str(tmp_path)))
     with pytest.raises(ConfigError, match="data.mapped_dir is empty"):
         MAPPED.get("pretrain_mimic")(ptbxl_store, DataConfig())
+
+
+@pytest.mark.parametrize(
+    "ref, expected",
+    [
+        ("test_images/ptb_test_v4/07190_hr-0.png", ("ptbxl", "7190")),  # PULSE's test images: <record stem>-<image index>
+        ("test_images/cpsc_test_v4/A0001-0.png", ("cpsc2018", "A0001")),
+        ("test_images/csn_test_v4/JS00001-0.png", ("csn", "JS00001")),
+        ("test_images/code15_test_v4/1169160-0.png", ("code15", "1169160")),
+        ("test_images/g12_test_v4/E00001-0.png", ("g12ec", "E00001")),
+    ],
+)
+def test_resolve_pulse_test_images(ref, expected):
+    assert resolve_ecg_ref(ref) == expected
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.logger, self.lines = logging.getLogger("ecg_bench.data.mapped.joining"), []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+    def __enter__(self):
+        self.level = self.logger.level
+        self.logger.addHandler(self)
+        self.logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level)
+
+
+# PULSE's PTB-XL report-generation test file as published: no "name", turns under "conversation", the ECG named
+# by its rendered image "<PTB-XL file stem>-<image index>.png" in the test set's folder.
+PULSE_REPORT_TEST = [
+    {"id": "ptb-report-0", "image": "test_images/ptb_test_v4/06002_hr-0.png",
+     "conversation": [{"from": "human", "value": "<image>\nPlease write a clinical report based on this ECG image."},
+                      {"from": "gpt", "value": "Sinus rhythm. Normal ECG."}]},
+    {"id": "ptb-report-1", "image": "test_images/ptb_test_v4/06005_hr-0.png",
+     "conversation": [{"from": "human", "value": "<image>\nPlease write a clinical report based on this ECG image."},
+                      {"from": "gpt", "value": "Sinus rhythm. Non-diagnostic T abnormalities."}]},
+    {"id": "ptb-report-2", "image": "test_images/ptb_test_v4/07190_hr-0.png",
+     "conversation": [{"from": "human", "value": "<image>\nPlease write a clinical report based on this ECG image."},
+                      {"from": "gpt", "value": "Atrial fibrillation."}]},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("mapped", ["ecg_bench_pulse", "ecg_instruct_pulse"])
+def test_pulse_published_test_file(ptbxl_store, tmp_path, mapped):
+    path = tmp_path / "ptb-test-report.json"
+    path.write_text(json.dumps(PULSE_REPORT_TEST))
+    with _Lines() as log:
+        items = MAPPED.get(mapped)(ptbxl_store, DataConfig(mapped_dir=str(path), mapped_segments="first"))
+    assert [(it["meta"]["source_id"], it["segment_ids"]) for it in items] == [
+        ("ptb-report-0", ptbxl_store.by_record("6002")[:1]),
+        ("ptb-report-1", ptbxl_store.by_record("6005")[:1]),
+    ]
+    assert items[0]["messages"] == [
+        {"role": "user", "content": "<ecg>\nPlease write a clinical report based on this ECG signal."},
+        {"role": "assistant", "content": "Sinus rhythm. Normal ECG."},
+    ]
+    assert items[0]["meta"]["subset"] == "ptb_test_v4"
+    report = items.reports[0].to_dict()
+    assert report["entries"] == 3 and report["skipped"] == {"missing_from_store": 1}
+    assert report["record_ids"]["missing_from_store"] == ["7190"]
+    assert f"{mapped}: 3 entries -> 2 items on the ptbxl store; skipped {{'missing_from_store': 1}}" in log.lines
+
+
+def test_log_agrees_with_the_report(ptbxl_store, tmp_path):
+    """Every entry is counted before the summary is logged: the log says what mapping_report.json says."""
+    entries = [
+        {"name": "ptb-test", "image_path": "ptb-xl/records500/06000/06004_hr-0.png", "conversations": _chat("Q?", "A")},
+        {"name": "mmmu-ecg", "image_path": "mmmu/q1.png", "conversations": _chat("?", "A")},
+        {"name": "arena", "image_path": "arena/q2.png", "conversations": _chat("?", "B")},
+        "not an entry",
+        {"name": "ptb-test", "image_path": "ptb-xl/records500/06000/06001_hr-0.png",
+         "conversations": [{"from": "human", "value": "<image>\nQ?"}, {"from": "gpt"}]},
+    ]  # fmt: skip
+    (tmp_path / "ecg_bench_pulse.json").write_text(json.dumps(entries))
+    with _Lines() as log:
+        items = MAPPED.get("ecg_bench_pulse")(ptbxl_store, DataConfig(mapped_dir=str(tmp_path), mapped_segments="first"))
+    report = items.reports[0].to_dict()
+    assert len(items) == 1 and report["skipped"] == {"bad_conversation": 1, "bad_entry": 1, "filtered": 2}
+    assert report["details"] == {
+        "bad_conversation": {"turn 1: 'value' is null, expected a string": 1},
+        "bad_entry": {"entry is a string, expected a JSON object": 1},
+    }
+    assert log.lines[0] == (
+        "ecg_bench_pulse: 5 entries -> 1 items on the ptbxl store; skipped {'bad_conversation': 1, 'bad_entry': 1, 'filtered': 2}"
+    )
+    assert any("1 entries skipped (bad_conversation)" in line and "'value' is null" in line for line in log.lines)

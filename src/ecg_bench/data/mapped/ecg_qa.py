@@ -23,7 +23,12 @@ mapping scripts may instead carry ``ecg_path`` (a path into the download), resol
 - Variant and splits: ``data.qa_variant`` (template / paraphrased / both, the original reads both)
   and ``data.qa_splits``; folds are then made over everything read, as in the original.
 - Answer: the ``answer`` list joined with a space in its original order (the original ECG-Bench's
-  ``" ".join(answer)``), so that scores compare with the original's.
+  ``" ".join(answer)``), so that scores compare with the original's. An ``answer`` given as one
+  string (``"yes"``) is that one answer.
+- Checked fields: an entry that is not an object, has no ``question``, ``sample_id`` or ``answer``
+  (or an empty one), or an ``ecg_id`` that is not a whole number (``6002.7``) is counted as
+  ``bad_entry`` with its place (``template/train/120000.json[17]``) and why; an entry repeating the
+  ``sample_id`` of an earlier one of its variant and split is counted as ``duplicate_entry``.
 - A comparison question about k ECGs has k ``<ecg>`` markers, one per ECG in ``ecg_id`` order; the
   item's ``patient_id`` is the first ECG's patient and ``meta.patient_ids`` lists all of them, so
   folds keep every involved patient on one side.
@@ -42,9 +47,15 @@ from ecg_bench.config import DataConfig
 from ecg_bench.data.conversations import ECG_MARKER, validate_item
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.mapped.joining import (
+    BAD_ENTRY,
+    DUPLICATE,
+    FILTERED,
+    MISSING,
+    UNRESOLVED,
     MappedItems,
     MappingReport,
     check_segment_policy,
+    json_type,
     load_json,
     resolve_ecg_ref,
     segment_groups,
@@ -89,9 +100,10 @@ def qa_root(cfg: DataConfig, subfolder: str) -> Path:
     raise DataError(f"ECG-QA: no template/ or paraphrased/ folder in {root}, {root / subfolder} or {root / 'ecg-qa' / subfolder}")
 
 
-def read_entries(root: Path, variants: list[str], splits: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
-    """``(variant, split, entry)`` of every JSON file under ``root/<variant>/<split>/``, files in name order."""
-    out: list[tuple[str, str, dict[str, Any]]] = []
+def read_entries(root: Path, variants: list[str], splits: list[str]) -> list[tuple[str, str, str, Any]]:
+    """``(variant, split, place, entry)`` of every JSON file under ``root/<variant>/<split>/``, files in name
+    order; ``place`` (``template/train/120000.json[17]``) names the entry in messages."""
+    out: list[tuple[str, str, str, Any]] = []
     for variant in variants:
         for split in splits:
             files = sorted((root / variant / split).glob("*.json"))
@@ -101,19 +113,67 @@ def read_entries(root: Path, variants: list[str], splits: list[str]) -> list[tup
                 data = load_json(f)
                 if not isinstance(data, list):
                     raise DataError(f"{f}: expected a JSON list of ECG-QA entries, got {type(data).__name__}")
-                out.extend((variant, split, e) for e in data)
+                out.extend((variant, split, f"{variant}/{split}/{f.name}[{i}]", e) for i, e in enumerate(data))
     if not out:
         raise DataError(f"ECG-QA: no entries under {root} for variants {variants} and splits {splits}")
     return out
 
 
+class _BadEntry(Exception):
+    """An entry the mapper cannot read; the message says why (counted under ``bad_entry``)."""
+
+
+def _ecg_number(value: Any) -> str:
+    """``6002`` / ``6002.0`` / ``"6002"`` -> ``"6002"``; anything else (``6002.7``, ``true``) -> _BadEntry."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise _BadEntry(f"'ecg_id' holds {json_type(value)}, expected whole numbers")
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise _BadEntry("'ecg_id' holds a string that is not a whole number")
+        return str(int(value))
+    if isinstance(value, float) and not value.is_integer():
+        raise _BadEntry("'ecg_id' holds a number that is not a whole number (e.g. 6002.7)")
+    return str(int(value))
+
+
 def _record_ids(entry: dict[str, Any], base: str) -> list[str] | None:
-    if entry.get("ecg_id"):
-        return [str(int(e)) for e in entry["ecg_id"]]
-    resolved = [resolve_ecg_ref(p, base) for p in entry.get("ecg_path") or []]
-    if not resolved or any(r is None or r[0] != base for r in resolved):
+    """The entry's record ids (``ecg_id``, or ``ecg_path`` resolved); None if a path is of no known form."""
+    ecg_id = entry.get("ecg_id")
+    if ecg_id not in (None, []):
+        return [_ecg_number(e) for e in (ecg_id if isinstance(ecg_id, list) else [ecg_id])]
+    paths = entry.get("ecg_path")
+    if paths in (None, []):
+        raise _BadEntry("no 'ecg_id' (or 'ecg_path')")
+    paths = paths if isinstance(paths, list) else [paths]
+    if not all(isinstance(p, str) for p in paths):
+        raise _BadEntry("'ecg_path' holds something other than strings")
+    resolved = [resolve_ecg_ref(p, base) for p in paths]
+    if any(r is None or r[0] != base for r in resolved):
         return None
     return [r[1] for r in resolved]  # type: ignore[index]
+
+
+def _answers(entry: dict[str, Any]) -> list[str]:
+    """``answer`` as a list of strings: a list as is (its scalars as text), one string as one answer."""
+    answer = entry.get("answer")
+    if isinstance(answer, str):
+        answer = [answer]
+    if not isinstance(answer, list):
+        raise _BadEntry("no 'answer'" if answer is None else f"'answer' is {json_type(answer)}, expected a list of strings")
+    if any(isinstance(a, bool) or not isinstance(a, str | int | float) for a in answer):
+        raise _BadEntry("'answer' holds something other than strings")
+    answers = [str(a) for a in answer]
+    if not any(a.strip() for a in answers):
+        raise _BadEntry("'answer' is empty")
+    return answers
+
+
+def _check(entry: dict[str, Any]) -> None:
+    question, sample_id = entry.get("question"), entry.get("sample_id")
+    if not isinstance(question, str) or not question.strip():
+        raise _BadEntry("no 'question'" if question in (None, "") else f"'question' is {json_type(question)}, expected a string")
+    if isinstance(sample_id, bool) or not isinstance(sample_id, int | str) or sample_id == "":
+        raise _BadEntry("no 'sample_id'" if sample_id is None else f"'sample_id' is {json_type(sample_id)}, expected an integer")
 
 
 def map_ecg_qa(store: SegmentStore, cfg: DataConfig, name: str) -> MappedItems:
@@ -129,34 +189,49 @@ def map_ecg_qa(store: SegmentStore, cfg: DataConfig, name: str) -> MappedItems:
     report = MappingReport(name, base, entries=len(entries))
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for variant, split, entry in tqdm(entries, desc=f"mapping {name}", unit="entry"):
-        if entry.get("question_type") not in types:
-            report.skip("filtered")
+    for variant, split, place, entry in tqdm(entries, desc=f"mapping {name}", unit="entry"):
+        if not isinstance(entry, dict):
+            report.skip(BAD_ENTRY, [place], detail=f"entry is {json_type(entry)}, expected a JSON object")
             continue
-        rids = _record_ids(entry, base)
+        if entry.get("question_type") not in types:
+            report.skip(FILTERED)
+            continue
+        try:
+            _check(entry)
+            answers = _answers(entry)
+            rids = _record_ids(entry, base)
+        except _BadEntry as e:
+            report.skip(BAD_ENTRY, [place], detail=str(e))
+            continue
         if rids is None:
-            report.skip("unresolved_reference", [str(entry.get("ecg_path") or entry.get("ecg_id"))])
+            report.skip(UNRESOLVED, [str(entry.get("ecg_path"))])
             continue
         groups = segment_groups(store, rids, policy)
         if not groups:
-            report.skip("missing_from_store", [r for r in rids if not store.by_record(r)])
+            report.skip(MISSING, [r for r in rids if not store.by_record(r)])
             continue
-        for k, seg in enumerate(groups):
-            item = _item(store, name, variant, split, entry, k, seg)
-            if item["id"] in seen:
-                raise DataError(f"{name}: two entries give item id {item['id']} (sample_id repeated in {variant}/{split})")
-            seen.add(item["id"])
-            items.append(item)
+        made = [_item(store, name, variant, split, entry, answers, k, seg) for k, seg in enumerate(groups)]
+        if any(item["id"] in seen for item in made):
+            report.skip(DUPLICATE, [place], detail=f"sample_id repeats an earlier entry's in {variant}/{split}")
+            continue
+        seen.update(item["id"] for item in made)
+        items.extend(made)
     return report.finish(items)
 
 
 def _item(
-    store: SegmentStore, name: str, variant: str, split: str, entry: dict[str, Any], k: int, seg: list[int]
+    store: SegmentStore,
+    name: str,
+    variant: str,
+    split: str,
+    entry: dict[str, Any],
+    answers: list[str],
+    k: int,
+    seg: list[int],
 ) -> dict[str, Any]:
     rows = [store.index[s] for s in seg]
-    answers = [str(a) for a in entry.get("answer") or []]
     answer = ANSWER_SEPARATOR.join(answers)
-    question = "\n".join([ECG_MARKER] * len(seg) + [str(entry["question"])])
+    question = "\n".join([ECG_MARKER] * len(seg) + [entry["question"]])
     item = {
         "id": f"{name}-{variant}-{split}-{entry['sample_id']}-{k}",
         "segment_ids": list(seg),

@@ -25,15 +25,27 @@ questions) gets k ``<ecg>`` markers; with ``all`` it is repeated for segment pos
 0 .. min(segments of each record) - 1, pairing the same position of each record.
 
 Reporting. Nothing is dropped silently: an entry that yields no item is counted in the
-``MappingReport`` under a reason (``missing_from_store``, ``other_base_dataset``,
-``unresolved_reference``, ``bad_conversation``, ``filtered``) with the record ids concerned. The
-mapper returns a ``MappedItems`` list that carries its report; ``prepare_data`` writes it to
-``<output_dir>/<mapped>_mapping.json`` and the log names the counts and the first ids.
+``MappingReport`` under a reason with the record ids concerned:
+
+- ``filtered``: not asked for (another question type, an ECGBench subset without base-dataset ECGs);
+- ``bad_entry``: not an object, or a field the mapper needs is missing or of the wrong type (no
+  ``question`` / ``answer`` / ``sample_id``, an ``ecg_id`` that is not an integer, ...);
+- ``bad_conversation``: turns that are not a user/assistant conversation;
+- ``unresolved_reference``: an ECG reference of no known form;
+- ``other_base_dataset``: an ECG of another base dataset than the store's;
+- ``missing_from_store``: the ECG's record is not in the store;
+- ``duplicate_entry``: an entry that would give the same item ids as an earlier one.
+
+Why an entry was ``bad_entry`` / ``bad_conversation`` is counted too (``details``: message ->
+count). The mapper returns a ``MappedItems`` list that carries its report; the data command writes it
+to ``<output_dir>/mapping_report.json``, and the log shows, from the same report when the mapper is
+done, every reason with its count, its first ids and its details.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -61,8 +73,14 @@ DATASET_HINTS = {
     "mimic_v4": "mimic_iv_ecg", "mimic": "mimic_iv_ecg", "mimic-iv": "mimic_iv_ecg", "mimic_iv": "mimic_iv_ecg",
     "mimic-iv-ecg": "mimic_iv_ecg", "code15_v4": "code15", "code15": "code15", "code-15": "code15",
     "cpsc": "cpsc2018", "cpsc2018": "cpsc2018", "cpsc_2018": "cpsc2018", "csn": "csn",
-    "champan-shaoxing": "csn", "chapman-shaoxing": "csn", "georgia": "g12ec",
+    "champan-shaoxing": "csn", "chapman-shaoxing": "csn", "georgia": "g12ec", "g12": "g12ec", "g12ec": "g12ec",
 }  # fmt: skip
+# Skip reasons of the mapping report (see the module docstring).
+FILTERED, BAD_ENTRY, BAD_CONVERSATION, DUPLICATE = "filtered", "bad_entry", "bad_conversation", "duplicate_entry"
+UNRESOLVED, OTHER_DATASET, MISSING = "unresolved_reference", "other_base_dataset", "missing_from_store"
+MAX_DETAILS = 20
+"""Distinct detail messages kept per reason (the rest are counted under ``OTHER_DETAILS``)."""
+OTHER_DETAILS = "(other messages)"
 _PTBXL = re.compile(r"(?:^|[/_])(\d{5})_(?:hr|lr)(?:$|[-_./])")
 _MIMIC_STUDY = re.compile(r"(?:^|[/_])s(\d{8})(?:$|[/_])")
 _MIMIC_PATIENT = re.compile(r"(?:^|[/_])p\d{8}(?:$|[/_])")
@@ -77,6 +95,13 @@ def _stem(ref: str) -> str:
     return re.sub(r"-\d+$", "", name)
 
 
+def _folder_hint(folder: str) -> str | None:
+    """The base dataset a folder name stands for: ``ptb-xl``, ``mimic_v4``, or a PULSE test-image folder
+    named after its test set (``ptb_test_v4``, ``cpsc_test_v4``, ``g12_test_v4``)."""
+    name = folder.lower()
+    return DATASET_HINTS.get(name) or DATASET_HINTS.get(re.sub(r"[-_]test(?:[-_].*)?$", "", name))
+
+
 def resolve_ecg_ref(ref: str, hint: str = "") -> tuple[str, str] | None:
     """``(base dataset, record_id)`` named by the path ``ref``, or None if the form is unknown.
 
@@ -87,7 +112,7 @@ def resolve_ecg_ref(ref: str, hint: str = "") -> tuple[str, str] | None:
     if not ref:
         return None
     parts = [p for p in ref.split("/") if p]
-    prefix = DATASET_HINTS.get(parts[0].lower()) if len(parts) > 1 else None
+    prefix = next((h for p in parts[:-1] if (h := _folder_hint(p))), None)
     hint = DATASET_HINTS.get(hint.lower(), hint) if hint else ""
     stem = _stem(ref)
     if m := _PTBXL.search(ref):
@@ -121,13 +146,18 @@ class MappingReport:
     skipped: Counter = field(default_factory=Counter)
     record_ids: dict[str, set[str]] = field(default_factory=dict)
     other_datasets: Counter = field(default_factory=Counter)
+    details: dict[str, Counter] = field(default_factory=dict)
+    """reason -> why, in words -> count (``bad_entry``, ``bad_conversation``, ...)."""
 
-    def skip(self, reason: str, record_ids: Iterable[str] = (), dataset: str = "") -> None:
-        """Count one entry that produced no item, remembering the record ids concerned."""
+    def skip(self, reason: str, record_ids: Iterable[str] = (), dataset: str = "", detail: str = "") -> None:
+        """Count one entry that produced no item, remembering the record ids concerned and why (``detail``)."""
         self.skipped[reason] += 1
         self.record_ids.setdefault(reason, set()).update(record_ids)
         if dataset:
             self.other_datasets[dataset] += 1
+        if detail:
+            why = self.details.setdefault(reason, Counter())
+            why[detail if detail in why or len(why) < MAX_DETAILS else OTHER_DETAILS] += 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,22 +168,34 @@ class MappingReport:
             "skipped": dict(sorted(self.skipped.items())),
             "other_base_datasets": dict(sorted(self.other_datasets.items())),
             "record_ids": {k: sorted(v) for k, v in sorted(self.record_ids.items())},
+            "details": {k: dict(v.most_common()) for k, v in sorted(self.details.items())},
         }
 
     def log_summary(self) -> None:
-        """One info line, plus a warning naming the first ids of each skip reason."""
+        """One info line with every reason's count, then one line per reason: its first ids and why.
+
+        ``filtered`` (entries not asked for) is logged at INFO, every other reason at WARNING.
+        """
         log.info("%s: %d entries -> %d items on the %s store; skipped %s", self.name, self.entries, self.items,
-                 self.store_dataset, dict(self.skipped) or "none")  # fmt: skip
-        for reason, ids in sorted(self.record_ids.items()):
+                 self.store_dataset, dict(sorted(self.skipped.items())) or "none")  # fmt: skip
+        for reason, n in sorted(self.skipped.items()):
+            ids = self.record_ids.get(reason) or set()
+            line = f"{self.name}: {n} entries skipped ({reason})"
             if ids:
                 shown = ", ".join(sorted(ids)[:10]) + (" ..." if len(ids) > 10 else "")
-                n = self.skipped[reason]
-                log.warning("%s: %d entries skipped (%s), %d distinct records, e.g. %s", self.name, n, reason, len(ids), shown)
+                line += f", {len(ids)} distinct {'records' if reason != BAD_ENTRY else 'places'}, e.g. {shown}"
+            if self.details.get(reason):
+                line += "; why: " + "; ".join(f"{c} x {msg}" for msg, c in self.details[reason].most_common())
+            log.log(logging.INFO if reason == FILTERED else logging.WARNING, "%s", line)
         if self.other_datasets:
             log.warning("%s: entries on other base datasets (need their own store): %s", self.name, dict(self.other_datasets))
 
     def finish(self, items: list[dict[str, Any]]) -> "MappedItems":
-        """Record how many items were made, log the summary, and return the items carrying this report."""
+        """Record how many items were made, log the summary, and return the items carrying this report.
+
+        Call it once every entry has been counted: the log is written from the report as it is then,
+        and is what mapping_report.json says.
+        """
         self.items = len(items)
         self.log_summary()
         return MappedItems(items, [self])
@@ -284,8 +326,13 @@ def convert_turns(turns: Any, n_ecgs: int = 1) -> list[dict[str, str]]:
         role = _ROLES.get(str(t.get(role_key, "")).strip().lower())
         if role is None:
             raise DataError(f"turn {j}: unknown speaker {t.get(role_key)!r}; expected human/gpt/user/assistant/system")
-        value = t.get(text_key, "")
-        value = "".join(value) if isinstance(value, list) else str(value)  # PULSE ecgqa-test stores lists
+        value = t.get(text_key)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = "".join(value)  # PULSE ecgqa-test stores lists of strings
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        elif not isinstance(value, str):
+            raise DataError(f"turn {j}: '{text_key}' is {json_type(value)}, expected a string")
         messages.append({"role": role, "content": clean_text(value)})
     first_user = next((m for m in messages if m["role"] == "user"), None)
     if first_user is None or messages[-1]["role"] != "assistant":
@@ -294,53 +341,75 @@ def convert_turns(turns: Any, n_ecgs: int = 1) -> list[dict[str, str]]:
     return messages
 
 
+def conversation_turns(entry: dict[str, Any]) -> Any:
+    """An entry's turns: ``conversations`` (LLaVA) or ``conversation`` (PULSE's published test files)."""
+    return entry["conversations"] if "conversations" in entry else entry.get("conversation")
+
+
 def map_llava_entries(
     store: SegmentStore,
     cfg: DataConfig,
     name: str,
-    entries: Sequence[dict[str, Any]],
+    entries: Sequence[Any],
     ref_of: Callable[[dict[str, Any]], tuple[str, str]],
+    wanted: Callable[[dict[str, Any]], bool] | None = None,
 ) -> MappedItems:
     """Items of LLaVA-style ``entries`` (``conversations`` + an ECG reference) joined to ``store``.
 
-    ``ref_of(entry)`` gives ``(reference path, base-dataset hint)``. Entry ``i`` joined to segment
-    group ``k`` becomes item ``f"{name}-{i:06d}-{k}"``; the entry's own ``id`` and ``name`` go to meta.
+    ``ref_of(entry)`` gives ``(reference path, base-dataset hint)``; an entry for which ``wanted``
+    returns False is counted as ``filtered``. Entry ``i`` joined to segment group ``k`` becomes item
+    ``f"{name}-{i:06d}-{k}"``; the entry's own ``id`` and ``name`` go to meta. Every entry is either
+    made into items or counted in the report under a reason (see the module docstring).
     """
     policy = check_segment_policy(cfg)
     report = MappingReport(name, store_dataset(store), entries=len(entries))
     items: list[dict[str, Any]] = []
     for i, entry in enumerate(tqdm(entries, desc=f"mapping {name}", unit="entry")):
+        if not isinstance(entry, dict):
+            report.skip(BAD_ENTRY, [f"entry {i}"], detail=f"entry is {json_type(entry)}, expected a JSON object")
+            continue
+        if wanted is not None and not wanted(entry):
+            report.skip(FILTERED)
+            continue
         ref, hint = ref_of(entry)
         resolved = resolve_ecg_ref(ref, hint) if ref else None
         if resolved is None:
-            report.skip("unresolved_reference", [str(ref)])
+            report.skip(UNRESOLVED, [str(ref)])
             continue
         dataset, rid = resolved
         if dataset != report.store_dataset:
-            report.skip("other_base_dataset", [f"{dataset}:{rid}"], dataset=dataset)
+            report.skip(OTHER_DATASET, [f"{dataset}:{rid}"], dataset=dataset)
             continue
         groups = segment_groups(store, [rid], policy)
         if not groups:
-            report.skip("missing_from_store", [rid])
+            report.skip(MISSING, [rid])
             continue
         try:
             made = [_llava_item(store, name, i, k, seg, entry, dataset) for k, seg in enumerate(groups)]
         except DataError as e:
-            log.debug("%s entry %d (record %s): %s", name, i, rid, e)
-            report.skip("bad_conversation", [rid])
+            report.skip(BAD_CONVERSATION, [rid], detail=str(e))
             continue
         items.extend(made)
     return report.finish(items)
+
+
+def json_type(value: Any) -> str:
+    """The JSON type of ``value`` in words (``"an object"``, ``"a list"``, ``"null"``, ...), for messages."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _llava_item(
     store: SegmentStore, name: str, i: int, k: int, seg: list[int], entry: dict[str, Any], dataset: str
 ) -> dict[str, Any]:
     row = store.index[seg[0]]
+    turns = conversation_turns(entry)
+    if turns is None:
+        raise DataError("no 'conversations' (or 'conversation') field")
     item = {
         "id": f"{name}-{i:06d}-{k}",
         "segment_ids": list(seg),
-        "messages": convert_turns(entry.get("conversations"), n_ecgs=len(seg)),
+        "messages": convert_turns(turns, n_ecgs=len(seg)),
         "patient_id": row["patient_id"],
         "source": name,
         "meta": {
