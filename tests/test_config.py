@@ -144,7 +144,9 @@ BAD = [
 
 @pytest.mark.parametrize("dotted, value, fragment", BAD, ids=[f"{d}={v}" for d, v, _ in BAD])
 def test_each_bad_value_is_refused(dotted, value, fragment):
-    problems = _problems(lambda: build(RunConfig(), overrides={dotted: value, **({"data.mix": ["a"]} if "mix" in dotted else {})}))
+    problems = _problems(
+        lambda: build(RunConfig(), overrides={dotted: value, **({"data.mix": ["a"]} if "mix" in dotted else {})})
+    )
     assert any(fragment in p for p in problems), problems
 
 

@@ -214,7 +214,9 @@ class ModelConfig:
         if not 0.0 <= self.lora_dropout < 1.0:
             p.append(f"model.lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.lora and not self.full_finetune and not self.lora_target_modules:
-            p.append("model.lora_target_modules is empty: name the LLM modules LoRA wraps (e.g. q_proj v_proj) or set model.lora false")
+            p.append(
+                "model.lora_target_modules is empty: name the modules LoRA wraps (e.g. q_proj v_proj) or set model.lora false"
+            )
         if self.projector not in ("linear", "mlp"):
             p.append(f"model.projector must be 'linear' or 'mlp', got {self.projector!r}")
         if self.max_length < 16:
@@ -482,7 +484,8 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
             return value
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError([f"{where}: expected a string, got {_show(value)}" + (" (quote it in YAML)" if value is not None else "")])
+        quote = " (quote it in YAML)" if value is not None else ""
+        raise ConfigError([f"{where}: expected a string, got {_show(value)}{quote}"])
     raise TypeError(f"{where}: unsupported config type {hint}")
 
 
