@@ -101,7 +101,7 @@ def _representation(cfg: RunConfig):
 
 
 def check_names(cfg: RunConfig) -> None:
-    """Look every registry name of the config up before any work; one error lists all unknown names."""
+    """Raise ``config_problems`` (registry names, LLM spec, source rate) as one ConfigError, before any work."""
     problems = config_problems(cfg)
     if problems:
         raise ConfigError(problems)
