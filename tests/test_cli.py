@@ -111,3 +111,104 @@ def test_list_shows_registries(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert "synthetic" in out and "conv1d" in out and "llava" in out and "smollm2-135m" in out and "bertscore" in out
+
+
+# ------------------------------------------------------------------ checked values (issue 8, item 4)
+
+BAD_FLAGS = [
+    (["--train.lr", "nan"], "--train.lr: expected a finite number, got 'nan'"),
+    (["--train.min_lr_ratio", "-5"], "train.min_lr_ratio must be in [0, 1], got -5.0"),
+    (["--train.log_every", "0"], "train.log_every must be >= 1"),
+    (["--data.segment_seconds", "0.001"], "at least 16 are needed"),
+    (["--data.segment_seconds", "nan"], "--data.segment_seconds: expected a finite number"),
+    (["--data.segment_seconds", "2.001", "--data.target_fs", "250"],
+     "500.25 samples, not a whole number (the store would silently round it); nearest valid: 2 or 2.004"),
+    (["--train.num_threads", "-1"], "train.num_threads must be >= 0"),
+    (["--data.max_train_items", "-5"], "data.max_train_items must be >= 0"),
+    (["--train.weight_decay", "-1"], "train.weight_decay must be >= 0"),
+    (["--device", "tpu"], "train.device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
+    (["--model.patch_size", "0"], "model.patch_size must be >= 1"),
+    (["--data.records_per_patient", "0"], "data.records_per_patient must be >= 1"),
+    (["--data.target_fs", "1000"], "data.target_fs 1000 Hz is above the synthetic source's own rate of 500 Hz"),
+    (["--data.source", "ptbxl", "--data.ptbxl_folder", "records100"], "above the ptbxl source's own rate of 100 Hz"),
+    (["--model.lora_r", "2.5"], "--model.lora_r: expected an integer, got '2.5'"),
+    (["--model.full_finetune", "maybe"], "--model.full_finetune: expected true or false, got 'maybe'"),
+    (["--llm", "nope"], "model.llm 'nope' is not a known short name (mini, smollm2-135m, tiny)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["quickstart", "data", "config"])
+@pytest.mark.parametrize("flags, message", BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
+def test_bad_values_exit_2_before_any_work(tmp_path, capsys, command, flags, message):
+    out = tmp_path / "run"
+    assert cli.main([command, "--output_dir", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: invalid configuration") and message in err, err
+    assert not out.exists()  # no store, no config.json: nothing was done
+
+
+def test_all_problems_of_all_sections_reported_together(tmp_path, capsys):
+    flags = ["--train.lr", "nan", "--train.min_lr_ratio", "-5", "--data.records_per_patient", "0", "--device", "tpu",
+             "--model.patch_size", "0", "--eval.batch_size", "0", "--llm", "nope", "--model.encoder", "nope"]  # fmt: skip
+    assert cli.main(["quickstart", "--output_dir", str(tmp_path / "r"), *flags]) == 2
+    err = capsys.readouterr().err
+    for name in ("train.lr", "train.min_lr_ratio", "data.records_per_patient", "train.device", "model.patch_size",
+                 "eval.batch_size", "model.llm 'nope'", "unknown encoder 'nope'"):  # fmt: skip
+        assert name in err, name
+    assert err.count("\n  - ") == 8
+
+
+def test_yaml_and_json_values_are_coerced_like_flags(tmp_path, capsys):
+    f = tmp_path / "r.yaml"
+    f.write_text("train:\n  lr: 1e-3\nmodel:\n  full_finetune: 'false'\n  lora: 'no'\n")
+    assert cli.main(["config", "--config", str(f)]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["train"]["lr"] == 1e-3 and cfg["model"]["full_finetune"] is False and cfg["model"]["lora"] is False
+    j = tmp_path / "r.json"
+    j.write_text(json.dumps({"train": {"lr": "nan", "max_steps": "ten"}, "model": {"lora_r": 2.5}}))
+    assert cli.main(["config", "--config", str(j)]) == 2
+    err = capsys.readouterr().err
+    assert "train.lr: expected a finite number" in err and "train.max_steps: expected an integer, got 'ten'" in err
+    assert "model.lora_r: expected an integer, got 2.5" in err
+
+
+def test_checkpoint_config_with_bad_values_exits_2(tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    d = RunConfig().to_dict()
+    d["train"]["max_steps"], d["model"]["lora_r"], d["train"]["batch_size"] = "ten", 2.5, "5"
+    d["output_dir"] = str(tmp_path / "out")
+    (ckpt / "config.json").write_text(json.dumps(d))
+    assert cli.main(["evaluate", "--checkpoint", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert "train.max_steps: expected an integer, got 'ten'" in err and "model.lora_r: expected an integer, got 2.5" in err
+    assert "batch_size" not in err  # "5" is a fine integer
+    assert not (tmp_path / "out").exists()
+
+
+def test_llm_spec_is_checked_without_loading(tmp_path, capsys):
+    for llm in ("tiny", "org/some-model", "Qwen/Qwen2.5-0.5B-Instruct", str(tmp_path)):
+        assert cli.main(["config", "--llm", llm]) == 0, llm
+    capsys.readouterr()
+    for llm in ("nope", "org/", "a/b/c", "org/na me", str(tmp_path / "missing.gguf"), str(tmp_path / "missing")):
+        assert cli.main(["config", "--llm", llm]) == 2, llm
+        err = capsys.readouterr().err
+        assert repr(llm) in err and ("smollm2-135m" in err or "GGUF file not found" in err), err
+
+
+def test_quickstart_partial_config_keeps_the_preset(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(cfg, train=True):
+        seen["cfg"] = cfg
+        return {}
+
+    monkeypatch.setattr("ecg_bench.pipeline.run", fake_run)
+    monkeypatch.setattr(cli, "_print_results", lambda results, cfg: None)
+    f = tmp_path / "partial.yaml"
+    f.write_text("train:\n  max_steps: 9\n  lr: 3e-4\n")
+    assert cli.main(["quickstart", "--config", str(f), "--train.lr", "5e-4", "--output_dir", str(tmp_path / "q")]) == 0
+    cfg, preset = seen["cfg"], cli.COMMANDS["quickstart"].preset()
+    assert cfg.train.max_steps == 9 and cfg.train.lr == 5e-4  # file over preset, flag over file
+    assert (cfg.model.llm, cfg.model.encoder, cfg.data.num_patients) == (preset.model.llm, preset.model.encoder,
+                                                                        preset.data.num_patients)  # fmt: skip

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ecg_bench.config import RunConfig, iter_leaf_fields, set_dotted
+from ecg_bench.config import RunConfig, build, iter_leaf_fields
 from ecg_bench.errors import ECGBenchError
 from ecg_bench.logging_utils import setup_logging
 
@@ -28,10 +28,11 @@ def quickstart_config() -> RunConfig:
 
 
 def _load_config(args) -> RunConfig:
-    cfg = RunConfig.load(args.config) if args.config else args.preset()
-    for dotted, value in args.overrides.items():
-        set_dotted(cfg, dotted, value)
-    return cfg.validate()
+    """The command's preset < ``--config FILE`` (layered over it, section by section) < flags, every value coerced
+    by ``config.coerce`` and checked, registry names and the LLM included: one ConfigError lists every problem."""
+    from ecg_bench.pipeline import config_problems
+
+    return build(args.preset(), args.config or None, args.overrides, checks=[config_problems])
 
 
 # ------------------------------------------------------------------ command functions
@@ -195,15 +196,6 @@ SHORT_FLAGS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _parse_bool(s: str) -> bool:
-    v = s.lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
-
-
 def _add_run_options(p: argparse.ArgumentParser, preset: RunConfig) -> None:
     p.add_argument(
         "--config", default="", metavar="FILE", help="Run config file (.yaml or .json, e.g. a recipe); flags override it."
@@ -214,13 +206,13 @@ def _add_run_options(p: argparse.ArgumentParser, preset: RunConfig) -> None:
         g = groups.setdefault(section, p.add_argument_group(f"{section} options"))
         default = _get_dotted(preset, dotted)
         kw: dict[str, Any] = {"dest": f"opt:{dotted}", "default": argparse.SUPPRESS, "help": f"{doc} (default: {default!r})"}
-        origin = typing.get_origin(typ)
-        if origin is list:
-            kw.update(nargs="+", type=typing.get_args(typ)[0], metavar="X")
+        # Flags stay strings here: config.build converts them with the same coercion as config files.
+        if typing.get_origin(typ) is list:
+            kw.update(nargs="+", metavar="X")
         elif typ is bool:
-            kw.update(type=_parse_bool, metavar="{true,false}")
+            kw.update(metavar="{true,false}")
         else:
-            kw.update(type=typ, metavar=typ.__name__.upper())
+            kw.update(metavar=getattr(typ, "__name__", "value").upper())
         g.add_argument(f"--{dotted}", *SHORT_FLAGS.get(dotted, ()), **kw)
 
 

@@ -3,6 +3,10 @@
 Each field carries a docstring (the string literal right below it); those docstrings are the
 ``--help`` text of the CLI, so a field without one is a bug (tested). ``validate()`` collects every
 problem and raises once with all of them.
+
+Values from files (JSON/YAML, checkpoint configs) and from command-line flags go through ONE function,
+``coerce``, which converts a value to its field's declared type or refuses it; ``build`` layers a preset,
+a ``--config`` file and flags (in that order) and reports every problem of every section at once.
 """
 
 from __future__ import annotations
@@ -11,8 +15,12 @@ import ast
 import dataclasses
 import inspect
 import json
+import math
+import re
 import textwrap
+import types
 import typing
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -108,8 +116,20 @@ class DataConfig:
             p.append(f"data.fold must be in [0, {self.num_folds - 1}], got {self.fold}")
         if self.target_fs <= 0:
             p.append(f"data.target_fs must be positive, got {self.target_fs}")
-        if self.segment_seconds <= 0:
+        if not self.segment_seconds > 0:
             p.append(f"data.segment_seconds must be positive, got {self.segment_seconds}")
+        elif self.target_fs > 0:
+            p += segment_problems(self.segment_seconds, self.target_fs)
+        for name in ("num_patients", "records_per_patient"):
+            if getattr(self, name) < 1:
+                p.append(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_train_items", "max_eval_items"):
+            if getattr(self, name) < 0:
+                p.append(f"data.{name} must be >= 0 (0 = all), got {getattr(self, name)}")
+        if any(n < 0 for n in self.mix_max_items):
+            p.append(f"data.mix_max_items must all be >= 0 (0 = all), got {self.mix_max_items}")
+        if not 0 <= self.seed < 2**63:
+            p.append(f"data.seed must be in [0, 2**63), got {self.seed}")
         if self.workers < 0:
             p.append(f"data.workers must be >= 0 (0 = all cores), got {self.workers}")
         if not 0.0 <= self.multi_turn_fraction <= 1.0:
@@ -126,7 +146,7 @@ class DataConfig:
             p.append(f"data.hf_folds must be 'keep' or 'recompute', got {self.hf_folds!r}")
         if self.mix_max_items and len(self.mix_max_items) != len(self.mix):
             p.append(f"data.mix_max_items has {len(self.mix_max_items)} caps for {len(self.mix)} data.mix datasets")
-        if self.num_patients < self.num_folds:
+        if self.num_patients >= 1 and self.num_patients < self.num_folds:
             p.append(f"data.num_patients ({self.num_patients}) must be >= data.num_folds ({self.num_folds})")
         return p
 
@@ -186,8 +206,17 @@ class ModelConfig:
         p = []
         if self.num_ecg_tokens < 1:
             p.append(f"model.num_ecg_tokens must be >= 1, got {self.num_ecg_tokens}")
-        if self.lora_r < 1:
-            p.append(f"model.lora_r must be >= 1, got {self.lora_r}")
+        for name in ("lora_r", "encoder_dim", "patch_size"):
+            if getattr(self, name) < 1:
+                p.append(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lora_alpha <= 0:
+            p.append(f"model.lora_alpha must be positive, got {self.lora_alpha}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            p.append(f"model.lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.lora and not self.full_finetune and not self.lora_target_modules:
+            p.append(
+                "model.lora_target_modules is empty: name the modules LoRA wraps (e.g. q_proj v_proj) or set model.lora false"
+            )
         if self.projector not in ("linear", "mlp"):
             p.append(f"model.projector must be 'linear' or 'mlp', got {self.projector!r}")
         if self.max_length < 16:
@@ -246,14 +275,28 @@ class TrainConfig:
         for name in ("max_steps", "batch_size", "grad_accum_steps"):
             if getattr(self, name) < 1:
                 p.append(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.encoder_lr <= 0:
-            p.append(f"train.lr and train.encoder_lr must be positive, got {self.lr}, {self.encoder_lr}")
+        for name in ("lr", "encoder_lr"):
+            if not getattr(self, name) > 0:
+                p.append(f"train.{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             p.append(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            p.append(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.weight_decay < 0:
+            p.append(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         if self.precision not in ("auto", "fp32", "bf16"):
             p.append(f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            p.append(f"train.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if self.max_grad_norm < 0:
-            p.append(f"train.max_grad_norm must be >= 0, got {self.max_grad_norm}")
+            p.append(f"train.max_grad_norm must be >= 0 (0 = no clipping), got {self.max_grad_norm}")
+        if self.log_every < 1:
+            p.append(f"train.log_every must be >= 1, got {self.log_every}")
+        for name, what in (("save_every", "0 = only at the end"), ("num_threads", "0 = torch's default")):
+            if getattr(self, name) < 0:
+                p.append(f"train.{name} must be >= 0 ({what}), got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**63:
+            p.append(f"train.seed must be in [0, 2**63), got {self.seed}")
         return p
 
 
@@ -283,8 +326,10 @@ class EvalConfig:
         if self.max_new_tokens < 1:
             p.append(f"eval.max_new_tokens must be >= 1, got {self.max_new_tokens}")
         bad = [a for a in self.ablations if a not in ("real", "zeros", "no_signal")]
-        if bad:
-            p.append(f"eval.ablations: unknown {bad}; valid: real, zeros, no_signal")
+        if bad or not self.ablations:
+            p.append(f"eval.ablations: unknown {bad or '(empty)'}; valid: real, zeros, no_signal")
+        if self.bertscore_layers < 0:
+            p.append(f"eval.bertscore_layers must be >= 0 (0 = the embedding layer), got {self.bertscore_layers}")
         return p
 
 
@@ -303,9 +348,21 @@ class RunConfig:
     output_dir: str = "runs/quickstart"
     """Folder for the store, checkpoints, results.json and logs."""
 
+    def problems(self) -> list[str]:
+        """Every invalid value: first each field against its declared type (a value set from Python is
+        coerced in place, e.g. "1e-3" for a float), then each section's range checks."""
+        p = check_types(self, "", recurse=False)
+        for f in dataclasses.fields(self):
+            section = getattr(self, f.name)
+            if dataclasses.is_dataclass(section):
+                p += check_types(section, f"{f.name}.") or section.problems()  # range checks need well-typed values
+        if not p and not self.output_dir:
+            p.append("output_dir must name a folder, got ''")
+        return p
+
     def validate(self) -> "RunConfig":
         """Raise ConfigError listing every invalid value, or return self."""
-        problems = [*self.data.problems(), *self.model.problems(), *self.train.problems(), *self.eval.problems()]
+        problems = self.problems()
         if problems:
             raise ConfigError(problems)
         return self
@@ -322,18 +379,9 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
-        """Load a run config from a .json or .yaml file (unknown keys are an error)."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"config file not found: {path}")
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            d = yaml.safe_load(text) or {}
-        else:
-            d = json.loads(text)
-        return from_dict(cls, d, where=str(path))
+        """Load a run config from a .json or .yaml file over the defaults (unknown keys and values that are
+        not of their field's type are a ConfigError listing all of them; range checks are ``validate``'s)."""
+        return from_dict(cls, read_config_file(path), where=str(path))
 
 
 # ---------------------------------------------------------------- dataclass helpers
@@ -361,20 +409,235 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def from_dict(cls: type, d: dict[str, Any], where: str = "config") -> Any:
-    """Build a (nested) dataclass from a dict; unknown keys raise ConfigError naming them."""
+# ---------------------------------------------------------------- the one coercion
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+MIN_SEGMENT_SAMPLES = 16
+"""Fewest samples a segment may have (data.segment_seconds x data.target_fs)."""
+
+
+def _show(value: Any) -> str:
+    """A bad value as a message shows it: short, with its type when it is not a string."""
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return text if isinstance(value, str) else f"{text} ({type(value).__name__})"
+
+
+def coerce(value: Any, hint: Any, where: str) -> Any:
+    """``value`` converted to the declared type ``hint``, or ConfigError naming ``where``.
+
+    The one place where a config value's type is decided, for files (JSON, YAML, checkpoint configs)
+    and command-line flags (which arrive as strings) alike:
+
+    - int: an int or an integral number or string ("5", "1e3", 5.0); not 2.5, "ten" or a bool.
+    - float: an int, a float or a numeric string ("1e-3"); never NaN or infinite, nor a bool.
+    - bool: a bool or true/false, yes/no, on/off, 1/0 as a string (any case); not 1 or "maybe".
+    - str: a string (an int is taken as its digits, e.g. a folder named 2024); not a bool, float, list or null.
+    - list[T]: a list whose every element is coerced to T (a lone string is not a list).
+    - T | None: None or a T.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) != 1:
+            raise TypeError(f"{where}: unsupported config type {hint}")
+        return coerce(value, inner[0], where)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError([f"{where}: expected a list, got {_show(value)}"])
+        problems, out = [], []
+        for i, v in enumerate(value):
+            try:
+                out.append(coerce(v, args[0] if args else Any, f"{where}[{i}]"))
+            except ConfigError as e:
+                problems += e.problems
+        if problems:
+            raise ConfigError(problems)
+        return out
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ConfigError([f"{where}: expected true or false, got {_show(value)}"])
+    if hint is int:
+        n = _number(value)
+        if n is None or isinstance(value, bool):
+            raise ConfigError([f"{where}: expected an integer, got {_show(value)}"])
+        if isinstance(n, float) and not (math.isfinite(n) and n.is_integer()):
+            raise ConfigError([f"{where}: expected an integer, got {_show(value)}"])
+        return int(n)
+    if hint is float:
+        n = _number(value)
+        if n is None or isinstance(value, bool):
+            raise ConfigError([f"{where}: expected a number, got {_show(value)}"])
+        if not math.isfinite(n):
+            raise ConfigError([f"{where}: expected a finite number, got {_show(value)}"])
+        return float(n)
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        quote = " (quote it in YAML)" if value is not None else ""
+        raise ConfigError([f"{where}: expected a string, got {_show(value)}{quote}"])
+    raise TypeError(f"{where}: unsupported config type {hint}")
+
+
+def _number(value: Any) -> int | float | None:
+    """An int or float from a number or a numeric string, else None (bools are left to the caller)."""
+    if isinstance(value, (int, float)):
+        return value
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def check_types(obj: Any, prefix: str, recurse: bool = True) -> list[str]:
+    """Coerce every field of dataclass ``obj`` in place to its declared type; the problems of those that cannot be."""
+    problems = []
+    hints = _hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, hint = getattr(obj, f.name), hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            if recurse:
+                problems += check_types(value, f"{prefix}{f.name}.")
+            continue
+        try:
+            setattr(obj, f.name, coerce(value, hint, f"{prefix}{f.name}"))
+        except ConfigError as e:
+            problems += e.problems
+    return problems
+
+
+def segment_problems(seconds: float, fs: float) -> list[str]:
+    """A segment of ``seconds`` at ``fs`` Hz must be a whole number of samples, and at least MIN_SEGMENT_SAMPLES."""
+    n = seconds * fs
+    what = f"data.segment_seconds {seconds:.10g} s at data.target_fs {fs:g} Hz is {n:.10g} samples"
+    if n < MIN_SEGMENT_SAMPLES - 1e-6:
+        return [f"{what}; at least {MIN_SEGMENT_SAMPLES} are needed (data.segment_seconds >= {MIN_SEGMENT_SAMPLES / fs:.10g})"]
+    if abs(n - round(n)) > 1e-6:
+        near = " or ".join(f"{c / fs:.10g}" for c in sorted({max(math.floor(n), MIN_SEGMENT_SAMPLES), math.ceil(n)}))
+        return [f"{what}, not a whole number (the store would silently round it); nearest valid: {near}"]
+    return []
+
+
+# ---------------------------------------------------------------- files, layers and flags
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a .json or .yaml config file; FileNotFoundError or ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            d = yaml.safe_load(text)
+            d = {} if d is None else d
+        else:
+            d = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+        raise ConfigError([f"{path}: not a readable {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'} file ({e})"]) from e
+    except Exception as e:  # yaml.YAMLError and its subclasses
+        if type(e).__module__.startswith("yaml"):
+            raise ConfigError([f"{path}: not a readable YAML file ({e})"]) from e
+        raise
     if not isinstance(d, dict):
-        raise ConfigError([f"{where}: expected a mapping for {cls.__name__}, got {type(d).__name__}"])
-    hints = _hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
+        raise ConfigError([f"{path}: expected a mapping of config sections, got {type(d).__name__}"])
+    return d
+
+
+def apply_dict(obj: Any, d: Any, where: str, prefix: str = "") -> list[str]:
+    """Layer mapping ``d`` over dataclass ``obj`` in place, section by section (a deep merge: fields ``d`` does
+    not name keep their value). Values go through ``coerce``; returns every problem (a refused value leaves
+    the field as it was)."""
+    if not isinstance(d, Mapping):
+        return [f"{where}: {prefix.rstrip('.') or 'the file'}: expected a mapping for {type(obj).__name__}, got {_show(d)}"]
+    hints = _hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    problems = []
+    unknown = sorted(str(k) for k in d if k not in names)
     if unknown:
-        raise ConfigError([f"{where}: unknown key(s) {unknown} for {cls.__name__}; valid: {sorted(names)}"])
-    kwargs = {}
+        problems.append(f"{where}: unknown key(s) {unknown} for {prefix}{type(obj).__name__}; valid: {sorted(names)}")
     for k, v in d.items():
-        t = hints[k]
-        kwargs[k] = from_dict(t, v, f"{where}.{k}") if dataclasses.is_dataclass(t) else v
-    return cls(**kwargs)
+        if k not in names:
+            continue
+        if dataclasses.is_dataclass(hints[k]):
+            problems += apply_dict(getattr(obj, k), v, where, f"{prefix}{k}.")
+            continue
+        try:
+            setattr(obj, k, coerce(v, hints[k], f"{where}: {prefix}{k}"))
+        except ConfigError as e:
+            problems += e.problems
+    return problems
+
+
+def from_dict(cls: type, d: dict[str, Any], where: str = "config") -> Any:
+    """Build a (nested) dataclass from a dict over its defaults; ConfigError lists every unknown key and bad value."""
+    obj = cls()
+    problems = apply_dict(obj, d, where)
+    if problems:
+        raise ConfigError(problems)
+    return obj
+
+
+def set_dotted(obj: Any, dotted: str, value: Any, where: str | None = None) -> None:
+    """Set ``a.b.c`` on nested dataclasses, coerced to the field's declared type (ConfigError if it cannot be)."""
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        obj = getattr(obj, p)
+    hints = _hints(type(obj))
+    if leaf not in hints:
+        raise ConfigError([f"{where or dotted}: no such config field"])
+    setattr(obj, leaf, coerce(value, hints[leaf], where or dotted))
+
+
+def build(
+    base: RunConfig,
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
+    checks: Iterable[Callable[[RunConfig], list[str]]] = (),
+) -> RunConfig:
+    """Layer a run config: ``base`` (a command's preset) < the file at ``path`` < ``overrides`` (dotted name -> value,
+    e.g. from flags: ``{"train.lr": "1e-3"}``). Then the range checks and ``checks`` (e.g. registry names).
+    Every problem of every layer and section is raised together in one ConfigError; nothing else is done."""
+    cfg = base
+    problems: list[str] = []
+    if path:
+        try:
+            problems += apply_dict(cfg, read_config_file(path), str(path))
+        except FileNotFoundError as e:
+            problems.append(str(e))
+        except ConfigError as e:
+            problems += e.problems
+    items = overrides.items() if isinstance(overrides, Mapping) else overrides
+    for dotted, value in items:
+        try:
+            set_dotted(cfg, dotted, value, where=f"--{dotted}")
+        except ConfigError as e:
+            problems += e.problems
+    problems += cfg.problems()
+    for check in checks:
+        problems += check(cfg)
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+    return cfg
 
 
 def iter_leaf_fields(cls: type, prefix: str = ""):
@@ -388,11 +651,3 @@ def iter_leaf_fields(cls: type, prefix: str = ""):
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         yield f"{prefix}{f.name}", t, default, docs.get(f.name, "")
-
-
-def set_dotted(obj: Any, dotted: str, value: Any) -> None:
-    """Set ``a.b.c`` on nested dataclasses."""
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-        obj = getattr(obj, p)
-    setattr(obj, leaf, value)

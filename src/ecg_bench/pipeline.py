@@ -31,7 +31,7 @@ from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.elm import build_elm
 from ecg_bench.representations.base import REPRESENTATIONS
 from ecg_bench.training.checkpoint import load_checkpoint
-from ecg_bench.training.trainer import Trainer, resolve_device, summarize
+from ecg_bench.training.trainer import Trainer, resolve_device, resolve_dtype, summarize
 
 log = get_logger(__name__)
 
@@ -101,10 +101,20 @@ def _representation(cfg: RunConfig):
 
 
 def check_names(cfg: RunConfig) -> None:
-    """Look every registry name of the config up before any work; one error lists all unknown names."""
+    """Raise ``config_problems`` (registry names, LLM spec, source rate) as one ConfigError, before any work."""
+    problems = config_problems(cfg)
+    if problems:
+        raise ConfigError(problems)
+
+
+def config_problems(cfg: RunConfig) -> list[str]:
+    """What the config's values alone cannot tell: unknown registry names, an LLM that is neither a short name,
+    a local folder, a .gguf file nor a hub id, and a data.target_fs above the source's own rate (nothing is
+    loaded or read). Every problem, for the CLI to report with the range checks before any work."""
     from ecg_bench.evaluation.metrics import METRICS
     from ecg_bench.models.elm import ELMS
     from ecg_bench.models.encoders import ENCODERS
+    from ecg_bench.models.llm import llm_spec_problem
 
     lookups = [(SOURCES, cfg.data.source), (MAPPED, cfg.data.mapped), (REPRESENTATIONS, cfg.model.representation),
                (ELMS, cfg.model.elm), (ENCODERS, cfg.model.encoder), *((METRICS, m) for m in cfg.eval.metrics),
@@ -115,14 +125,22 @@ def check_names(cfg: RunConfig) -> None:
             registry.get(name)
         except UnknownNameError as e:
             problems.append(str(e))
-    if problems:
-        raise ConfigError(problems)
+    llm = llm_spec_problem(cfg.model.llm)
+    if llm:
+        problems.append(llm)
+    if cfg.data.source in SOURCES:
+        native = getattr(SOURCES.get(cfg.data.source), "native_rate", lambda _: None)(cfg.data)
+        if native and cfg.data.target_fs > native:
+            problems.append(f"data.target_fs {cfg.data.target_fs} Hz is above the {cfg.data.source} source's own rate of "
+                            f"{native:g} Hz: resampling up adds no information; use data.target_fs <= {native:g}")  # fmt: skip
+    return list(dict.fromkeys(problems))
 
 
 def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     """Train (unless ``train`` is False and a checkpoint is given) and evaluate; write results.json."""
     cfg.validate()
     check_names(cfg)
+    resolve_dtype(cfg.train.precision, resolve_device(cfg.train.device))  # an unusable device fails before any work
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")

@@ -9,6 +9,7 @@ Anything else is treated as a local path or a hub id.
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,6 +90,24 @@ def _tiny():
 def _mini():
     """4 layers, hidden 128, random weights, trained from scratch (full_finetune): the CPU quickstart LLM."""
     return _small_llama(hidden=128, layers=4, heads=4, kv_heads=2)
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+"""A Hugging Face hub id: ``owner/name`` (letters, digits, ``-_.``)."""
+
+
+def llm_spec_problem(name: str) -> str | None:
+    """Why ``model.llm`` cannot name an LLM, checked without loading anything (None = it can): it must be a
+    short name, an existing local folder, an existing .gguf file or a hub id ``owner/name``."""
+    if name in LLMS:
+        return None
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        return None if path.is_file() else f"model.llm {name!r}: GGUF file not found: {path}"
+    if path.is_dir() or HUB_ID.fullmatch(name):
+        return None
+    return (f"model.llm {name!r} is not a known short name ({', '.join(LLMS.names())}), an existing local folder, "
+            "a .gguf file or a hub id of the form owner/name")  # fmt: skip
 
 
 def load_llm(name: str):

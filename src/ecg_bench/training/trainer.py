@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ecg_bench.config import RunConfig
 from ecg_bench.data.dataset import ConversationDataset
+from ecg_bench.errors import ConfigError, ECGBenchError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.chat import ChatFormatter, EncodedChat
 from ecg_bench.models.elm import ELM, Batch, pad_batch
@@ -29,12 +30,23 @@ from ecg_bench.training.checkpoint import load_checkpoint, save_checkpoint
 log = get_logger(__name__)
 
 
+class NonFiniteError(ECGBenchError):
+    """Training produced a NaN or infinite loss or gradient norm; the step's update is not applied."""
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError([f"train.device {name!r} is not a device: use auto, cpu, cuda, cuda:N or mps"]) from e
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={name!r} but no CUDA device is available")
+        raise ConfigError([f"train.device={name!r} but no CUDA device is available"])
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError([f"train.device={name!r} but there are {torch.cuda.device_count()} CUDA devices"])
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError([f"train.device={name!r} but MPS is not available"])
     return dev
 
 
@@ -44,7 +56,7 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return None
     bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
     if precision == "bf16" and device.type == "cuda" and not bf16_ok:
-        raise RuntimeError(f"train.precision='bf16' but {torch.cuda.get_device_name(device)} does not support bf16")
+        raise ConfigError([f"train.precision='bf16' but {torch.cuda.get_device_name(device)} does not support bf16"])
     if precision == "auto":
         return torch.bfloat16 if bf16_ok else None
     return torch.bfloat16  # explicit bf16 on CPU: autocast supports it (slow on most CPUs)
@@ -166,6 +178,11 @@ class Trainer:
     def train_step(self, step: int) -> float:
         loss = self.accumulate(step)
         self.grad_norm = self.clip()
+        if not (math.isfinite(loss) and math.isfinite(self.grad_norm)):  # stop before the update poisons the weights
+            raise NonFiniteError(
+                f"training stopped at step {step + 1}/{self.tc.max_steps}: loss {loss}, gradient norm {self.grad_norm} "
+                f"(lr {self.scheduler.get_last_lr()[0]:.3g}); lower train.lr / train.encoder_lr or set train.max_grad_norm"
+            )
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -75,8 +75,16 @@ def check_sampling_rate(fs: float, expected: float, dataset: str, where: str) ->
 class Source(ABC):
     """A base dataset: ``keys()`` lists the records, ``read(key)`` reads one."""
 
+    native_fs: float | None = None
+    """Sampling rate (Hz) of the dataset's records; a data.target_fs above it is refused before any work (None = not fixed)."""
+
     def __init__(self, cfg: DataConfig) -> None:
         self.cfg = cfg
+
+    @classmethod
+    def native_rate(cls, cfg: DataConfig) -> float | None:
+        """The records' sampling rate under ``cfg`` (``native_fs`` unless it depends on the config)."""
+        return cls.native_fs
 
     @abstractmethod
     def keys(self) -> list[str]:

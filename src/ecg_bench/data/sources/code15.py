@@ -109,6 +109,8 @@ def _part_order(path: Path) -> tuple[int, str]:
 class CODE15(Source):
     """CODE-15% exams from ``data.data_dir`` (see the module docstring for layout, units and padding)."""
 
+    native_fs = FS
+
     def __init__(self, cfg: DataConfig) -> None:
         super().__init__(cfg)
         if not cfg.data_dir:

@@ -22,3 +22,4 @@ class CSN(CinCSource):
     """CSN records (``JS00001`` ...) found anywhere under ``data.data_dir``; see CinCSource."""
 
     dataset = "CSN"
+    native_fs = 500.0

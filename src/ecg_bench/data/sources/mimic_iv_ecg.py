@@ -87,6 +87,8 @@ class _Tables:
 class MIMICIVECG(Source):
     """MIMIC-IV-ECG records from ``data.data_dir`` (see the module docstring for the layout)."""
 
+    native_fs = 500.0
+
     def __init__(self, cfg: DataConfig) -> None:
         super().__init__(cfg)
         if not cfg.data_dir:

@@ -107,6 +107,8 @@ class _Tables:
 class PTBXL(Source):
     """PTB-XL records from ``data.data_dir`` (see the module docstring for the layout)."""
 
+    native_rate = classmethod(lambda cls, cfg: FS.get(cfg.ptbxl_folder))  # records500: 500 Hz, records100: 100 Hz
+
     def __init__(self, cfg: DataConfig) -> None:
         super().__init__(cfg)
         if not cfg.data_dir:

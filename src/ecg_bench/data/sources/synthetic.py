@@ -280,6 +280,8 @@ class Synthetic(Source):
     keys can be read in any process in any order and gives the same records as ``generate_records``.
     """
 
+    native_fs = FS
+
     def __init__(self, cfg: DataConfig) -> None:
         super().__init__(cfg)
         if cfg.num_patients < 1 or cfg.records_per_patient < 1:
