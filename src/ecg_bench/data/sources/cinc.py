@@ -22,7 +22,7 @@ What a bad record is skipped as (``DataError.reason``):
 - ``header/data mismatch``: the matrix is not [leads, samples] as the header says, or its first
   values / checksums differ from the header's;
 - ``bad Dx line``: no ``#Dx`` comment, or one that is not a comma-separated list of numeric codes;
-- ``unexpected sampling rate``: the header's rate is not the dataset's (``CinCSource.record_fs``,
+- ``unexpected sampling rate``: the header's rate is not the dataset's (``native_fs``,
   500 Hz for CPSC 2018 and CSN), the rule of ``sources.base``;
 - ``unreadable folder``: a folder under ``data_dir`` that could not be walked (no permission, a
   symbolic link to nothing, an unreadable ``RECORDS`` file). It is listed as a key ending in ``/``
@@ -328,7 +328,7 @@ class CinCSource(Source):
 
     dataset = "cinc"
     """Dataset name used in messages."""
-    record_fs = 500.0
+    native_fs = 500.0
     """Sampling rate every record of the dataset is published at (Hz); a header giving another is skipped."""
 
     def __init__(self, cfg: DataConfig) -> None:
@@ -380,7 +380,7 @@ class CinCSource(Source):
             raise data_error(UNREADABLE_FOLDER, folder_problem(self.root / rel))
         hea, stem = self._paths(key)
         hdr = self.read_header(key)
-        check_sampling_rate(hdr.fs, self.record_fs, self.dataset, str(hea))
+        check_sampling_rate(hdr.fs, self.native_fs, self.dataset, str(hea))
         files = {s.file_name for s in hdr.leads}
         if len(files) != 1 or not next(iter(files)).endswith(".mat"):
             raise data_error("unreadable file", f"{hea}: leads must all be in one .mat file, header names {sorted(files)}")

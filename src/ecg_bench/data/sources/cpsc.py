@@ -22,4 +22,3 @@ class CPSC2018(CinCSource):
     """CPSC 2018 records (``A0001`` ... ``A6877``) found anywhere under ``data.data_dir``; see CinCSource."""
 
     dataset = "CPSC 2018"
-    native_fs = 500.0

@@ -22,4 +22,3 @@ class CSN(CinCSource):
     """CSN records (``JS00001`` ...) found anywhere under ``data.data_dir``; see CinCSource."""
 
     dataset = "CSN"
-    native_fs = 500.0

@@ -87,7 +87,7 @@ class _Tables:
 class MIMICIVECG(Source):
     """MIMIC-IV-ECG records from ``data.data_dir`` (see the module docstring for the layout)."""
 
-    native_fs = 500.0
+    native_fs = FS
 
     def __init__(self, cfg: DataConfig) -> None:
         super().__init__(cfg)
