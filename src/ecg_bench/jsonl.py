@@ -28,7 +28,8 @@ def save_jsonl(items: Iterable[dict[str, Any]], path: str | Path) -> Path:
 
 
 def load_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSONL file of objects; a bad line raises DataError with its file and line number."""
+    """Read a JSONL file of objects; a bad line raises DataError with its file and line number.
+    A line nested deeper than Python's parser can recurse is a DataError too, never a RecursionError."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"JSONL file not found: {path}")
@@ -41,6 +42,8 @@ def load_jsonl(path: str | Path) -> list[dict[str, Any]]:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+            except RecursionError:  # json's C parser recurses per nesting level; a hostile line nests 200,000 deep
+                raise DataError(f"{path}:{lineno}: JSON nested too deeply to parse") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             out.append(obj)

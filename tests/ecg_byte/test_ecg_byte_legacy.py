@@ -126,3 +126,50 @@ def test_class_instances_are_refused_even_harmless_ones(tmp_path):
     path.write_bytes(pickle.dumps(({97: "a"}, [(np.array([1]), 256)])))
     with pytest.raises(DataError, match="refused to load global numpy"):
         import_pickle(path)
+
+
+# ---------------------------------------------------------------------------------------------- bombs
+
+
+def _shared_reference_bomb() -> bytes:
+    """~0.5 kB pickle whose merges[0] shares lists 3 levels deep: 4 x 64^3 = 10^6 ints when walked."""
+    leaf = [0, 0, 0, 0]
+    x = [[[leaf] * 64] * 64] * 64
+    return pickle.dumps(({97: "a"}, [x]), protocol=2)
+
+
+def test_shared_reference_pickle_is_refused_without_expanding_it(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "bomb.pkl"
+    path.write_bytes(_shared_reference_bomb())
+    assert path.stat().st_size < 1000
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="bomb.pkl") as info:
+            import_pickle(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # the old message built the full repr (3 MB here, 3.1 GB for a 263-byte file 30 levels deep)
+    assert peak < 1_000_000, f"refusal allocated {peak} bytes"
+    assert len(str(info.value)) < 400
+
+
+def test_deeply_nested_pickle_is_a_data_error_not_a_recursion_error(tmp_path):
+    n = 200_000  # ({} , [[[...200k deep...]]]) written opcode by opcode: pickle.dumps itself would recurse
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(b"\x80\x02}]" + b"]" * n + b"a" * n + b"\x86.")
+    with pytest.raises(DataError, match="deep.pkl.*nested deeper"):
+        import_pickle(path)
+
+
+def test_pickle_larger_than_the_cap_is_refused_before_unpickling(tmp_path, monkeypatch, legacy_pickle):
+    from ecg_bench.ecg_byte import legacy
+
+    monkeypatch.setattr(legacy, "MAX_PICKLE_BYTES", 1000, raising=False)
+    loads = []
+    monkeypatch.setattr(legacy._ContainersOnly, "load", lambda self: loads.append(1))
+    with pytest.raises(DataError, match="larger than the 1,000 bytes"):
+        import_pickle(legacy_pickle)
+    assert not loads

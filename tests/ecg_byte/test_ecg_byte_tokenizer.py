@@ -118,3 +118,69 @@ def test_decode_refuses_unknown_ids_and_vocab_size_is_checked(byte_tokenizer):
         train_tokenizer(np.zeros((2, 1, 10), np.float32), vocab_size=10)
     with pytest.raises(DataError, match="not imported"):
         byte_tokenizer.to_legacy_ids([1])
+
+
+# ---------------------------------------------------------------------------------------------- bounds
+
+
+def _doubling_tokenizer_doc(doublings: int) -> dict:
+    """A valid tokenizer document whose merges double 'a': the last token has 2**doublings symbols."""
+    from ecg_bench.ecg_byte.symbols import ALPHABET
+
+    vocab, merges = list(ALPHABET), []
+    for k in range(doublings):
+        left = 0 if k == 0 else len(vocab) - 1
+        merges.append([left, left])
+        vocab.append("a" * 2 ** (k + 1))
+    return {"format": "ecg-byte-tokenizer", "format_version": 1, "alphabet": ALPHABET, "vocab": vocab, "merges": merges}
+
+
+def test_a_token_longer_than_the_limit_is_refused_before_the_matcher_is_built(tmp_path, monkeypatch):
+    from ecg_bench.ecg_byte import greedy, tokenizer
+
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(_doubling_tokenizer_doc(17)))  # 2**17 = 131,072 symbols in id 42 (260 kB file)
+    built = []
+    monkeypatch.setattr(greedy.GreedyMatcher, "__init__", lambda self, tokens: built.append(len(tokens)))
+    with pytest.raises(DataError, match=r"long.json: token id 42 has 131,072 symbols, more than the 65,536"):
+        tok = ECGByteTokenizer.load(path)
+        tok.encode("ab")  # the old code loaded it; the trie (2.2 GB for a 4M-symbol token) came with the first use
+    assert not built
+    assert tokenizer.MAX_TOKEN_SYMBOLS == 65_536
+    ECGByteTokenizer.load(_write(tmp_path / "ok.json", _doubling_tokenizer_doc(16)))  # 65,536 symbols: accepted
+
+
+def _write(path, doc):
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_vocabulary_size_and_total_symbols_are_bounded(tmp_path, monkeypatch):
+    from ecg_bench.ecg_byte import tokenizer
+
+    path = _write(tmp_path / "big.json", _doubling_tokenizer_doc(10))
+    monkeypatch.setattr(tokenizer, "MAX_VOCAB_SIZE", 30, raising=False)
+    with pytest.raises(DataError, match="big.json: 'vocab' has 36 ids, more than the 30 allowed"):
+        ECGByteTokenizer.load(path)
+    monkeypatch.setattr(tokenizer, "MAX_VOCAB_SIZE", 1000, raising=False)
+    monkeypatch.setattr(tokenizer, "MAX_TOTAL_SYMBOLS", 1000, raising=False)
+    with pytest.raises(DataError, match="big.json: the tokens up to id 34 have 1,048 symbols in all, more than the 1,000"):
+        ECGByteTokenizer.load(path)
+
+
+def test_deeply_nested_or_oversized_tokenizer_json_is_a_data_error(tmp_path, monkeypatch):
+    from ecg_bench.ecg_byte import tokenizer
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(DataError, match="deep.json.*nested too deeply"):
+        ECGByteTokenizer.load(deep)
+    nested: list = [1]
+    for _ in range(20):
+        nested = [nested]
+    meta = _doubling_tokenizer_doc(2) | {"meta": {"a": nested}}
+    with pytest.raises(DataError, match="nested.json: nested deeper than 16 levels"):
+        ECGByteTokenizer.load(_write(tmp_path / "nested.json", meta))
+    monkeypatch.setattr(tokenizer, "MAX_FILE_BYTES", 100, raising=False)
+    with pytest.raises(DataError, match="small.json: .* larger than the 100 bytes"):
+        ECGByteTokenizer.load(_write(tmp_path / "small.json", _doubling_tokenizer_doc(2)))

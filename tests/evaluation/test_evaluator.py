@@ -75,3 +75,41 @@ def test_real_generation_writes_per_sample_outputs(tiny):
     s = res["samples"][0]
     assert {"condition", "id", "turn", "question", "reference", "prediction", "acc_exact"} <= set(s)
     assert len(res["samples"]) == 2 * len(build_samples(ds, fmt, "real"))
+
+
+def test_long_questions_are_cut_to_max_length_and_counted(tiny_store, tiny_items, monkeypatch):
+    """A 36k-character question took 10.4 GB and 144 s: prompts now follow max_length, and cuts are counted."""
+    max_length, new_tokens = 64, 8
+    elm, fmt = make_tiny_elm(max_length=max_length)
+    single = next(it for it in tiny_items if sum(m["role"] == "assistant" for m in it["messages"]) == 1)
+    multi = next(it for it in tiny_items if sum(m["role"] == "assistant" for m in it["messages"]) == 2)
+    long_q = "<ecg>\n" + "Please consider every wave of this tracing carefully. " * 700 + "WHICH RHYTHM IS IT?"
+    assert len(long_q) > 36_000
+    long = {**single, "id": "long", "messages": [{"role": "user", "content": long_q}, single["messages"][1]]}
+    ds = ConversationDataset([long, multi], tiny_store, "signal")
+    samples = build_samples(ds, fmt, "real", max_new_tokens=new_tokens)
+    budget = max_length - new_tokens
+    assert all(len(s.prompt_ids) <= budget for s in samples)
+    cut = next(s for s in samples if s.item_id == "long")
+    assert cut.truncated and cut.prompt_ids.count(fmt.ecg_token_id) == fmt.num_ecg_tokens  # the ECG block is kept
+    assert fmt.tokenizer.decode(cut.prompt_ids).count("WHICH RHYTHM IS IT?") == 1  # cut from the left: the end stays
+    # a second turn that does not fit loses its history first (as in training), its question stays whole
+    second = fmt.eval_turns(multi["messages"], room=20)[1]
+    text = fmt.tokenizer.decode(second.prompt_ids)
+    assert second.truncated and len(second.prompt_ids) <= max_length - 20
+    assert multi["messages"][1]["content"] not in text and multi["messages"][2]["content"].replace("<ecg>", "") in text
+
+    lengths = []
+    generate = type(elm).generate
+
+    def spy(self, input_ids, *args, **kwargs):
+        lengths.append(input_ids.shape[1])
+        return generate(self, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(type(elm), "generate", spy)
+    cfg = EvalConfig(ablations=["real", "no_signal"], max_new_tokens=new_tokens, batch_size=4)
+    res = evaluate(elm, fmt, ds, cfg, torch.device("cpu"))
+    assert lengths and max(lengths) <= budget
+    for name, cond in res["conditions"].items():
+        assert cond["truncated_prompts"] == sum(s.truncated for s in build_samples(ds, fmt, name, new_tokens)) >= 1
+    assert [s["truncated"] for s in res["samples"] if s["id"] == "long"] == [True, True]

@@ -314,6 +314,22 @@ def test_truncation_refuses_to_split_ecg_block(smol):
         fmt.encode(CONV)
 
 
+def test_eval_prompt_cuts_a_long_question_from_the_left_keeping_its_ecg(smol):
+    conv = [
+        {"role": "user", "content": "<ecg>\n" + "describe the waves in detail " * 1200 + "IS IT SINUS?"},
+        {"role": "assistant", "content": "Yes."},
+    ]
+    fmt = ChatFormatter(smol, system_prompt=SYSTEM, num_ecg_tokens=4, max_length=64)
+    (turn,) = fmt.eval_turns(conv, room=16)
+    assert turn.truncated and len(turn.prompt_ids) <= 64 - 16 and turn.num_ecg == 4
+    assert smol.decode(turn.prompt_ids).endswith("describe the waves in detail IS IT SINUS?<|im_end|>\n<|im_start|>assistant\n")
+    assert fmt.prompt_budget(1000) == 32  # the generation room is at most half of max_length
+    (whole,) = ChatFormatter(smol, system_prompt=SYSTEM, num_ecg_tokens=4, max_length=4096).eval_turns(CONV[:2], room=16)
+    assert not whole.truncated
+    with pytest.raises(DataError, match="even with its question removed"):
+        ChatFormatter(smol, system_prompt=SYSTEM, num_ecg_tokens=64, max_length=40).eval_turns(conv)
+
+
 # ---------------------------------------------------------------- bad templates and inputs
 
 

@@ -124,6 +124,23 @@ def test_truncation_cuts_the_ecg_block_from_its_end(built, ds):
     assert enc.labels[-len(full.labels) + len(whole) :] == full.labels[len(whole) - len(full.labels) :]  # answer kept
     (turn,) = fmt.eval_turns(msgs, ecg=ecg)
     assert len(turn.prompt_ids) <= other + 100 and _block(turn.prompt_ids, fmt) == whole[: len(_block(turn.prompt_ids, fmt))]
+    assert turn.truncated
+
+
+def test_eval_prompt_with_a_huge_question_cuts_ecg_then_question_and_says_so(built, ds):
+    full_fmt = built[2]
+    i = next(i for i in range(len(ds)) if len(ds.items[i]["messages"]) == 2)
+    ecg = ds[i]["ecg"]
+    whole = _block(full_fmt.eval_turns(ds[i]["messages"], ecg=ecg)[0].prompt_ids, full_fmt)
+    question = "<ecg>\n" + "Look at every beat of this tracing. " * 1000 + "WHICH RHYTHM IS IT?"
+    msgs = [{"role": "user", "content": question}, {"role": "assistant", "content": "sinus rhythm"}]
+    fmt = _formatter(built, max_length=200, min_ecg_tokens=16)
+    (turn,) = fmt.eval_turns(msgs, ecg=ecg, room=16)
+    assert turn.truncated and len(turn.prompt_ids) <= 200 - 16
+    assert _block(turn.prompt_ids, fmt) == whole[:16]  # ECG cut to min_ecg_tokens first, then the question
+    assert fmt.tokenizer.decode(turn.prompt_ids).rstrip().endswith("WHICH RHYTHM IS IT?<|im_end|>\n<|im_start|>assistant")
+    (fits,) = full_fmt.eval_turns(ds[i]["messages"], ecg=ecg, room=16)
+    assert not fits.truncated
 
 
 def test_truncation_keeps_min_ecg_tokens_by_dropping_history(built, ds):

@@ -171,3 +171,45 @@ def test_other_formats_go_through_wfdb(shared_data, tmp_path):
     wf = io.read_wfdb(tmp_path / "r212", expect_leads=12)
     np.testing.assert_allclose(wf.signal, sig.T, atol=1 / 800 + 1e-6, equal_nan=True)
     assert np.isnan(wf.signal[2, 100:110]).all() and np.isfinite(wf.signal[2, 110:]).all()
+
+
+# ---------------------------------------------------------------------------------------------- bombs
+
+
+@pytest.fixture()
+def no_wfdb_reads(monkeypatch):
+    """wfdb.rdheader / rdrecord replaced by functions that fail the test: the refusal must come first."""
+
+    def refuse(*args, **kwargs):
+        pytest.fail("wfdb was asked to parse/allocate a record the header already shows is too large")
+
+    monkeypatch.setattr(wfdb, "rdheader", refuse)
+    monkeypatch.setattr(wfdb, "rdrecord", refuse)
+
+
+def test_header_claiming_1e8_leads_is_too_large_before_wfdb(tmp_path, no_wfdb_reads):
+    rec = tmp_path / "r"
+    rec.with_suffix(".hea").write_text("r 100000000 500 10\n")  # 19 bytes; wfdb.rdheader allocated 3.2 GB for it
+    rec.with_suffix(".dat").write_bytes(b"\0" * 40)
+    with pytest.raises(DataError, match=r"r.hea: 100,000,000 signals claimed; at most 64") as e:
+        io.read_wfdb(rec)
+    assert _reason(e) == io.TOO_LARGE == "too large"
+
+
+def test_compressed_record_claiming_too_many_samples_is_too_large_before_wfdb(tmp_path, no_wfdb_reads):
+    rec = tmp_path / "flac"  # format 508 (FLAC): the .dat size says nothing, so the sample count is capped
+    lines = [f"flac 12 500 {io.MAX_RECORD_VALUES}"] + [f"flac.dat 508 200/mV 16 0 0 0 0 L{i}" for i in range(12)]
+    rec.with_suffix(".hea").write_text("\n".join(lines) + "\n")
+    rec.with_suffix(".dat").write_bytes(b"fLaC" + b"\0" * 60)
+    with pytest.raises(DataError, match="values \\(samples x signals\\) claimed") as e:
+        io.read_wfdb(rec)
+    assert _reason(e) == io.TOO_LARGE
+
+
+def test_header_file_larger_than_the_cap_is_not_read(tmp_path, monkeypatch, no_wfdb_reads):
+    rec = tmp_path / "big"
+    rec.with_suffix(".hea").write_text("big 1 500 10\n" + "#" * 2000 + "\n")
+    monkeypatch.setattr(io, "MAX_HEADER_BYTES", 1000, raising=False)
+    with pytest.raises(DataError, match="2,014-byte header") as e:
+        io.read_wfdb(rec)
+    assert _reason(e) == "too large"

@@ -41,6 +41,7 @@ from ecg_bench.data.sources.base import Source
 from ecg_bench.data.store import STORE_VERSION, category_of, preprocess_record
 from ecg_bench.errors import DataError
 from ecg_bench.logging_utils import get_logger
+from ecg_bench.signals.io import TOO_LARGE
 
 log = get_logger(__name__)
 
@@ -106,6 +107,8 @@ def preprocess_one(record: ECGRecord, key: str, params: Params) -> tuple[np.ndar
         segs, reason = preprocess_record(record, params.fs, params.segment_len, params.max_nan_gap_s)
     except (DataError, ValueError) as e:
         return None, _skip_row(key, record.record_id, getattr(e, "reason", None) or type(e).__name__, str(e))
+    except MemoryError:
+        return None, _skip_row(key, record.record_id, TOO_LARGE, "MemoryError while preprocessing it")
     if segs is None:
         return None, _skip_row(key, record.record_id, category_of(reason or "skipped"), reason or "skipped")
     return segs.astype(np.float32, copy=False), _kept_row(key, record, len(segs))
@@ -114,7 +117,8 @@ def preprocess_one(record: ECGRecord, key: str, params: Params) -> tuple[np.ndar
 def read_and_preprocess(source: Source, key: str, params: Params) -> tuple[np.ndarray | None, dict[str, Any], str | None]:
     """Read ``key`` and preprocess it: ``(segments or None, row, traceback or None)``.
 
-    A DataError from ``read`` is a skip counted under its ``reason``. Any other exception (a corrupt
+    A DataError from ``read`` is a skip counted under its ``reason``; a MemoryError is a ``too large`` skip
+    (readers refuse oversized records before allocating; this catches what they cannot foresee). Any other exception (a corrupt
     file can make a parser raise anything: OSError, struct.error, IndexError, ...) is a skip under
     "unreadable file" too, but its traceback is returned so the caller can log it: it may be a bug.
     """
@@ -122,8 +126,8 @@ def read_and_preprocess(source: Source, key: str, params: Params) -> tuple[np.nd
         record = source.read(key)
     except DataError as e:
         return None, _skip_row(key, key, getattr(e, "reason", None) or type(e).__name__, str(e)), None
-    except MemoryError:
-        raise
+    except MemoryError:  # one record too big for this machine (a decompression bomb...) must not end the build
+        return None, _skip_row(key, key, TOO_LARGE, "MemoryError while reading it: needs more memory than is available"), None
     except Exception as e:  # noqa: BLE001 - see the docstring: reported, not hidden
         return None, _skip_row(key, key, "unreadable file", f"{type(e).__name__}: {e}"), traceback.format_exc()
     segs, row = preprocess_one(record, key, params)

@@ -12,6 +12,12 @@ File format (``format_version`` 1, plain JSON, loading never executes code)::
      "symbols": {"scope": "segment", "eps": 1e-06, "clip_percentiles": null},
      "leads": ["I", ...] | null, "fs": 250.0 | null, "segment_len": 1250 | null,
      "legacy_ids": [97, ...] | null, "meta": {...training or import facts...}}
+
+Limits (checked before anything large is built; the greedy matcher's trie costs ~420 bytes per
+symbol): at most ``MAX_VOCAB_SIZE`` ids, no token longer than ``MAX_TOKEN_SYMBOLS`` symbols, at most
+``MAX_TOTAL_SYMBOLS`` symbols over all tokens, a file of at most ``MAX_FILE_BYTES`` nested at most
+``MAX_NESTING`` levels. Trained tokens are at most 1,024 symbols (``bpe.train_merges``); the shipped
+1,000-merge original tokenizer has 17,037 symbols, the longest 192.
 """
 
 from __future__ import annotations
@@ -39,9 +45,37 @@ from ecg_bench.ecg_byte.symbols import (
     symbolize,
 )
 from ecg_bench.errors import DataError, require_file
+from ecg_bench.limits import load_json_file
 
 FORMAT = "ecg-byte-tokenizer"
 FORMAT_VERSION = 1
+
+MAX_VOCAB_SIZE = 262_144
+"""Most token ids a tokenizer may have (the original ECG-Bench used a few thousand)."""
+MAX_TOKEN_SYMBOLS = 65_536
+"""Longest token, in symbols."""
+MAX_TOTAL_SYMBOLS = 2_097_152
+"""Most symbols over all tokens (bounds the greedy matcher's trie to ~1 GB)."""
+MAX_FILE_BYTES = 64 * 1024 * 1024
+"""Largest tokenizer JSON file read."""
+MAX_NESTING = 16
+"""Deepest nesting of a tokenizer JSON file (``meta`` included)."""
+
+
+def check_vocab_bounds(vocab: Sequence[Any]) -> None:
+    """Refuse (DataError) a vocabulary past ``MAX_VOCAB_SIZE`` ids, ``MAX_TOKEN_SYMBOLS`` per token or
+    ``MAX_TOTAL_SYMBOLS`` in all, naming the first offending token id and its length; O(len(vocab))."""
+    if len(vocab) > MAX_VOCAB_SIZE:
+        raise DataError(f"'vocab' has {len(vocab):,} ids, more than the {MAX_VOCAB_SIZE:,} allowed")
+    total = 0
+    for i, s in enumerate(vocab):
+        if not isinstance(s, str):
+            raise DataError(f"'vocab'[{i}] is a {type(s).__name__}, expected a string of symbols 'a'..'z'")
+        if len(s) > MAX_TOKEN_SYMBOLS:
+            raise DataError(f"token id {i} has {len(s):,} symbols, more than the {MAX_TOKEN_SYMBOLS:,} allowed")
+        total += len(s)
+        if total > MAX_TOTAL_SYMBOLS:
+            raise DataError(f"the tokens up to id {i} have {total:,} symbols in all, more than the {MAX_TOTAL_SYMBOLS:,} allowed")
 
 
 @dataclass
@@ -200,10 +234,14 @@ class ECGByteTokenizer:
     def load(cls, path: str | Path) -> "ECGByteTokenizer":
         """Read a tokenizer JSON file written by ``save`` (validated; errors name the file and field)."""
         path = require_file(path, "ECG-Byte tokenizer")
-        try:
-            doc = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{path}: not a JSON ECG-Byte tokenizer ({e})") from None
+        doc = load_json_file(
+            path,
+            "JSON ECG-Byte tokenizer",
+            max_bytes=MAX_FILE_BYTES,
+            max_depth=MAX_NESTING,
+            max_nodes=4 * MAX_VOCAB_SIZE + 1_000_000,
+            max_string=MAX_FILE_BYTES,  # tokens are checked by check_vocab_bounds, naming the id
+        )
         try:
             return cls.from_dict(doc)
         except (DataError, KeyError, TypeError, ValueError) as e:
@@ -218,6 +256,9 @@ class ECGByteTokenizer:
             raise DataError(f"'format_version' {doc.get('format_version')!r} is not supported (this code reads {FORMAT_VERSION})")
         if doc.get("alphabet") != ALPHABET:
             raise DataError(f"'alphabet' must be {ALPHABET!r}, got {doc.get('alphabet')!r}")
+        if not isinstance(doc.get("vocab"), list) or not isinstance(doc.get("merges"), list):
+            raise DataError("'vocab' and 'merges' must be lists")
+        check_vocab_bounds(doc["vocab"])  # before any list, string or trie is built from them
         leads = doc.get("leads")
         return cls(
             vocab=[str(s) for s in doc["vocab"]],
@@ -231,6 +272,7 @@ class ECGByteTokenizer:
         )
 
     def _validate(self) -> None:
+        check_vocab_bounds(self.vocab)
         if self.vocab[:NUM_LEVELS] != list(ALPHABET):
             raise DataError(f"'vocab' must start with the 26 symbols {ALPHABET!r} as ids 0..25")
         if len(self.merges) != len(self.vocab) - NUM_LEVELS:

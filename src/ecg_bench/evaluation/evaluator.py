@@ -9,6 +9,10 @@ Conditions (``EvalConfig.ablations``):
 
 A multi-turn conversation is scored turn by turn, each prompt holding the GOLD earlier answers.
 An empty generation is scored as wrong, never dropped.
+
+Prompts are cut to ``model.max_length`` minus the generation room (``eval.max_new_tokens``) by the
+training rule (``ChatFormatter``: oldest history first, the token ELM's ECG blocks before that, the
+question from its left last); each condition's ``truncated_prompts`` in results.json counts the cut ones.
 """
 
 from __future__ import annotations
@@ -43,10 +47,15 @@ class EvalSample:
     ecg: torch.Tensor | None
     reference: str
     question: str
+    truncated: bool = False
+    """Whether the prompt was cut to fit ``model.max_length`` (see the module doc)."""
 
 
-def build_samples(dataset: ConversationDataset, formatter: ChatFormatter, condition: str) -> list[EvalSample]:
-    """Every assistant turn of every conversation, with the ECG input of ``condition``."""
+def build_samples(
+    dataset: ConversationDataset, formatter: ChatFormatter, condition: str, max_new_tokens: int = 0
+) -> list[EvalSample]:
+    """Every assistant turn of every conversation, with the ECG input of ``condition``; prompts leave
+    room for ``max_new_tokens`` generated tokens within ``max_length`` (see ``ChatFormatter.prompt_budget``)."""
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}; valid: {', '.join(CONDITIONS)}")
     with_ecg = condition != "no_signal"
@@ -57,10 +66,12 @@ def build_samples(dataset: ConversationDataset, formatter: ChatFormatter, condit
             ecg = torch.zeros_like(ecg)
         users = [m["content"] for m in item["messages"] if m["role"] == "user"]
         # the token ELM's formatter tokenizes the ECG (a zeroed one too) into the prompt itself
-        for turn in formatter.eval_turns(item["messages"], with_ecg=with_ecg, ecg=ecg):
+        for turn in formatter.eval_turns(item["messages"], with_ecg=with_ecg, ecg=ecg, room=max_new_tokens):
             turn_ecg = ecg if (ecg is not None and turn.num_ecg and not formatter.reads_ecg) else None
             question = users[turn.turn_index] if turn.turn_index < len(users) else ""
-            samples.append(EvalSample(item["id"], turn.turn_index, turn.prompt_ids, turn_ecg, turn.reference, question))
+            samples.append(
+                EvalSample(item["id"], turn.turn_index, turn.prompt_ids, turn_ecg, turn.reference, question, turn.truncated)
+            )
     return samples
 
 
@@ -93,7 +104,13 @@ def evaluate(
     results: dict[str, Any] = {"conditions": {}, "samples": []}
     for condition in cfg.ablations:
         t0 = time.time()
-        samples = build_samples(dataset, formatter, condition)
+        samples = build_samples(dataset, formatter, condition, cfg.max_new_tokens)
+        truncated = sum(s.truncated for s in samples)
+        if truncated:
+            log.warning(
+                "%s: %d of %d prompts cut to max_length=%d minus %d generation tokens (counted as truncated_prompts)",
+                condition, truncated, len(samples), formatter.max_length, cfg.max_new_tokens,
+            )  # fmt: skip
         preds = generate(elm, formatter, samples, cfg, device)
         refs = [s.reference for s in samples]
         metrics = compute_metrics(cfg.metrics, preds, refs, cfg)
@@ -104,12 +121,13 @@ def evaluate(
             "acc_normalized_ci95": [lo, hi],
             "num_samples": len(samples),
             "num_empty": sum(not p for p in preds),
+            "truncated_prompts": truncated,
             "seconds": round(time.time() - t0, 2),
         }
         log.info("%s: %s", condition, ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
         for s, p, sc in zip(samples, preds, scores):
             results["samples"].append(
                 {"condition": condition, "id": s.item_id, "turn": s.turn_index, "question": s.question,
-                 "reference": s.reference, "prediction": p, **sc}
+                 "reference": s.reference, "prediction": p, "truncated": s.truncated, **sc}
             )  # fmt: skip
     return results

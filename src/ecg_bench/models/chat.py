@@ -16,6 +16,13 @@ spans back to tokens:
 
 ECGs are marked in user text by ``<ecg>``; each marker becomes ``num_ecg_tokens`` copies of the
 placeholder token, whose embeddings the fusion module overwrites with ECG embeddings.
+
+Length (``max_length``): a training conversation longer than ``max_length`` loses its oldest
+user/assistant pairs (history, from the left), then, as a last resort, its end. An evaluation prompt
+follows the same rule within ``max_length - room`` tokens, ``room`` being the generation room
+(``eval.max_new_tokens``, at most half of ``max_length``), so that prompt + answer fit as in training;
+when even the last question does not fit, the question is cut from its left (its ``<ecg>`` markers
+kept, moved to its front). ``EvalTurn.truncated`` tells whether a prompt was cut.
 """
 
 from __future__ import annotations
@@ -123,6 +130,8 @@ class EvalTurn:
     """Index of the assistant message in the caller's messages list."""
     num_ecg: int = 0
     """Number of placeholder ids in prompt_ids."""
+    truncated: bool = False
+    """Whether the prompt was cut to fit (history dropped, ECG blocks shortened, or the question cut)."""
 
 
 class ChatFormatter:
@@ -144,6 +153,7 @@ class ChatFormatter:
         ensure_chat_template(tokenizer)
         self.ecg_token_id = add_ecg_placeholder(tokenizer)
         self._warned_truncation = False
+        self._warned_question_cut = False
 
     # ------------------------------------------------------------------ public API
 
@@ -164,20 +174,26 @@ class ChatFormatter:
             ids, labels = self._cut_end(ids, labels)
         return EncodedChat(ids, labels, ids.count(self.ecg_token_id))
 
-    def eval_turns(self, messages: list[dict], with_ecg: bool = True, ecg=None) -> list[EvalTurn]:
+    def eval_turns(self, messages: list[dict], with_ecg: bool = True, ecg=None, room: int = 0) -> list[EvalTurn]:
         """One prompt per assistant turn, built from the GOLD history before it (teacher forcing across turns).
 
+        Each prompt has at most ``prompt_budget(room)`` tokens (module doc: ``room`` is the generation room).
         ``ecg`` (the sample's ECGs) is used only by formatters with ``reads_ecg``.
         """
         msgs = self._prepare(messages)
         offset = len(msgs) - len(messages)  # 1 when a system message was prepended
+        budget = self.prompt_budget(room)
         turns = []
         for i, m in enumerate(msgs):
             if m["role"] != "assistant":
                 continue
-            ids = self._prompt_ids(msgs[:i], with_ecg)
-            turns.append(EvalTurn(ids, m["content"], len(turns), i - offset, ids.count(self.ecg_token_id)))
+            ids, cut = self._prompt_ids(msgs[:i], with_ecg, budget)
+            turns.append(EvalTurn(ids, m["content"], len(turns), i - offset, ids.count(self.ecg_token_id), cut))
         return turns
+
+    def prompt_budget(self, room: int = 0) -> int:
+        """Most tokens of an evaluation prompt: ``max_length`` minus the generation room (at most half of it)."""
+        return self.max_length - min(max(int(room), 0), self.max_length // 2)
 
     def render(self, messages: list[dict], with_ecg: bool = True, add_generation_prompt: bool = False) -> str:
         """The template's text for a conversation (system prompt added, ECG markers expanded or stripped)."""
@@ -265,14 +281,49 @@ class ChatFormatter:
             )
         return text
 
-    def _prompt_ids(self, msgs: list[dict], with_ecg: bool) -> list[int]:
-        """Tokenized generation prompt, dropping the oldest history pairs while it is longer than max_length."""
-        while True:
-            ids = list(self._tokenize(self._render(self._content(msgs, with_ecg), True))["input_ids"])
-            shorter = _drop_oldest_pair(msgs) if len(ids) > self.max_length else None
+    def _prompt_ids(self, msgs: list[dict], with_ecg: bool, budget: int) -> tuple[list[int], bool]:
+        """Tokenized generation prompt of at most ``budget`` tokens, and whether it was cut (module doc)."""
+
+        def prompt(m: list[dict]) -> list[int]:
+            return list(self._tokenize(self._render(self._content(m, with_ecg), True))["input_ids"])
+
+        ids, cut = prompt(msgs), False
+        while len(ids) > budget:
+            shorter = _drop_oldest_pair(msgs)
             if shorter is None:
-                return ids
-            msgs = shorter
+                return self._cut_question(msgs, budget, prompt, ids), True
+            msgs, cut = shorter, True
+            ids = prompt(msgs)
+        return ids, cut
+
+    def _cut_question(self, msgs: list[dict], budget: int, prompt, ids: list[int]) -> list[int]:
+        """Cut the last user message from its left until ``prompt(msgs)`` has at most ``budget`` tokens.
+
+        Its ``<ecg>`` markers are kept (moved to its front): the sample still carries those ECGs. DataError
+        when the prompt does not fit even with the question gone (template, system prompt and ECGs alone).
+        """
+        users = [i for i, m in enumerate(msgs) if m["role"] == "user"]
+        if users:
+            k = users[-1]
+            content = msgs[k]["content"]
+            markers = content.count(ECG_PLACEHOLDER)
+            text = content.replace(ECG_PLACEHOLDER, "")
+            head = ECG_PLACEHOLDER * markers + "\n" if markers else ""
+            offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            drop = 0
+            while len(ids) > budget and drop < len(offsets):
+                drop = min(len(offsets), drop + len(ids) - budget)  # each round drops at least one more token
+                tail = text[offsets[drop][0] :] if drop < len(offsets) else ""
+                ids = prompt([*msgs[:k], {"role": "user", "content": head + tail}, *msgs[k + 1 :]])
+        if len(ids) > budget:
+            raise DataError(
+                f"max_length={self.max_length} is too small: an evaluation prompt needs {len(ids)} tokens even "
+                f"with its question removed, and at most {budget} fit (max_length minus the generation room)"
+            )
+        if not self._warned_question_cut:
+            log.warning("a question longer than max_length=%d was cut from its left (logged once)", self.max_length)
+            self._warned_question_cut = True
+        return ids
 
     def _cut_end(self, ids: list[int], labels: list[int]) -> tuple[list[int], list[int]]:
         """Last resort: keep the first max_length tokens, refusing to split the ECG placeholder block."""

@@ -15,8 +15,9 @@ Truncation (``TokenChatFormatter``), when a sample is longer than ``model.max_le
     2. if the sample still does not fit with ``c = min_ecg_tokens``, the oldest user/assistant pair of
        the history is dropped (its ECG markers move to the next user message) and 1. is retried;
     3. if nothing is left to drop, a training example is cut at ``max_length`` (the base formatter's
-       last resort, logged once); an evaluation prompt is kept whole.
-    Training examples count the answers, evaluation prompts do not, so a prompt may keep more ECG tokens.
+       last resort, logged once); an evaluation prompt has its question cut from the left (its markers kept).
+    Training examples count the answers within ``max_length``; evaluation prompts fit in ``max_length``
+    minus the generation room (``ChatFormatter.prompt_budget``), and record whether they were cut.
 
 Embeddings
     The input embedding (and an untied LM head) is resized to hold the new ids. New rows are initialised
@@ -175,21 +176,22 @@ class TokenChatFormatter(ChatFormatter):
         if not with_ecg:
             return super().encode(messages, with_ecg=False)
         blocks = self._blocks(messages, ecg)
-        ids, labels = self._fit(self._prepare(messages), blocks, self._encode_prepared, cut=True)
+        ids, labels, _ = self._fit(self._prepare(messages), blocks, self._encode_prepared, self.max_length, cut=True)
         return EncodedChat(ids, labels, 0)
 
-    def eval_turns(self, messages: list[dict], with_ecg: bool = True, ecg=None) -> list[EvalTurn]:
-        """One prompt per assistant turn (gold history), the ECGs written as tokens."""
+    def eval_turns(self, messages: list[dict], with_ecg: bool = True, ecg=None, room: int = 0) -> list[EvalTurn]:
+        """One prompt per assistant turn (gold history), the ECGs written as tokens, within ``prompt_budget(room)``."""
         if not with_ecg:
-            return super().eval_turns(messages, with_ecg=False)
+            return super().eval_turns(messages, with_ecg=False, room=room)
         blocks = self._blocks(messages, ecg)
         msgs = self._prepare(messages)
         offset = len(msgs) - len(messages)
+        budget = self.prompt_budget(room)
         turns = []
         for i, m in enumerate(msgs):
             if m["role"] == "assistant":
-                ids, _ = self._fit(msgs[:i], blocks, self._prompt_only, cut=False)
-                turns.append(EvalTurn(ids, m["content"], len(turns), i - offset, 0))
+                ids, _, cut = self._fit(msgs[:i], blocks, self._prompt_only, budget, cut=False)
+                turns.append(EvalTurn(ids, m["content"], len(turns), i - offset, 0, cut))
         return turns
 
     def render(self, messages: list[dict], with_ecg: bool = True, add_generation_prompt: bool = False, ecg=None) -> str:
@@ -236,25 +238,38 @@ class TokenChatFormatter(ChatFormatter):
             lo, hi = (mid, hi) if sum(min(n, mid) for n in lengths) <= budget else (lo, mid - 1)
         return lo
 
-    def _fit(self, msgs: list[dict], blocks: list[list[int]], encode_fn, cut: bool) -> tuple[list[int], list[int] | None]:
-        """Encode with every ECG whole, else with the cap rule; drop history; last resort cut (training)."""
+    def _fit(
+        self, msgs: list[dict], blocks: list[list[int]], encode_fn, budget: int, cut: bool
+    ) -> tuple[list[int], list[int] | None, bool]:
+        """Encode within ``budget`` tokens: every ECG whole, else the cap rule; drop history; last resort cut
+        the end (training, ``cut``) or the question's start (evaluation). Returns (ids, labels, whether cut)."""
+        truncated = False
         while True:
             subst, used = self._substitute(msgs, blocks, None)
             ids, labels = encode_fn(subst, True)
-            if len(ids) <= self.max_length:
-                return ids, labels
+            if len(ids) <= budget:
+                return ids, labels, truncated
+            truncated = True
             # added tokens split the text, so the non-ECG token count does not depend on the cap; markers of
             # dropped history move forward, so the k-th marker of msgs is always the sample's k-th ECG
             lengths = [len(b) for b in blocks[: self._marker_count(msgs)]]
-            cap = self._cap(lengths, self.max_length - (len(ids) - used))
+            cap = self._cap(lengths, budget - (len(ids) - used))
             if cap is not None:
                 ids, labels = encode_fn(self._substitute(msgs, blocks, cap)[0], True)
-                if len(ids) <= self.max_length:
-                    return ids, labels
+                if len(ids) <= budget:
+                    return ids, labels, truncated
             shorter = _drop_oldest_pair(msgs)
             if shorter is None:
                 ids, labels = encode_fn(self._substitute(msgs, blocks, self.min_ecg_tokens)[0], True)
-                return self._cut_end(ids, labels) if cut and len(ids) > self.max_length else (ids, labels)
+                if len(ids) <= budget:
+                    return ids, labels, truncated
+                if cut:
+                    return (*self._cut_end(ids, labels), truncated)
+
+                def prompt(m: list[dict]) -> list[int]:
+                    return encode_fn(self._substitute(m, blocks, self.min_ecg_tokens)[0], True)[0]
+
+                return self._cut_question(msgs, budget, prompt, ids), None, truncated
             msgs = shorter
 
     @staticmethod

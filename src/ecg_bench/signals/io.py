@@ -33,6 +33,17 @@ WRONG_UNITS = "wrong units"
 """A signal whose physical units are not a voltage (mV, uV, V)."""
 WRONG_LEAD_COUNT = "wrong lead count"
 """A record with another number of leads than the dataset has."""
+TOO_LARGE = "too large"
+"""A header or matrix claiming more leads, samples or bytes than any ECG record has (``MAX_LEADS``,
+``MAX_RECORD_VALUES``, ``MAX_HEADER_BYTES``): refused before anything is allocated."""
+
+MAX_LEADS = 64
+"""Most signals a record may have (12-lead ECGs, Holter and EP studies stay well below)."""
+MAX_RECORD_VALUES = 2**26
+"""Most samples x signals (x samples per frame) one record may hold: 67M values, e.g. 24 h of 2 leads
+at 360 Hz or 6 h of 12 leads at 250 Hz (~0.5 GB once converted to float64)."""
+MAX_HEADER_BYTES = 1024 * 1024
+"""Largest header file read (a 12-lead header is under 2 kB)."""
 
 REASONS = (
     MISSING_FILE,
@@ -43,6 +54,7 @@ REASONS = (
     CHECKSUM_MISMATCH,
     WRONG_UNITS,
     WRONG_LEAD_COUNT,
+    TOO_LARGE,
 )
 """The skip reasons raised by this module."""
 
@@ -163,17 +175,54 @@ def _from_wfdb(h: Any) -> _Header:
     )
 
 
+def check_record_size(where: str, n_sig: int, values: int | None) -> None:
+    """Raise ``too large`` when a header or matrix claims more than ``MAX_LEADS`` signals or more than
+    ``MAX_RECORD_VALUES`` values (samples x signals); called before anything of that size is allocated."""
+    if n_sig > MAX_LEADS:
+        raise io_error(TOO_LARGE, f"{where}: {n_sig:,} signals claimed; at most {MAX_LEADS} are read")
+    if values is not None and values > MAX_RECORD_VALUES:
+        raise io_error(
+            TOO_LARGE, f"{where}: {values:,} values (samples x signals) claimed; at most {MAX_RECORD_VALUES:,} are read"
+        )
+
+
+def _precheck_record_line(text: str, hea: Path) -> None:
+    """Bound what wfdb.rdheader would allocate: it sizes its lists by the record line's signal count.
+
+    Record line: ``name[/segments] n_sig [fs[/counter][(base)] [samples [time [date]]]]``.
+    """
+    body = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not body or len(body[0]) < 2 or not body[0][1].isdigit():
+        raise io_error(UNREADABLE_HEADER, f"cannot parse WFDB header {hea}: no record line 'name n_sig [fs [samples]]'")
+    rec = body[0]
+    n_sig = int(rec[1])
+    n_samples = int(rec[3]) if len(rec) > 3 and rec[3].isdigit() else None
+    check_record_size(str(hea), n_sig, None if n_samples is None else n_samples * max(n_sig, 1))
+    if "/" in rec[0]:
+        n_seg = rec[0].split("/", 1)[1]
+        if not n_seg.isdigit() or int(n_seg) > len(body) - 1:
+            raise io_error(UNREADABLE_HEADER, f"cannot parse WFDB header {hea}: {n_seg!r} segments claimed, not all listed")
+
+
 def _header(record: Path) -> _Header:
     import wfdb
 
     hea = record.with_name(record.name + ".hea")
     if not hea.is_file():
         raise io_error(MISSING_FILE, f"WFDB header not found: {hea}")
+    size = hea.stat().st_size
+    if size > MAX_HEADER_BYTES:
+        raise io_error(TOO_LARGE, f"{hea}: a {size:,}-byte header; at most {MAX_HEADER_BYTES:,} bytes are read")
+    text = hea.read_text(errors="replace")
+    _precheck_record_line(text, hea)  # before wfdb.rdheader, which allocates per claimed signal
     try:
-        fast = _parse_simple_header(hea.read_text(errors="replace"))
-        return fast if fast is not None else _from_wfdb(wfdb.rdheader(str(record)))
+        fast = _parse_simple_header(text)
+        h = fast if fast is not None else _from_wfdb(wfdb.rdheader(str(record)))
     except Exception as e:  # wfdb raises bare ValueError/IndexError/... for malformed headers
         raise io_error(UNREADABLE_HEADER, f"cannot parse WFDB header {hea}: {type(e).__name__}: {e}") from e
+    frames = sum(h.samps_per_frame) if h.samps_per_frame else h.n_sig
+    check_record_size(str(hea), h.n_sig, None if h.sig_len is None else h.sig_len * max(frames, h.n_sig))
+    return h
 
 
 def _check_data_files(record: Path, header: _Header) -> None:

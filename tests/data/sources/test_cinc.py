@@ -216,3 +216,67 @@ def test_every_folder_that_cannot_be_walked_is_reported(shared_data, tmp_path, m
     summary = skip_summary(store.meta)
     assert summary.startswith("skipped 0 of 2 records, and 2 folders that could not be walked:")
     assert f"{root / 'g3'}: symbolic link" in summary and f"{root / 'g4'}: cannot list" in summary
+
+
+# ---------------------------------------------------------------------------------------------- bombs
+
+
+def _mat_claiming(path, shape: tuple[int, int]) -> None:
+    """A ~180-byte compressed MATLAB v5 file whose 'val' header claims ``shape`` of int16 (the data is a
+    12 x 7 matrix's: no reader may get that far). A real one, 12 x 50M zeros, is 1.3 MB and inflates to 1.2 GB."""
+    import struct
+    import zlib
+
+    scipy.io.savemat(path, {"val": np.zeros((12, 7), np.int16)}, format="5", do_compression=True)
+    data = path.read_bytes()
+    _, n = struct.unpack("<II", data[128:136])
+    raw = zlib.decompress(data[136 : 136 + n])
+    i = raw.find(struct.pack("<ii", 12, 7))
+    raw = raw[:i] + struct.pack("<ii", *shape) + raw[i + 8 :]
+    packed = zlib.compress(raw)
+    path.write_bytes(data[:128] + struct.pack("<II", 15, len(packed)) + packed)
+
+
+@pytest.fixture()
+def no_loadmat(monkeypatch):
+    def refuse(*args, **kwargs):
+        pytest.fail("scipy.io.loadmat was called on a matrix whose header already shows it is wrong or too large")
+
+    monkeypatch.setattr(scipy.io, "loadmat", refuse)
+
+
+def test_mat_bomb_is_a_named_skip_before_loadmat(shared_data, tmp_path, no_loadmat):
+    g1 = shared_data / "cpsc" / "cpsc_2018" / "g1"
+    root = tmp_path / "cpsc"
+    mismatch = copy_record(g1, "A1980", root)  # header: 12 x 5000; matrix claims 12 x 50M
+    _mat_claiming(mismatch.with_suffix(".mat"), (12, 50_000_000))
+    both = copy_record(g1, "A1980", root, new_stem="A1999")  # header and matrix agree on 12 x 50M
+    edit_header(both, lambda ls: [ls[0].replace(" 5000", " 50000000")] + ls[1:])
+    _mat_claiming(both.with_suffix(".mat"), (12, 50_000_000))
+    assert mismatch.with_suffix(".mat").stat().st_size < 300
+    src = source("cpsc2018", root)
+    with pytest.raises(DataError, match="'val' is 12 x 50000000") as e:
+        src.read("A1980")
+    assert e.value.reason == "header/data mismatch"
+    with pytest.raises(DataError, match="600,000,000 values") as e:
+        src.read("A1999")
+    assert e.value.reason == "too large"
+
+
+def test_memory_error_in_one_record_is_a_skip_not_the_end_of_the_build(shared_data, tmp_path, monkeypatch):
+    from ecg_bench.data.sources.cinc import CinCSource
+    from ecg_bench.data.store import build_store
+
+    root = tmp_path / "cpsc"
+    for stem in ("A1980", "A1983"):
+        copy_record(shared_data / "cpsc" / "cpsc_2018" / "g1", stem, root)
+    read = CinCSource.read
+
+    def read_or_run_out(self, key):  # what an unforeseen bomb does: MemoryError from inside a reader
+        if key == "A1983":
+            raise MemoryError
+        return read(self, key)
+
+    monkeypatch.setattr(CinCSource, "read", read_or_run_out)
+    store = build_store(source("cpsc2018", root), tmp_path / "store", "cpsc2018", 250, 500)
+    assert store.meta["num_records"] == 1 and store.meta["skipped"] == {"too large": 1}

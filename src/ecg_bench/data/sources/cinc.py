@@ -21,6 +21,8 @@ What a bad record is skipped as (``DataError.reason``):
 - ``wrong lead count``: header and matrix agree, but on a number of leads other than 12;
 - ``header/data mismatch``: the matrix is not [leads, samples] as the header says, or its first
   values / checksums differ from the header's;
+- ``too large``: a 'val' matrix past ``signals.io.MAX_LEADS`` / ``MAX_RECORD_VALUES`` (seen in the file's
+  variable header, before anything is decompressed);
 - ``bad Dx line``: no ``#Dx`` comment, or one that is not a comma-separated list of numeric codes;
 - ``unexpected sampling rate``: the header's rate is not the dataset's (``native_fs``,
   500 Hz for CPSC 2018 and CSN), the rule of ``sources.base``;
@@ -49,6 +51,7 @@ from ecg_bench.data.sources.base import UNREADABLE_FOLDER, Source, check_samplin
 from ecg_bench.data.sources.snomed import SnomedMapping, is_code, load_mapping, report_from_names
 from ecg_bench.errors import ConfigError
 from ecg_bench.logging_utils import get_logger
+from ecg_bench.signals.io import check_record_size
 
 log = get_logger(__name__)
 
@@ -172,10 +175,25 @@ def parse_sex(text: str | None) -> str | None:
     return {"male": "male", "m": "male", "female": "female", "f": "female"}.get(t)
 
 
-def load_val(path: Path, where: str) -> np.ndarray:
-    """The 'val' matrix of a .mat file as a real 2-D array (DataError ``missing file`` / ``unreadable file``)."""
+def load_val(path: Path, where: str, expect_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The 'val' matrix of a .mat file as a real 2-D array (DataError ``missing file`` / ``unreadable file``).
+
+    Before anything is decompressed, the matrix's shape is read from the file's variable headers
+    (``scipy.io.whosmat``): a shape other than ``expect_shape`` is a ``header/data mismatch``, one past
+    ``signals.io.MAX_LEADS`` / ``MAX_RECORD_VALUES`` is ``too large`` (a 1.3 MB compressed file can
+    inflate to 1.2 GB)."""
     if not path.is_file():
         raise data_error("missing file", f"{where}: data file {path} not found")
+    try:
+        shapes = {name: shape for name, shape, _ in scipy.io.whosmat(path)}
+    except Exception as e:  # same failures as loadmat below, found without reading the data
+        raise data_error("unreadable file", f"{path}: cannot read MATLAB file ({type(e).__name__}: {e})") from e
+    shape = shapes.get("val")
+    if shape is not None and len(shape) == 2:
+        if expect_shape is not None and tuple(shape) != tuple(expect_shape):
+            msg = f"{where}: header says {expect_shape[0]} leads x {expect_shape[1]} samples, 'val' is {shape[0]} x {shape[1]}"
+            raise data_error("header/data mismatch", msg)
+        check_record_size(str(path), int(shape[0]), int(shape[0]) * int(shape[1]))
     try:
         mat = scipy.io.loadmat(path, variable_names=["val"])
     except Exception as e:  # scipy raises MatReadError, ValueError, OSError, zlib errors, ... for a bad file
@@ -385,7 +403,7 @@ class CinCSource(Source):
         if len(files) != 1 or not next(iter(files)).endswith(".mat"):
             raise data_error("unreadable file", f"{hea}: leads must all be in one .mat file, header names {sorted(files)}")
         codes = parse_dx(hdr.comments, str(hea))
-        val = load_val(hea.parent / files.pop(), str(hea))
+        val = load_val(hea.parent / files.pop(), str(hea), (len(hdr.leads), hdr.num_samples))
         check_against_header(val, hdr, str(hea), self.verify_checksums)
         names = [self.mapping.name(c) for c in codes]
         return ECGRecord(

@@ -1,0 +1,153 @@
+"""Bounds checked BEFORE work or memory is spent on an untrusted file: file size, structure, nesting.
+
+A small hostile file can claim or imply a huge amount of work: a 229-byte pickle whose lists share
+references expands to 2^30 nodes when anything walks it (a repr, a type check per item); a JSON or
+pickle nested 200,000 deep breaks every recursive walk with a RecursionError. ``read_bytes_capped``
+refuses a file larger than its cap before reading it, ``check_structure`` walks a loaded structure
+ITERATIVELY, counting every visit (a shared list is counted again at each reference, so a DAG that
+expands exponentially is refused after ``max_nodes`` steps, not walked), and ``load_json_file``
+reads a JSON file with both. Every refusal is a DataError naming the file and the limit; messages
+use type names and ``reprlib``-shortened values only, never a full repr.
+"""
+
+from __future__ import annotations
+
+import json
+import reprlib
+from pathlib import Path
+from typing import Any
+
+from ecg_bench.errors import DataError
+
+MAX_DEPTH = 64
+"""Default nesting limit of ``check_structure`` (the project's JSON documents nest a few levels)."""
+MAX_NODES = 10_000_000
+"""Default limit on the nodes (containers, keys and scalars, each reference counted) of one structure."""
+MAX_STRING = 16 * 1024 * 1024
+"""Default limit on the length of one str / bytes value (characters or bytes)."""
+MAX_JSON_BYTES = 256 * 1024 * 1024
+"""Default size limit of a JSON document read whole (``load_json_file``)."""
+
+_short = reprlib.Repr()
+_short.maxstring, _short.maxother, _short.maxlist, _short.maxdict, _short.maxtuple, _short.maxlevel = 40, 40, 4, 4, 4, 2
+
+
+def short_repr(value: Any) -> str:
+    """A bounded repr (at most ~100 characters, at most 2 levels deep): safe for any structure in a message."""
+    try:
+        return _short.repr(value)
+    except Exception:  # noqa: BLE001 - a hostile object's __repr__ must not break an error message
+        return f"<{type(value).__name__}>"
+
+
+def file_size_capped(path: str | Path, max_bytes: int, what: str) -> int:
+    """Size of ``path``; DataError naming it when larger than ``max_bytes`` (checked before it is read)."""
+    size = Path(path).stat().st_size
+    if size > max_bytes:
+        raise DataError(f"{path}: {size:,} bytes is larger than the {max_bytes:,} bytes a {what} may have; not read")
+    return size
+
+
+def read_bytes_capped(path: str | Path, max_bytes: int, what: str) -> bytes:
+    """The bytes of ``path``, refused (DataError) before reading when the file exceeds ``max_bytes``."""
+    size = file_size_capped(path, max_bytes, what)
+    with open(path, "rb") as f:
+        data = f.read(size + 1)  # the file may grow between stat and read (read(n) allocates n bytes first)
+    if len(data) > size:
+        raise DataError(f"{path}: grew while it was read; not read")
+    return data
+
+
+def check_structure(
+    obj: Any,
+    where: str,
+    *,
+    max_depth: int = MAX_DEPTH,
+    max_nodes: int = MAX_NODES,
+    max_string: int = MAX_STRING,
+) -> int:
+    """Walk ``obj`` (dict / list / tuple / set / scalars) iteratively and return its node count.
+
+    Refused with a DataError naming ``where``: nesting deeper than ``max_depth``, more than
+    ``max_nodes`` nodes (every visit counts: a container referenced twice is walked twice, so shared
+    references that expand exponentially are stopped after ``max_nodes`` steps), a str / bytes longer
+    than ``max_string``. Dict keys count as nodes. The walk is O(min(nodes, max_nodes)) and allocates
+    only its stack (at most ``max_depth`` iterators).
+    """
+    nodes = 1
+    stack: list[tuple[Any, bool]] = []  # (iterator over (key, child), whether it walks a dict)
+    path: list[Any] = []  # keys from the root to the current value, for messages
+    value = obj
+    while True:
+        if isinstance(value, (str, bytes, bytearray)):
+            if len(value) > max_string:
+                raise DataError(
+                    f"{where}: {type(value).__name__} at {_where(path)} has {len(value):,} "
+                    f"characters/bytes, more than the {max_string:,} allowed"
+                )
+        elif isinstance(value, (dict, list, tuple, set, frozenset)):
+            if len(stack) >= max_depth:
+                raise DataError(f"{where}: nested deeper than {max_depth} levels (at {_where(path[:8])}...)")
+            is_dict = isinstance(value, dict)
+            stack.append((iter(value.items()) if is_dict else iter(enumerate(value)), is_dict))
+            path.append(None)
+        while stack:  # the next value to visit: the next child of the innermost unfinished container
+            items, is_dict = stack[-1]
+            nxt = next(items, None)
+            if nxt is None:
+                stack.pop()
+                path.pop()
+                continue
+            key, value = nxt
+            nodes += 2 if is_dict else 1  # a dict key is a node too
+            if nodes > max_nodes:
+                raise DataError(
+                    f"{where}: more than {max_nodes:,} values (every reference to a shared container "
+                    "counted); refused before walking it further"
+                )
+            path[-1] = key
+            if is_dict and isinstance(key, (str, bytes)) and len(key) > max_string:
+                raise DataError(f"{where}: a key of {len(key):,} characters, more than the {max_string:,} allowed")
+            break
+        else:
+            return nodes
+
+
+def _where(path: list[Any]) -> str:
+    return "".join(f"[{short_repr(k)}]" for k in path) or "the top"
+
+
+def load_json_file(
+    path: str | Path,
+    what: str,
+    *,
+    max_bytes: int = MAX_JSON_BYTES,
+    max_depth: int = MAX_DEPTH,
+    max_nodes: int = MAX_NODES,
+    max_string: int = MAX_STRING,
+) -> Any:
+    """Parse a JSON file whose size, nesting and node count are bounded; every failure is a DataError naming it."""
+    data = read_bytes_capped(path, max_bytes, what)
+    return parse_json(data, str(path), what, max_depth=max_depth, max_nodes=max_nodes, max_string=max_string)
+
+
+def parse_json(
+    text: str | bytes,
+    where: str,
+    what: str = "JSON document",
+    *,
+    max_depth: int = MAX_DEPTH,
+    max_nodes: int = MAX_NODES,
+    max_string: int = MAX_STRING,
+) -> Any:
+    """``json.loads`` whose errors (bad syntax, bad encoding, nesting past Python's recursion limit) are DataErrors."""
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise DataError(f"{where}: {what} nested too deeply to parse (at most {max_depth} levels are accepted)") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: not a valid {what} ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where}: not a valid {what} (not UTF-8 text: {e.reason} at byte {e.start})") from None
+    check_structure(obj, where, max_depth=max_depth, max_nodes=max_nodes, max_string=max_string)
+    return obj
