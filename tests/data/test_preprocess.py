@@ -62,6 +62,11 @@ def build(source, out: Path, **kw) -> SegmentStore:
     return build_store(source, out, "synthetic", FS, kw.pop("segment_len", SEGMENT_LEN), shard_size=SHARD, **kw)
 
 
+def listing(folder: Path) -> list[str]:
+    """Names in ``folder``, without the stores' lock files (``<store>.lock``, kept beside a store)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
+
+
 def same_files(a: Path, b: Path) -> None:
     for name in FILES:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
@@ -89,7 +94,7 @@ def test_worker_count_does_not_change_the_store(reference, tmp_path):
     plain = build_store(list(generate_records(12, 2, seed=4)), tmp_path / "plain", "synthetic", FS, SEGMENT_LEN)
     np.testing.assert_array_equal(np.load(plain.path / "signals.npy"), np.load(two.path / "signals.npy"))
     assert (plain.path / "index.jsonl").read_bytes() == (two.path / "index.jsonl").read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "two"]  # no .partial / .tmp left
+    assert listing(tmp_path) == ["plain", "two"]  # no .partial / .tmp left
 
 
 def test_interrupted_build_resumes_without_redoing_finished_shards(reference, tmp_path):
@@ -99,7 +104,7 @@ def test_interrupted_build_resumes_without_redoing_finished_shards(reference, tm
     work = work_dir_for(out)
     assert not out.exists() and not SegmentStore.exists(out)
     assert sorted(p.name for p in work.iterdir()) == sorted(
-        ["settings.json", *(p.name for i in (0, 1) for p in shard_paths(work, i))]
+        [".ecg-bench.json", "settings.json", *(p.name for i in (0, 1) for p in shard_paths(work, i))]
     )
     again = Counting(CFG)
     store = build(again, out)
@@ -206,7 +211,7 @@ def test_source_without_records_or_with_duplicate_keys(tmp_path):
         build(Dup(CFG), tmp_path / "d")
     with pytest.raises(DataError, match="lists no records"):
         build(Empty(CFG), tmp_path / "e")
-    assert list(tmp_path.iterdir()) == []
+    assert listing(tmp_path) == []
 
 
 def test_data_command_builds_with_workers_and_prints_the_skip_summary(tmp_path, capsys, monkeypatch):

@@ -12,6 +12,11 @@ from ecg_bench.data.sources.synthetic import generate_records
 from ecg_bench.data.store import SegmentStore, build_store, preprocess_record
 from ecg_bench.signals.processing import resample, segment
 
+
+def listing(folder) -> list[str]:
+    """Names in ``folder``, without the stores' lock files (``<store>.lock``, kept beside a store)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
+
 FS, SEGMENT_LEN = 250, 500  # as the session store in conftest.py
 
 
@@ -100,8 +105,8 @@ def test_atomic_build_replaces_existing_store(tmp_path):
     for rec in recs:
         expected = segment(resample(rec.signal, rec.fs, FS), SEGMENT_LEN)
         np.testing.assert_array_equal(second.signals(second.by_record(rec.record_id)), expected)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # no tmp / old folders left
-    assert sorted(p.name for p in out.iterdir()) == ["index.jsonl", "meta.json", "signals.npy"]  # chunks gone
+    assert listing(tmp_path) == ["store"]  # no tmp / old folders left (the lock file stays beside the store)
+    assert listing(out) == [".ecg-bench.json", "index.jsonl", "meta.json", "signals.npy"]  # chunks gone
 
 
 def test_failed_build_leaves_nothing_behind(tmp_path):
@@ -114,7 +119,7 @@ def test_failed_build_leaves_nothing_behind(tmp_path):
 
     with pytest.raises(RuntimeError, match="disk on fire"):
         build_store(exploding(), out, "synthetic", FS, SEGMENT_LEN)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+    assert listing(tmp_path) == ["store"]
     assert len(SegmentStore(out)) == 5  # the old store is untouched
 
 
@@ -123,7 +128,7 @@ def test_no_usable_record_is_an_error(tmp_path):
     bad = ECGRecord("r", "p", rec.signal[:, :100], 500.0)
     with pytest.raises(Exception, match="no record"):
         build_store([bad], tmp_path / "s", "x", FS, SEGMENT_LEN)
-    assert list(tmp_path.iterdir()) == []
+    assert listing(tmp_path) == []
 
 
 def test_missing_store_names_the_path(tmp_path):
