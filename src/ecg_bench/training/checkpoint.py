@@ -32,6 +32,8 @@ from ecg_bench.logging_utils import get_logger
 log = get_logger(__name__)
 
 STATE_FILE = "trainer_state.json"
+TRAINING_DATA_FILE = "training_data.json"
+"""Fold, folds digest and hashed patient ids of the training data (evaluation refuses those patients)."""
 
 
 def _is_peft(model) -> bool:
