@@ -243,3 +243,67 @@ def test_real_ptbxl_records_through_the_pool(shared_data, tmp_path):
     assert [r["record_id"] for r in two.index[::5]] == [str(i) for i in range(6000, 6010)]
     rec = src.read("records500/06000/06000_hr")
     np.testing.assert_allclose(two.signals(two.by_record("6000"))[0, :, :100], rec.signal[:, :200:2], atol=0.06)  # mV, 250 Hz
+
+
+def _descendants(pid: int) -> set[int]:
+    """Live (not zombie) descendants of ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_workers_fork_server_and_resource_tracker_die_with_a_killed_build(tmp_path):
+    out = tmp_path / "store"
+    code = f"""
+import time
+from ecg_bench.config import DataConfig
+from ecg_bench.data.sources.synthetic import Synthetic
+from ecg_bench.data.store import build_store
+
+class Slow(Synthetic):
+    def read(self, key):
+        time.sleep(0.2)
+        return super().read(key)
+
+if __name__ == "__main__":
+    build_store(Slow(DataConfig(num_patients=40, records_per_patient=2, seed=4)), {str(out)!r}, "synthetic", {FS}, {SEGMENT_LEN},
+                shard_size=2, workers=2)
+"""
+    script = tmp_path / "slow_build.py"
+    script.write_text(code)
+    proc = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
+    work = work_dir_for(out)
+    deadline = time.time() + 60
+    while not shard_paths(work, 0)[1].exists():
+        assert proc.poll() is None and time.time() < deadline, "the build ended before it could be killed"
+        time.sleep(0.02)
+    helpers = _descendants(proc.pid)
+    assert len(helpers) >= 4  # 2 workers, the fork server, the resource tracker
+    os.kill(proc.pid, signal.SIGKILL)  # the build only, as the out-of-memory killer would
+    proc.wait()
+    deadline = time.time() + 15
+    while any(_alive(p) for p in helpers) and time.time() < deadline:
+        time.sleep(0.1)
+    left = [p for p in helpers if _alive(p)]
+    for p in left:  # do not leave them running if the test fails
+        os.kill(p, signal.SIGKILL)
+    assert left == [], f"processes still running after the build was killed: {left}"

@@ -432,10 +432,36 @@ def _pool_context(source: Source):
     top-level imports light and its work under ``if __name__ == "__main__":``).
     """
     if "forkserver" in multiprocessing.get_all_start_methods():
+        from multiprocessing import forkserver
+
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([__name__, type(source).__module__])
+        # Started with SIGINT ignored (kept across exec, and passed on to the workers it forks): Ctrl-C stops
+        # this process, which then stops the pool, instead of printing tracebacks from the server's imports.
+        main_thread = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            forkserver.ensure_running()
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, old)
         return ctx
     return multiprocessing.get_context("spawn")
+
+
+def _submit(ex: ProcessPoolExecutor, index: int, keys: list[str]):
+    """``ex.submit`` with Ctrl-C held back until it returns: a submit may launch a worker, and a launch cut in
+    half leaves a child that starts after this process has gone and fails with a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        return ex.submit(_run_shard, index, keys)
+    caught: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        return ex.submit(_run_shard, index, keys)
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if caught and callable(old):
+            old(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt, now that the launch is complete
 
 
 def _run_pool(source, shards, pending, work, params, report, n_workers: int) -> None:
@@ -448,7 +474,7 @@ def _run_pool(source, shards, pending, work, params, report, n_workers: int) -> 
         running = set()
         # A bounded queue of 2 shards per worker: cancelling on Ctrl-C is then immediate.
         for i in todo:
-            running.add(ex.submit(_run_shard, i, shards[i]))
+            running.add(_submit(ex, i, shards[i]))
             if len(running) >= 2 * n_workers:
                 break
         while running:
@@ -457,15 +483,17 @@ def _run_pool(source, shards, pending, work, params, report, n_workers: int) -> 
                 report(fut.result())
                 nxt = next(todo, None)
                 if nxt is not None:
-                    running.add(ex.submit(_run_shard, nxt, shards[nxt]))
-    except BrokenProcessPool as e:
-        ex.shutdown(wait=False, cancel_futures=True)
-        raise DataError(
-            f"a preprocessing worker died (killed, or out of memory?); finished shards are kept in {work}: "
-            f"re-run to resume, or use fewer workers"
-        ) from e
-    except BaseException:
-        ex.shutdown(wait=False, cancel_futures=True)
+                    running.add(_submit(ex, nxt, shards[nxt]))
+    except BaseException as e:
+        # Stop now (Ctrl-C, a dead worker, an error): closing the pipe ends every worker within a moment, without
+        # finishing its shard; waiting for them lets a worker that was still starting read what it was sent.
+        alive_w.close()
+        ex.shutdown(wait=True, cancel_futures=True)
+        if isinstance(e, BrokenProcessPool):
+            raise DataError(
+                f"a preprocessing worker died (killed, or out of memory?); finished shards are kept in {work}: "
+                f"re-run to resume, or use fewer workers"
+            ) from e
         raise
     else:
         ex.shutdown()
