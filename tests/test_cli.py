@@ -212,3 +212,27 @@ def test_quickstart_partial_config_keeps_the_preset(tmp_path, monkeypatch):
     assert cfg.train.max_steps == 9 and cfg.train.lr == 5e-4  # file over preset, flag over file
     assert (cfg.model.llm, cfg.model.encoder, cfg.data.num_patients) == (preset.model.llm, preset.model.encoder,
                                                                         preset.data.num_patients)  # fmt: skip
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ecg_bench", "data", "--output_dir", str(out), "--data.num_patients", "600",
+           "--data.records_per_patient", "2", "--data.workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    settings = out / "store.partial" / "settings.json"
+    deadline = time.time() + 120
+    while not settings.exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.rstrip().splitlines()[-1] == "interrupted; run the same command again to resume"
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err

@@ -48,6 +48,9 @@ def test_quickstart_path_end_to_end(tmp_path, capsys):
 
 
 def test_store_is_reused_only_for_the_same_source_settings(tmp_path):
+    import pytest
+
+    from ecg_bench.errors import ConfigError
     from ecg_bench.pipeline import prepare_data
 
     cfg = tiny(str(tmp_path))
@@ -56,6 +59,10 @@ def test_store_is_reused_only_for_the_same_source_settings(tmp_path):
     again = prepare_data(cfg)
     assert (again.store.path / "signals.npy").stat().st_mtime_ns == mtime  # reused
     cfg.data.num_patients = 15
+    with pytest.raises(ConfigError, match="other settings"):  # never replaced silently
+        prepare_data(cfg)
+    assert (first.store.path / "signals.npy").stat().st_mtime_ns == mtime
+    cfg.data.rebuild = True
     changed = prepare_data(cfg)
     assert changed.store.meta["source_settings"]["num_patients"] == 15
     assert changed.store.meta["num_records"] == 15 and len(changed.store) > len(first.store)

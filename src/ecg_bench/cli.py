@@ -54,20 +54,20 @@ def cmd_run(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    """Evaluate a checkpoint folder (its config.json, plus overrides) under the signal ablations."""
-    from ecg_bench.pipeline import run
+    """Evaluate a checkpoint folder (its config.json, plus overrides) under the signal ablations, into a new folder
+    (<checkpoint>/eval-<time>, or --output_dir if new or empty); the training run's files are never rewritten."""
+    from ecg_bench.pipeline import evaluation_defaults, evaluation_store, run
 
     if not args.checkpoint:
         raise ECGBenchError("evaluate needs --checkpoint DIR (a folder written by train/run/quickstart)")
     args.config = args.config or str(Path(args.checkpoint) / "config.json")
     trained = RunConfig.load(args.config)
-    # evaluate on the training run's store (rebuilt there only if missing), even with another --output_dir
-    args.overrides.setdefault("data.store_dir", trained.data.store_dir or str(Path(trained.output_dir) / "store"))
-    # token-ELM and Signal2Vec checkpoints carry their ECG-Byte tokenizer (and vectors): use those copies
-    for name, field in (("ecg_byte_tokenizer.json", "model.tokenizer"), ("signal2vec.safetensors", "model.signal2vec")):
-        if (Path(args.checkpoint) / name).exists():
-            args.overrides.setdefault(field, str(Path(args.checkpoint) / name))
+    given = set(args.overrides)
+    for key, value in evaluation_defaults(trained, args.checkpoint).items():
+        args.overrides.setdefault(key, value)
     cfg = _load_config(args)
+    if "data.store_dir" not in given:
+        cfg.data.store_dir = evaluation_store(cfg, trained, args.checkpoint)
     cfg.train.resume_from = args.checkpoint
     results = run(cfg, train=False)
     _print_results(results, cfg)
@@ -259,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ECGBenchError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -60,6 +60,9 @@ class DataConfig:
     workers: int = 0
     """Processes that preprocess the segment store (0 = all CPU cores, 1 = in this process); the store is the same
     whatever the number. An interrupted build resumes from <store_dir>.partial on the next run."""
+    rebuild: bool = False
+    """Rebuild the segment store even if one with the same settings and source files exists (replaces only a store
+    ecg-bench made; an unfinished build is started over). Without it a store is rebuilt when its source files changed."""
     num_patients: int = 120
     """Synthetic source: number of synthetic patients."""
     records_per_patient: int = 2

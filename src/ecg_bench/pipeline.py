@@ -6,6 +6,8 @@ records -> segment store -> conversations -> patient-disjoint folds -> ELM -> tr
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import os
 import platform
@@ -18,19 +20,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from ecg_bench import folders
 from ecg_bench.config import RunConfig
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.mix import mapped_names, prepare_conversations
 from ecg_bench.data.sources.base import SOURCES
-from ecg_bench.data.store import SegmentStore, build_store
-from ecg_bench.errors import ConfigError, UnknownNameError
+from ecg_bench.data.store import SegmentStore, build_store, store_lock
+from ecg_bench.errors import ConfigError, DataError, UnknownNameError
 from ecg_bench.evaluation.evaluator import evaluate
 from ecg_bench.evaluation.statistics import format_table
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.elm import build_elm
 from ecg_bench.representations.base import REPRESENTATIONS
-from ecg_bench.training.checkpoint import load_checkpoint
+from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, load_checkpoint
 from ecg_bench.training.trainer import Trainer, resolve_device, resolve_dtype, summarize
 
 log = get_logger(__name__)
@@ -54,22 +57,114 @@ def store_dir(cfg: RunConfig) -> Path:
     return Path(cfg.data.store_dir or Path(cfg.output_dir) / "store")
 
 
-def prepare_data(cfg: RunConfig) -> PreparedData:
+# Data settings that change nothing in the files a run folder holds (store, conversations, folds.json).
+_NOT_DATA_IDENTITY = ("workers", "rebuild", "max_train_items", "max_eval_items", "fold", "export_hf", "export_hf_signals")
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    keys = sorted(k for k in {*old, *new} if k not in ignore and old.get(k) != new.get(k))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys]
+
+
+def claim_output(cfg: RunConfig, kind: str = "run", new_results: bool = False) -> Path:
+    """Make ``output_dir`` this run's folder (``ecg_bench.folders.claim``) without writing over another run.
+
+    A folder that already holds ``results.json`` is refused when ``new_results`` (this run would write
+    its own results there), unless this run resumes from a checkpoint inside it; otherwise (the
+    ``data`` command) only when its config.json names other data settings.
+    """
+    out = folders.claim(cfg.output_dir, kind)
+    results = out / "results.json"
+    if not results.exists():
+        return out
+    if new_results:
+        resume = cfg.train.resume_from
+        if not (resume and out.resolve() in Path(resume).resolve().parents):
+            raise folders.FolderError(
+                f"{out} already holds a finished run's results ({results}); a new run never writes over them: choose "
+                f"another --output_dir, or continue that run with --train.resume_from {out / 'checkpoints' / 'final'}"
+            )
+        return out
+    try:
+        old = json.loads((out / "config.json").read_text())["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        old = None
+    changed = _changes(old, cfg.to_dict()["data"], _NOT_DATA_IDENTITY) if isinstance(old, dict) else ["(unknown)"]
+    if changed:
+        raise folders.FolderError(
+            f"{out} holds a finished run ({results}) made with other data settings ({'; '.join(changed)}); "
+            f"writing this data there would change that run's store and folds: choose another --output_dir"
+        )
+    return out
+
+
+def store_status(sdir: Path, settings: dict[str, Any], fingerprint: dict[str, Any]) -> tuple[str, str]:
+    """Whether the store at ``sdir`` can serve ``settings``: (status, detail) with status one of
+    missing, current, no_fingerprint (built before fingerprints were recorded), other_settings, source_changed."""
+    if not SegmentStore.exists(sdir):
+        return "missing", ""
+    meta = SegmentStore(sdir).meta
+    old = meta.get("source_settings")
+    if not isinstance(old, dict):
+        return "other_settings", "no source_settings in its meta.json"
+    old = {**old, "data_dir": _abs(old.get("data_dir", ""))}
+    changed = _changes(old, settings)
+    if changed:
+        return "other_settings", "; ".join(changed)
+    got = meta.get("source_fingerprint")
+    if got is None:
+        return "no_fingerprint", ""
+    if got != fingerprint:
+        keys = [k for k in ("files", "bytes", "newest_mtime_ns") if got.get(k) != fingerprint.get(k)]
+        detail = ", ".join(f"{k} {got.get(k)} -> {fingerprint.get(k)}" for k in keys) or "same counts, other file names or times"
+        return "source_changed", detail
+    return "current", ""
+
+
+def open_store(cfg: RunConfig, src: Any, sdir: Path) -> SegmentStore:
+    """Reuse the store at ``sdir`` if it was built with these settings from the same source files; else build it.
+
+    Holds the store's lock while deciding and building, so a second writer waits and then reuses
+    what the first built. A store with other settings is never silently replaced: refused unless
+    ``data.rebuild``. Changed source files (a record repaired or added) rebuild it, with a log line.
+    """
+    d = cfg.data
+    settings = source_settings(cfg, src)
+    with store_lock(sdir):
+        fingerprint = src.fingerprint()
+        status, detail = store_status(sdir, settings, fingerprint)
+        if d.rebuild:
+            log.info("data.rebuild: building the segment store %s from scratch", sdir)
+        elif status in ("current", "no_fingerprint"):
+            store = SegmentStore(sdir)
+            if status == "no_fingerprint":
+                log.warning("segment store %s records no source fingerprint (older ecg-bench): changed source files "
+                            "cannot be detected; pass --data.rebuild true to rebuild it", sdir)  # fmt: skip
+            log.info("reusing segment store %s (%d segments)", sdir, len(store))
+            return store
+        elif status == "other_settings":
+            raise ConfigError([
+                f"data.store_dir: {sdir} holds a segment store built with other settings ({detail}); it is not replaced "
+                f"silently: choose another data.store_dir (or another --output_dir), or pass --data.rebuild true to replace it"
+            ])  # fmt: skip
+        elif status == "source_changed":
+            log.info("the source files of segment store %s changed since it was built (%s); rebuilding it", sdir, detail)
+        seg_len = int(round(d.segment_seconds * d.target_fs))
+        extra = {"source_settings": settings, "source_fingerprint": fingerprint}
+        return build_store(src, sdir, d.source, d.target_fs, seg_len, extra_meta=extra, workers=d.workers,
+                           resume=not d.rebuild)  # fmt: skip
+
+
+def prepare_data(cfg: RunConfig, kind: str = "run") -> PreparedData:
     """Build (or reuse) the segment store and the conversations, assign folds, and split by patient."""
     d = cfg.data
     source = SOURCES.get(d.source)  # unknown names fail before any work
     for name in [] if d.hf_dataset else mapped_names(d):
         MAPPED.get(name)
+    claim_output(cfg, kind)
     sdir = store_dir(cfg)
-    seg_len = int(round(d.segment_seconds * d.target_fs))
     src = source(d)
-    settings = source_settings(cfg, src)
-    store = SegmentStore(sdir) if SegmentStore.exists(sdir) else None
-    if store is not None and store.meta.get("source_settings") == settings:
-        log.info("reusing segment store %s (%d segments)", sdir, len(store))
-    else:
-        extra = {"source_settings": settings}
-        store = build_store(src, sdir, d.source, d.target_fs, seg_len, extra_meta=extra, workers=d.workers)
+    store = open_store(cfg, src, sdir)
     # mapped / mixed / imported conversations, mapping_report.json, checked folds (folds.json), HF export
     conv = prepare_conversations(store, d, cfg.output_dir)
     train, test, folds_file = conv.train, conv.test, conv.folds_file
@@ -91,9 +186,127 @@ def source_settings(cfg: RunConfig, source: Any = None) -> dict[str, Any]:
     d = cfg.data
     keys = ("source", "data_dir", "num_patients", "records_per_patient", "target_fs", "segment_seconds", "seed")
     settings = {k: getattr(d, k) for k in keys}
+    settings["data_dir"] = _abs(d.data_dir)  # the same folder however it was spelled
     if source is not None:
         settings["reader"] = json.loads(json.dumps(source.settings()))
     return settings
+
+
+def _abs(path: str) -> str:
+    return str(Path(path).expanduser().resolve()) if path else ""
+
+
+# ------------------------------------------------------------------ paths inside a checkpoint
+
+PATH_FIELDS = ("output_dir", "data.data_dir", "data.store_dir", "data.mapped_dir", "data.snomed_mapping",
+               "data.translation_cache", "data.export_hf", "model.tokenizer", "model.signal2vec", "eval.nltk_data",
+               "train.resume_from")  # fmt: skip
+"""Config fields that are file or folder paths: saved absolute in a checkpoint, resolved against it when relative."""
+NAME_OR_PATH_FIELDS = ("data.hf_dataset", "data.translate_model", "model.llm", "eval.bertscore_model")
+"""Fields that are a path or a name (hub id, short name): treated as a path only where that path exists."""
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _set(cfg: Any, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        cfg = getattr(cfg, part)
+    setattr(cfg, leaf, value)
+
+
+def with_absolute_paths(cfg: RunConfig) -> RunConfig:
+    """A copy of ``cfg`` whose relative paths are absolute (the config saved in a checkpoint)."""
+    out = copy.deepcopy(cfg)
+    for f in PATH_FIELDS + NAME_OR_PATH_FIELDS:
+        v = _get(out, f)
+        if v and not Path(v).expanduser().is_absolute() and (f in PATH_FIELDS or Path(v).exists()):
+            _set(out, f, _abs(v))
+    return out
+
+
+def evaluation_defaults(trained: RunConfig, checkpoint: str | Path) -> dict[str, Any]:
+    """Overrides for evaluating ``checkpoint`` (whose config is ``trained``): relative paths resolved against
+    the checkpoint, never the current folder; a new output folder ``<checkpoint>/eval-<time>``; no HF export;
+    the checkpoint's own copies of the ECG-Byte tokenizer and Signal2Vec vectors."""
+    ck = Path(checkpoint)
+    over: dict[str, Any] = {}
+    for f in PATH_FIELDS + NAME_OR_PATH_FIELDS:
+        v = _get(trained, f)
+        if v and not Path(v).expanduser().is_absolute() and (f in PATH_FIELDS or (ck / v).exists()):
+            over[f] = _abs(str(ck / v))
+    stamp, n = time.strftime("%Y%m%d-%H%M%S"), 1
+    out = ck / f"eval-{stamp}"
+    while out.exists():
+        n += 1
+        out = ck / f"eval-{stamp}-{n}"
+    over["output_dir"] = str(out)
+    over["data.export_hf"] = ""
+    over["data.store_dir"] = ""  # decided by evaluation_store once the config is complete
+    for name, field in (("ecg_byte_tokenizer.json", "model.tokenizer"), ("signal2vec.safetensors", "model.signal2vec")):
+        if (ck / name).exists():
+            over[field] = str(ck / name)
+    return over
+
+
+def evaluation_store(cfg: RunConfig, trained: RunConfig, checkpoint: str | Path) -> str:
+    """The store an evaluation reads: the training run's (the checkpoint's config names it) when it exists and
+    fits, used read-only; else a new one inside the evaluation folder. Nothing is built where the checkpoint points."""
+    ck = Path(checkpoint)
+    named = Path(trained.data.store_dir).expanduser() if trained.data.store_dir else None
+    run_dir = Path(trained.output_dir).expanduser()
+    trained_store = named or (run_dir if run_dir.is_absolute() else ck / run_dir) / "store"
+    if not trained_store.is_absolute():
+        trained_store = ck / trained_store
+    src = SOURCES.get(cfg.data.source)(cfg.data)
+    status, detail = store_status(trained_store, source_settings(cfg, src), src.fingerprint())
+    if status in ("current", "no_fingerprint"):
+        return str(trained_store)
+    own = Path(cfg.output_dir) / "store"
+    why = {"missing": "not found"}.get(status, f"{status.replace('_', ' ')}: {detail}")
+    log.info("the training run's store %s cannot be used (%s); building one for this evaluation in %s", trained_store, why, own)
+    return str(own)
+
+
+def training_data_record(cfg: RunConfig, data: PreparedData) -> dict[str, Any]:
+    """What a checkpoint was trained on (``training_data.json``): fold, folds digest, hashed patient ids."""
+    patients = sorted({_patient_hash(it["patient_id"]) for it in data.train})
+    return {"fold": cfg.data.fold, "num_folds": cfg.data.num_folds, "seed": cfg.data.seed,
+            "folds_sha256": hashlib.sha256(data.folds_file.read_bytes()).hexdigest(),
+            "num_items": len(data.train), "patients_sha256_16": patients}  # fmt: skip
+
+
+def _patient_hash(pid: Any) -> str:
+    return hashlib.sha256(str(pid).encode()).hexdigest()[:16]
+
+
+def check_not_trained_on(checkpoint: str | Path, test: list[dict], cfg: RunConfig) -> None:
+    """Refuse to evaluate ``checkpoint`` on items whose patients it was trained on, naming the folds."""
+    f = Path(checkpoint) / TRAINING_DATA_FILE
+    if not f.is_file():
+        log.warning("%s has no %s (older ecg-bench): cannot check that the evaluation patients were not in its training "
+                    "data", checkpoint, TRAINING_DATA_FILE)  # fmt: skip
+        return
+    try:
+        rec = json.loads(f.read_text())
+        trained = set(rec["patients_sha256_16"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{f}: not a training-data record ({e}); expected JSON with patients_sha256_16") from None
+    test_patients = {_patient_hash(it["patient_id"]) for it in test}
+    overlap = len(test_patients & trained)
+    if overlap:
+        raise DataError(
+            f"{checkpoint} was trained on fold {rec.get('fold')} of {rec.get('num_folds')} (data seed {rec.get('seed')}); "
+            f"{overlap} of the {len(test_patients)} patients of evaluation fold {cfg.data.fold} of {cfg.data.num_folds} "
+            f"were in its training data, so the scores would not be held-out: evaluate with --data.fold {rec.get('fold')} "
+            f"and the training run's data settings"
+        )
+    log.info("checked: none of the %d evaluation patients is in the training data of %s (fold %s)",
+             len(test_patients), checkpoint, rec.get("fold"))  # fmt: skip
 
 
 def _representation(cfg: RunConfig):
@@ -141,12 +354,12 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     cfg.validate()
     check_names(cfg)
     resolve_dtype(cfg.train.precision, resolve_device(cfg.train.device))  # an unusable device fails before any work
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    kind = "run" if train else "eval"
+    out = claim_output(cfg, kind, new_results=True)
     cfg.save(out / "config.json")
     seed_everything(cfg.train.seed)
     t0 = time.time()
-    data = prepare_data(cfg)
+    data = prepare_data(cfg, kind)
     rep = _representation(cfg)
     in_leads, seq_len = rep.shape(data.store.segment_len)
     elm, formatter = build_elm(cfg.model, seq_len=seq_len, in_leads=in_leads, fs=data.store.fs)
@@ -154,13 +367,15 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     test_ds = ConversationDataset(data.test, data.store, rep)
     training: dict[str, Any] = {}
     if train:
-        trainer = Trainer(elm, formatter, train_ds, cfg, out / "checkpoints")
+        trainer = Trainer(elm, formatter, train_ds, with_absolute_paths(cfg), out / "checkpoints")
+        trainer.training_data = training_data_record(cfg, data)
         training = summarize(trainer.train())
         device = trainer.device
     else:
         device = resolve_device(cfg.train.device)
         elm.to(device)
         if cfg.train.resume_from:
+            check_not_trained_on(cfg.train.resume_from, data.test, cfg)
             load_checkpoint(cfg.train.resume_from, elm)
     results = evaluate(elm, formatter, test_ds, cfg.eval, device)
     results = {

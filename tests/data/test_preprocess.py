@@ -62,6 +62,11 @@ def build(source, out: Path, **kw) -> SegmentStore:
     return build_store(source, out, "synthetic", FS, kw.pop("segment_len", SEGMENT_LEN), shard_size=SHARD, **kw)
 
 
+def listing(folder: Path) -> list[str]:
+    """Names in ``folder``, without the stores' lock files (``<store>.lock``, kept beside a store)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
+
+
 def same_files(a: Path, b: Path) -> None:
     for name in FILES:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
@@ -89,7 +94,7 @@ def test_worker_count_does_not_change_the_store(reference, tmp_path):
     plain = build_store(list(generate_records(12, 2, seed=4)), tmp_path / "plain", "synthetic", FS, SEGMENT_LEN)
     np.testing.assert_array_equal(np.load(plain.path / "signals.npy"), np.load(two.path / "signals.npy"))
     assert (plain.path / "index.jsonl").read_bytes() == (two.path / "index.jsonl").read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "two"]  # no .partial / .tmp left
+    assert listing(tmp_path) == ["plain", "two"]  # no .partial / .tmp left
 
 
 def test_interrupted_build_resumes_without_redoing_finished_shards(reference, tmp_path):
@@ -99,7 +104,7 @@ def test_interrupted_build_resumes_without_redoing_finished_shards(reference, tm
     work = work_dir_for(out)
     assert not out.exists() and not SegmentStore.exists(out)
     assert sorted(p.name for p in work.iterdir()) == sorted(
-        ["settings.json", *(p.name for i in (0, 1) for p in shard_paths(work, i))]
+        [".ecg-bench.json", "settings.json", *(p.name for i in (0, 1) for p in shard_paths(work, i))]
     )
     again = Counting(CFG)
     store = build(again, out)
@@ -206,7 +211,7 @@ def test_source_without_records_or_with_duplicate_keys(tmp_path):
         build(Dup(CFG), tmp_path / "d")
     with pytest.raises(DataError, match="lists no records"):
         build(Empty(CFG), tmp_path / "e")
-    assert list(tmp_path.iterdir()) == []
+    assert listing(tmp_path) == []
 
 
 def test_data_command_builds_with_workers_and_prints_the_skip_summary(tmp_path, capsys, monkeypatch):
@@ -238,3 +243,67 @@ def test_real_ptbxl_records_through_the_pool(shared_data, tmp_path):
     assert [r["record_id"] for r in two.index[::5]] == [str(i) for i in range(6000, 6010)]
     rec = src.read("records500/06000/06000_hr")
     np.testing.assert_allclose(two.signals(two.by_record("6000"))[0, :, :100], rec.signal[:, :200:2], atol=0.06)  # mV, 250 Hz
+
+
+def _descendants(pid: int) -> set[int]:
+    """Live (not zombie) descendants of ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_workers_fork_server_and_resource_tracker_die_with_a_killed_build(tmp_path):
+    out = tmp_path / "store"
+    code = f"""
+import time
+from ecg_bench.config import DataConfig
+from ecg_bench.data.sources.synthetic import Synthetic
+from ecg_bench.data.store import build_store
+
+class Slow(Synthetic):
+    def read(self, key):
+        time.sleep(0.2)
+        return super().read(key)
+
+if __name__ == "__main__":
+    build_store(Slow(DataConfig(num_patients=40, records_per_patient=2, seed=4)), {str(out)!r}, "synthetic", {FS}, {SEGMENT_LEN},
+                shard_size=2, workers=2)
+"""
+    script = tmp_path / "slow_build.py"
+    script.write_text(code)
+    proc = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
+    work = work_dir_for(out)
+    deadline = time.time() + 60
+    while not shard_paths(work, 0)[1].exists():
+        assert proc.poll() is None and time.time() < deadline, "the build ended before it could be killed"
+        time.sleep(0.02)
+    helpers = _descendants(proc.pid)
+    assert len(helpers) >= 4  # 2 workers, the fork server, the resource tracker
+    os.kill(proc.pid, signal.SIGKILL)  # the build only, as the out-of-memory killer would
+    proc.wait()
+    deadline = time.time() + 15
+    while any(_alive(p) for p in helpers) and time.time() < deadline:
+        time.sleep(0.1)
+    left = [p for p in helpers if _alive(p)]
+    for p in left:  # do not leave them running if the test fails
+        os.kill(p, signal.SIGKILL)
+    assert left == [], f"processes still running after the build was killed: {left}"

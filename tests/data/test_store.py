@@ -7,10 +7,17 @@ import pickle
 import numpy as np
 import pytest
 
+from ecg_bench.config import DataConfig
 from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.data.sources.synthetic import generate_records
 from ecg_bench.data.store import SegmentStore, build_store, preprocess_record
 from ecg_bench.signals.processing import resample, segment
+
+
+def listing(folder) -> list[str]:
+    """Names in ``folder``, without the stores' lock files (``<store>.lock``, kept beside a store)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
+
 
 FS, SEGMENT_LEN = 250, 500  # as the session store in conftest.py
 
@@ -100,8 +107,8 @@ def test_atomic_build_replaces_existing_store(tmp_path):
     for rec in recs:
         expected = segment(resample(rec.signal, rec.fs, FS), SEGMENT_LEN)
         np.testing.assert_array_equal(second.signals(second.by_record(rec.record_id)), expected)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # no tmp / old folders left
-    assert sorted(p.name for p in out.iterdir()) == ["index.jsonl", "meta.json", "signals.npy"]  # chunks gone
+    assert listing(tmp_path) == ["store"]  # no tmp / old folders left (the lock file stays beside the store)
+    assert listing(out) == [".ecg-bench.json", "index.jsonl", "meta.json", "signals.npy"]  # chunks gone
 
 
 def test_failed_build_leaves_nothing_behind(tmp_path):
@@ -114,7 +121,7 @@ def test_failed_build_leaves_nothing_behind(tmp_path):
 
     with pytest.raises(RuntimeError, match="disk on fire"):
         build_store(exploding(), out, "synthetic", FS, SEGMENT_LEN)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+    assert listing(tmp_path) == ["store"]
     assert len(SegmentStore(out)) == 5  # the old store is untouched
 
 
@@ -123,7 +130,7 @@ def test_no_usable_record_is_an_error(tmp_path):
     bad = ECGRecord("r", "p", rec.signal[:, :100], 500.0)
     with pytest.raises(Exception, match="no record"):
         build_store([bad], tmp_path / "s", "x", FS, SEGMENT_LEN)
-    assert list(tmp_path.iterdir()) == []
+    assert listing(tmp_path) == []
 
 
 def test_missing_store_names_the_path(tmp_path):
@@ -145,3 +152,125 @@ def test_preprocess_resamples_other_rates():
     rec360 = ECGRecord("r", "p", resample(rec.signal, 500, 360), 360.0)
     segs, reason = preprocess_record(rec360, FS, SEGMENT_LEN)
     assert reason is None and segs.shape == (5, 12, SEGMENT_LEN) and segs.dtype == np.float32
+
+
+# ------------------------------------------------------------------ one writer per store; rebuilt when the source changed
+
+
+def _ptbxl_run(tmp_path, shared_data):
+    import shutil
+
+    from ecg_bench.config import RunConfig
+    from ecg_bench.data.sources.ptbxl import PTBXL
+
+    data_dir = tmp_path / "ptbxl"
+    shutil.copytree(shared_data / "ptbxl", data_dir)
+    cfg = RunConfig(output_dir=str(tmp_path / "run"))
+    cfg.data.source, cfg.data.data_dir, cfg.data.workers = "ptbxl", str(data_dir), 1
+    return cfg, PTBXL(cfg.data), data_dir
+
+
+def test_store_is_rebuilt_when_its_source_files_changed(tmp_path, shared_data, caplog):
+    import os
+
+    from ecg_bench.pipeline import open_store
+
+    cfg, src, data_dir = _ptbxl_run(tmp_path, shared_data)
+    sdir = tmp_path / "run" / "store"
+    first = open_store(cfg, src, sdir)
+    fp = first.meta["source_fingerprint"]
+    assert fp["files"] == sum(1 for p in data_dir.rglob("*") if p.is_file()) and len(fp["sha256"]) == 64
+    built = (sdir / "signals.npy").stat().st_mtime_ns
+    assert open_store(cfg, src, sdir) and (sdir / "signals.npy").stat().st_mtime_ns == built  # unchanged: reused
+    hea = next(data_dir.rglob("*.hea"))
+    st = hea.stat()
+    os.utime(hea, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a record repaired in place
+    with caplog.at_level(logging.INFO, logger="ecg_bench"):
+        open_store(cfg, src, sdir)
+    assert "source files of segment store" in caplog.text and "changed since it was built (newest_mtime_ns" in caplog.text
+    rebuilt = (sdir / "signals.npy").stat().st_mtime_ns
+    assert rebuilt != built
+    (data_dir / "records500" / "extra.txt").write_text("a file added")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ecg_bench"):
+        open_store(cfg, src, sdir)
+    assert f"files {fp['files']} -> {fp['files'] + 1}" in caplog.text
+    again = (sdir / "signals.npy").stat().st_mtime_ns
+    assert open_store(cfg, src, sdir) and (sdir / "signals.npy").stat().st_mtime_ns == again
+    cfg.data.rebuild = True  # forced
+    open_store(cfg, src, sdir)
+    assert (sdir / "signals.npy").stat().st_mtime_ns != again
+
+
+_HOLDER = """
+import sys, time
+from ecg_bench.config import RunConfig
+from ecg_bench.data.sources.synthetic import Synthetic
+from ecg_bench.pipeline import open_store
+
+class Slow(Synthetic):
+    def read(self, key):
+        time.sleep(0.15)
+        return super().read(key)
+
+cfg = RunConfig()
+cfg.data.num_patients, cfg.data.records_per_patient, cfg.data.seed, cfg.data.workers = 12, 1, 5, 1
+open_store(cfg, Slow(cfg.data), sys.argv[1])
+"""
+
+
+def _start_holder(tmp_path, sdir):
+    import subprocess
+    import sys
+    import time
+
+    from ecg_bench.data.store import lock_path
+
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(sdir)])
+    owner = lock_path(sdir).with_name(lock_path(sdir).name + ".owner")
+    deadline = time.time() + 60
+    while not owner.exists():
+        assert proc.poll() is None and time.time() < deadline, "the first build did not take the lock"
+        time.sleep(0.02)
+    return proc
+
+
+def test_a_second_writer_waits_for_the_first_then_reuses_its_store(tmp_path, caplog):
+    from ecg_bench.config import RunConfig
+    from ecg_bench.data.sources.synthetic import Synthetic
+    from ecg_bench.pipeline import open_store
+
+    class Counting(Synthetic):
+        reads = 0
+
+        def read(self, key):
+            Counting.reads += 1
+            return super().read(key)
+
+    sdir = tmp_path / "store"
+    proc = _start_holder(tmp_path, sdir)
+    cfg = RunConfig()
+    cfg.data.num_patients, cfg.data.records_per_patient, cfg.data.seed, cfg.data.workers = 12, 1, 5, 1
+    try:
+        with caplog.at_level(logging.INFO, logger="ecg_bench"):
+            store = open_store(cfg, Counting(cfg.data), sdir)
+    finally:
+        assert proc.wait(60) == 0
+    assert f"waiting for the lock on {sdir} held by pid {proc.pid}" in caplog.text
+    assert Counting.reads == 0 and "reusing segment store" in caplog.text  # built once, by the first writer
+    assert store.meta["num_records"] == 12 and store.meta["source_settings"]["seed"] == 5
+
+
+def test_a_second_writer_stops_with_a_message_after_its_timeout(tmp_path):
+    from ecg_bench.data.sources.synthetic import Synthetic
+    from ecg_bench.errors import DataError
+
+    sdir = tmp_path / "store"
+    proc = _start_holder(tmp_path, sdir)
+    try:
+        with pytest.raises(DataError, match=rf"another process \(pid {proc.pid} on .*\) is building the store"):
+            build_store(Synthetic(DataConfig(num_patients=2, records_per_patient=1)), sdir, "synthetic", FS, SEGMENT_LEN,
+                        workers=1, lock_timeout=0.5)  # fmt: skip
+    finally:
+        proc.kill()
+        proc.wait()

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -46,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ecg_bench import folders
 from ecg_bench.data.conversations import ECG_MARKER, validate_item
 from ecg_bench.data.mapped.joining import DATASET_HINTS, MappingReport, convert_turns, resolve_ecg_ref, store_dataset
 from ecg_bench.data.store import SegmentStore
@@ -161,10 +161,11 @@ def export_hf(
     if signals and store is None:
         raise ValueError("export_hf(signals=True) needs the store the segment ids refer to")
     out_dir = Path(out_dir)
+    folders.check_replaceable(out_dir, "hf_export")  # only an export ecg-bench made is ever replaced
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     num_folds = max(fold_of_item, default=-1) + 1
     features = _features(datasets, store.segment_len if signals else None)  # type: ignore[union-attr]
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+    tmp = folders.make_temp(out_dir, "hf_export")
     cache = Path(tempfile.mkdtemp(prefix="ecg_bench_hf_", dir=out_dir.parent))
     try:
         splits = {}
@@ -180,12 +181,10 @@ def export_hf(
             meta["store"] = {"path": str(store.path), "dataset": store_dataset(store), "fs": store.fs,
                              "segment_len": store.segment_len, "num_segments": len(store)}  # fmt: skip
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        folders.replace(tmp, out_dir, "hf_export")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(cache, ignore_errors=True)
+        folders.remove(tmp, "hf_export", ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)  # made by mkdtemp just above
     log.info("exported %d items in %d folds to %s%s", len(items), num_folds, out_dir, " (with signals)" if signals else "")
     return out_dir
 

@@ -15,6 +15,11 @@ like a finished store; the next run with the same settings redoes only the missi
 are done they are concatenated in key order (segment ids follow key order, so the store is the same
 whatever the number of workers and however often the run was interrupted) into the store, which is
 renamed into place atomically; then the work folder is removed.
+
+The work folder carries ecg-bench's marker (``ecg_bench.folders``): only such a folder is ever
+discarded or removed, and a killed run's temporaries are deleted only when they carry it too.
+Worker processes die with the process that started them (even after a ``kill -9`` of it), and
+with them the fork server and the resource tracker: nothing keeps running or holding memory.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import hashlib
 import json
 import multiprocessing
 import os
-import shutil
+import signal
+import sys
+import threading
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -36,6 +43,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ecg_bench import folders
 from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.data.sources.base import Source
 from ecg_bench.data.store import STORE_VERSION, category_of, preprocess_record
@@ -222,9 +230,51 @@ def process_shard(
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(source: Source, folder: Path, params: Params) -> None:
+def _init_worker(source: Source, folder: Path, params: Params, parent_pid: int | None = None, alive=None) -> None:
     # The source is sent once per worker process, not once per shard (it may hold loaded tables).
     _WORKER.update(source=source, folder=folder, params=params)
+    # Ctrl-C reaches the whole process group: the parent stops the pool; a worker finishes its shard quietly.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent_pid is not None:
+        die_with_parent(parent_pid, alive)
+
+
+PR_SET_PDEATHSIG = 1
+WATCHDOG_INTERVAL_S = 0.5
+
+
+def die_with_parent(parent_pid: int, alive=None) -> None:
+    """End this worker as soon as the process that started the pool is gone, however it ended.
+
+    A forkserver worker's parent is the fork server, not the pool's owner, and the fork server
+    lives as long as any worker does: after a ``kill -9`` of the owner, workers blocked on the task
+    queue, the fork server and the resource tracker would run forever. So (1) on Linux the kernel
+    kills this worker if its parent (the fork server) dies (``PR_SET_PDEATHSIG``), and (2) a daemon
+    thread exits the worker when ``alive`` (the read end of a pipe whose write end only the owner
+    holds) reports end-of-file, or when ``parent_pid`` no longer exists. With every worker gone the
+    fork server sees its last client leave and exits; then the resource tracker does.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while True:
+            try:
+                if alive is not None and alive.poll(WATCHDOG_INTERVAL_S):
+                    alive.recv_bytes()  # the owner never writes: readable means end-of-file
+                elif alive is None:
+                    threading.Event().wait(WATCHDOG_INTERVAL_S)
+                os.kill(parent_pid, 0)
+            except (EOFError, OSError, ProcessLookupError):
+                os._exit(1)
+
+    threading.Thread(target=watch, name="ecg-bench-parent-watch", daemon=True).start()
 
 
 def _run_shard(index: int, keys: list[str]) -> ShardResult:
@@ -273,16 +323,28 @@ def _pid_alive(name: str) -> bool:
 
 
 def remove_stale_temporaries(folder: Path, pattern: str) -> None:
-    """Delete ``folder/pattern`` files or folders named ``...-<pid>`` whose process is gone (a killed run's)."""
+    """Delete ``folder/pattern`` files or folders named ``...-<pid>`` whose process is gone (a killed run's).
+
+    Only what ecg-bench made: a folder must carry its marker, a file must lie in a folder that does.
+    """
+    folder_is_ours = folders.is_ours(folder)
     for p in folder.glob(pattern):
-        if not _pid_alive(p.name):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        if _pid_alive(p.name) or p.name.startswith(folders.MARKER):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            if folders.is_ours(p):
+                folders.remove(p, ignore_errors=True)
+            else:
+                log.warning("leaving %s alone: named like a temporary of a killed build, but not made by ecg-bench", p)
+        elif folder_is_ours:
+            p.unlink(missing_ok=True)
 
 
 def open_work_dir(work: Path, settings: dict[str, Any], resume: bool) -> None:
     """Create ``work`` for ``settings``, keeping its finished shards only if it was made with the same settings."""
     settings_file = work / "settings.json"
-    if work.exists():
+    folders.check_replaceable(work, "work")  # an unmarked folder of that name is never used or removed
+    if work.exists() and not folders.is_empty(work):
         try:
             old = json.loads(settings_file.read_text())
         except (OSError, ValueError):
@@ -295,8 +357,8 @@ def open_work_dir(work: Path, settings: dict[str, Any], resume: bool) -> None:
         else:
             remove_stale_temporaries(work, "*.tmp-*")
             return
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+        folders.remove(work, "work")
+    folders.claim(work, "work")
     tmp = work / f"settings.json.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, settings_file)
@@ -374,21 +436,49 @@ def _pool_context(source: Source):
     top-level imports light and its work under ``if __name__ == "__main__":``).
     """
     if "forkserver" in multiprocessing.get_all_start_methods():
+        from multiprocessing import forkserver
+
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([__name__, type(source).__module__])
+        # Started with SIGINT ignored (kept across exec, and passed on to the workers it forks): Ctrl-C stops
+        # this process, which then stops the pool, instead of printing tracebacks from the server's imports.
+        main_thread = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            forkserver.ensure_running()
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, old)
         return ctx
     return multiprocessing.get_context("spawn")
 
 
+def _submit(ex: ProcessPoolExecutor, index: int, keys: list[str]):
+    """``ex.submit`` with Ctrl-C held back until it returns: a submit may launch a worker, and a launch cut in
+    half leaves a child that starts after this process has gone and fails with a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        return ex.submit(_run_shard, index, keys)
+    caught: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        return ex.submit(_run_shard, index, keys)
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if caught and callable(old):
+            old(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt, now that the launch is complete
+
+
 def _run_pool(source, shards, pending, work, params, report, n_workers: int) -> None:
     ctx = _pool_context(source)
-    ex = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker, initargs=(source, work, params))
+    alive_r, alive_w = ctx.Pipe(duplex=False)  # the workers get the read end; EOF there = this process is gone
+    initargs = (source, work, params, os.getpid(), alive_r)
+    ex = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker, initargs=initargs)
     try:
         todo = iter(pending)
         running = set()
         # A bounded queue of 2 shards per worker: cancelling on Ctrl-C is then immediate.
         for i in todo:
-            running.add(ex.submit(_run_shard, i, shards[i]))
+            running.add(_submit(ex, i, shards[i]))
             if len(running) >= 2 * n_workers:
                 break
         while running:
@@ -397,17 +487,23 @@ def _run_pool(source, shards, pending, work, params, report, n_workers: int) -> 
                 report(fut.result())
                 nxt = next(todo, None)
                 if nxt is not None:
-                    running.add(ex.submit(_run_shard, nxt, shards[nxt]))
-    except BrokenProcessPool as e:
-        ex.shutdown(wait=False, cancel_futures=True)
-        raise DataError(
-            f"a preprocessing worker died (killed, or out of memory?); finished shards are kept in {work}: "
-            f"re-run to resume, or use fewer workers"
-        ) from e
-    except BaseException:
-        ex.shutdown(wait=False, cancel_futures=True)
+                    running.add(_submit(ex, nxt, shards[nxt]))
+    except BaseException as e:
+        # Stop now (Ctrl-C, a dead worker, an error): closing the pipe ends every worker within a moment, without
+        # finishing its shard; waiting for them lets a worker that was still starting read what it was sent.
+        alive_w.close()
+        ex.shutdown(wait=True, cancel_futures=True)
+        if isinstance(e, BrokenProcessPool):
+            raise DataError(
+                f"a preprocessing worker died (killed, or out of memory?); finished shards are kept in {work}: "
+                f"re-run to resume, or use fewer workers"
+            ) from e
         raise
-    ex.shutdown()
+    else:
+        ex.shutdown()
+    finally:
+        alive_r.close()
+        alive_w.close()
 
 
 def preprocess_source(

@@ -14,19 +14,29 @@ any iterable of ECGRecord: canonical leads -> NaN/flat policy -> resample -> seg
 is skipped, counted by reason and logged; the build goes on and ends with a summary of the skips.
 The store is assembled in ``<out_dir>.tmp-<pid>`` and renamed onto ``out_dir`` only when complete,
 so a crashed build never leaves something that looks like a finished store.
+
+Safety: a store folder carries ecg-bench's marker (``ecg_bench.folders``); an existing ``out_dir``
+is replaced only if it is empty or such a store, never a folder the tool did not make, and never a
+folder that is, contains or lies inside the source's ``data_dir``. One writer at a time: a build
+holds ``<out_dir>.lock`` (``store_lock``) from start to finish; a second one waits for it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-from collections.abc import Iterable, Sequence
+import socket
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from filelock import FileLock
+from filelock import Timeout as LockTimeout
 
+from ecg_bench import folders
 from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.errors import DataError
 from ecg_bench.jsonl import load_jsonl
@@ -83,6 +93,7 @@ def build_store(
     workers: int = 0,
     shard_size: int = 256,
     resume: bool = True,
+    lock_timeout: float | None = None,
 ) -> "SegmentStore":
     """Preprocess ``records`` into a SegmentStore at ``out_dir`` (replacing an existing one atomically).
 
@@ -97,6 +108,10 @@ def build_store(
     by reason (meta.json ``skipped``, ``skipped_records``); the build goes on. Raises DataError if no
     record yields a segment. ``extra_meta`` (JSON-serialisable, e.g. the source settings) is stored
     in meta.json.
+
+    ``out_dir`` must be missing, empty or a store ecg-bench made (FolderError otherwise, before any
+    work). The build holds ``<out_dir>.lock``; another build of the same folder waits for it (up to
+    ``lock_timeout`` seconds, None = as long as it takes).
     """
     from ecg_bench.data import preprocess as pp  # imports the source registry, which may import readers
     from ecg_bench.data.sources.base import Source
@@ -107,35 +122,100 @@ def build_store(
         raise ValueError(f"fs must be positive, got {fs}")
     params = pp.Params(fs=fs, segment_len=int(segment_len), max_nan_gap_s=max_nan_gap_s)
     out_dir = Path(out_dir)
+    data_dir = str(getattr(getattr(records, "cfg", None), "data_dir", "") or "") if isinstance(records, Source) else ""
+    if data_dir:
+        folders.check_apart(out_dir, data_dir, "the store folder", "data.data_dir")
+    folders.check_replaceable(out_dir, "store")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    pp.remove_stale_temporaries(out_dir.parent, f"{out_dir.name}.tmp-*")
-    pp.remove_stale_temporaries(out_dir.parent, f"{out_dir.name}.old-*")
-    extra_meta = extra_meta or {}
-    work, n_shards = None, 0
-    if isinstance(records, Source):
-        work, n_shards = pp.preprocess_source(records, out_dir, dataset, params, extra_meta, workers, shard_size, resume)
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
-        if work is None:
-            chunk_segments = max(1, int(chunk_mb * 2**20) // (len(LEADS) * params.segment_len * 4))
-            (tmp / "shards").mkdir()
-            n_shards = pp.preprocess_records(records, tmp / "shards", dataset, params, chunk_segments)
-            meta = pp.assemble(tmp / "shards", n_shards, tmp, dataset, params, extra_meta)
-            shutil.rmtree(tmp / "shards")
-        else:
-            meta = pp.assemble(work, n_shards, tmp, dataset, params, extra_meta)
-        _write_json(tmp / "meta.json", meta)  # written last: its presence marks a complete store
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if work is not None:
-        shutil.rmtree(work, ignore_errors=True)
+    with store_lock(out_dir, lock_timeout):
+        folders.check_replaceable(out_dir, "store")  # again: it may have changed while we waited
+        pp.remove_stale_temporaries(out_dir.parent, f"{out_dir.name}.tmp-*")
+        pp.remove_stale_temporaries(out_dir.parent, f"{out_dir.name}.old-*")
+        extra_meta = extra_meta or {}
+        work, n_shards = None, 0
+        if isinstance(records, Source):
+            work, n_shards = pp.preprocess_source(records, out_dir, dataset, params, extra_meta, workers, shard_size, resume)
+        tmp = folders.make_temp(out_dir, "store")
+        try:
+            if work is None:
+                chunk_segments = max(1, int(chunk_mb * 2**20) // (len(LEADS) * params.segment_len * 4))
+                shards = folders.claim(tmp / "shards", "work")
+                n_shards = pp.preprocess_records(records, shards, dataset, params, chunk_segments)
+                meta = pp.assemble(shards, n_shards, tmp, dataset, params, extra_meta)
+                folders.remove(shards, "work")
+            else:
+                meta = pp.assemble(work, n_shards, tmp, dataset, params, extra_meta)
+            _write_json(tmp / "meta.json", meta)  # written last: its presence marks a complete store
+            folders.replace(tmp, out_dir, "store")
+        except BaseException:
+            folders.remove(tmp, "store", ignore_errors=True)
+            raise
+        if work is not None:
+            folders.remove(work, "work", ignore_errors=True)
     _log_summary(out_dir, meta)
     return SegmentStore(out_dir)
+
+
+_LOCKS: dict[str, FileLock] = {}
+LOCK_LOG_EVERY_S = 60.0
+"""While waiting for another build's lock, log a line this often."""
+
+
+def lock_path(out_dir: str | Path) -> Path:
+    """The lock file of the store at ``out_dir``: ``<out_dir>.lock`` (beside it: the store itself is replaced)."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(f"{out_dir.name}.lock")
+
+
+def _holder(owner: Path) -> str:
+    try:
+        o = json.loads(owner.read_text())
+        return f"pid {o['pid']} on {o['host']} since {o['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+@contextmanager
+def store_lock(out_dir: str | Path, timeout: float | None = None) -> Iterator[None]:
+    """Hold the lock of the store at ``out_dir`` (re-entrant within this process).
+
+    Another process holding it: log "waiting for the lock on <store> held by pid N" once, then a
+    line every ``LOCK_LOG_EVERY_S`` seconds; after ``timeout`` seconds (None = never) raise DataError.
+    """
+    path = lock_path(out_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = str(path.resolve())
+    lock = _LOCKS.setdefault(key, FileLock(str(path), thread_local=False))
+    owner = path.with_name(path.name + ".owner")
+    first = not lock.is_locked
+    try:
+        lock.acquire(timeout=0)
+    except LockTimeout:
+        holder, t0 = _holder(owner), time.monotonic()
+        log.info("waiting for the lock on %s held by %s (another build of this store)", out_dir, holder)
+        while True:
+            waited = time.monotonic() - t0
+            if timeout is not None and waited >= timeout:
+                raise DataError(
+                    f"another process ({holder}) is building the store {out_dir}; gave up waiting after {waited:.0f} s. "
+                    f"Run again when it has finished (it will then be reused), or remove {path} if that process is gone"
+                ) from None
+            step = LOCK_LOG_EVERY_S if timeout is None else min(LOCK_LOG_EVERY_S, timeout - waited)
+            try:
+                lock.acquire(timeout=max(step, 0.01))
+                break
+            except LockTimeout:
+                log.info("still waiting for the lock on %s held by %s (%.0f s)", out_dir, _holder(owner), time.monotonic() - t0)
+        log.info("got the lock on %s after %.0f s", out_dir, time.monotonic() - t0)
+    try:
+        if first:
+            since = time.strftime("%Y-%m-%d %H:%M:%S")
+            owner.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}) + "\n")
+        yield
+    finally:
+        if first:
+            owner.unlink(missing_ok=True)
+        lock.release()
 
 
 def skip_summary(meta: dict[str, Any], examples: int = 3) -> str:
@@ -180,20 +260,6 @@ def _log_summary(out_dir: Path, meta: dict[str, Any]) -> None:
     )
     if meta["skipped_records"]:
         log.warning("%s: %s", meta["dataset"], skip_summary(meta))
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished ``src`` onto ``dst``. os.replace cannot overwrite a non-empty directory, so an
-    existing store is first renamed aside and deleted once the new one is in place."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f"{dst.name}.old-{os.getpid()}")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 class SegmentStore:

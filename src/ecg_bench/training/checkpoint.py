@@ -18,14 +18,13 @@ Nothing is pickled and nothing is ``torch.load``-ed: a checkpoint from someone e
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from ecg_bench import folders
 from ecg_bench.config import RunConfig
 from ecg_bench.errors import DataError
 from ecg_bench.logging_utils import get_logger
@@ -33,6 +32,8 @@ from ecg_bench.logging_utils import get_logger
 log = get_logger(__name__)
 
 STATE_FILE = "trainer_state.json"
+TRAINING_DATA_FILE = "training_data.json"
+"""Fold, folds digest and hashed patient ids of the training data (evaluation refuses those patients)."""
 
 
 def _is_peft(model) -> bool:
@@ -43,13 +44,20 @@ def _named_trainable(elm) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in elm.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(path: str | Path, elm, cfg: RunConfig, optimizer=None, state: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint folder atomically (a killed save never leaves a half-written checkpoint)."""
+def save_checkpoint(
+    path: str | Path, elm, cfg: RunConfig, optimizer=None, state: dict[str, Any] | None = None, json_files: dict | None = None
+) -> Path:
+    """Write a checkpoint folder atomically (a killed save never leaves a half-written checkpoint).
+
+    Only a missing or empty folder, or a checkpoint ecg-bench made, is replaced (``ecg_bench.folders``).
+    ``json_files`` (name -> JSON-serialisable value) are written into it too (e.g. training_data.json).
+    """
     path = Path(path)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    folders.check_replaceable(path, "checkpoint")
+    tmp = folders.make_temp(path, "checkpoint")
     cfg.save(tmp / "config.json")
+    for name, value in (json_files or {}).items():
+        (tmp / name).write_text(json.dumps(value, indent=2) + "\n")
     llm = elm.llm
     if cfg.model.full_finetune:
         llm.save_pretrained(tmp / "llm", safe_serialization=True)
@@ -62,9 +70,7 @@ def save_checkpoint(path: str | Path, elm, cfg: RunConfig, optimizer=None, state
     if optimizer is not None:
         save_file(_optimizer_tensors(elm, optimizer), str(tmp / "optimizer.safetensors"))
     (tmp / STATE_FILE).write_text(json.dumps(state or {}, indent=2) + "\n")
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    folders.replace(tmp, path, "checkpoint")
     log.info("saved checkpoint %s", path)
     return path
 

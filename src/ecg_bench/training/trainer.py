@@ -25,7 +25,7 @@ from ecg_bench.errors import ConfigError, ECGBenchError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.chat import ChatFormatter, EncodedChat
 from ecg_bench.models.elm import ELM, Batch, pad_batch
-from ecg_bench.training.checkpoint import load_checkpoint, save_checkpoint
+from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, load_checkpoint, save_checkpoint
 
 log = get_logger(__name__)
 
@@ -121,6 +121,8 @@ class Trainer:
         self.losses: list[float] = []
         self.grad_norm = float("nan")
         self._order: tuple[int, np.ndarray] | None = None
+        self.training_data: dict[str, Any] | None = None
+        """Saved as training_data.json in every checkpoint (fold, folds digest, patients; set by the pipeline)."""
 
     def _optimizer(self) -> torch.optim.Optimizer:
         llm_params = [p for p in self.elm.llm.parameters() if p.requires_grad]
@@ -201,7 +203,8 @@ class Trainer:
 
     def save(self, name: str | None = None) -> Path:
         state = {"step": self.step, "losses": self.losses, "lr": [g["lr"] for g in self.optimizer.param_groups]}
-        return save_checkpoint(self.out_dir / (name or f"step-{self.step:06d}"), self.elm, self.cfg, self.optimizer, state)
+        extra = {TRAINING_DATA_FILE: self.training_data} if self.training_data else None
+        return save_checkpoint(self.out_dir / (name or f"step-{self.step:06d}"), self.elm, self.cfg, self.optimizer, state, extra)
 
     def train(self) -> TrainResult:
         if self.tc.resume_from:

@@ -36,8 +36,10 @@ Rules every reader follows, so that a skip means the same thing whatever the dat
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 
@@ -98,6 +100,15 @@ class Source(ABC):
         """What the records depend on besides the raw files (a store built with other settings is rebuilt)."""
         return {}
 
+    def fingerprint(self) -> dict:
+        """What the records were read from, to tell whether a store built earlier is still current.
+
+        Default: ``files_fingerprint`` of ``data_dir`` (every file's relative path, size and mtime_ns,
+        hashed), or the settings when there is no data_dir. A source may narrow it to the files it reads.
+        """
+        data_dir = getattr(self.cfg, "data_dir", "")
+        return files_fingerprint(data_dir) if data_dir else {"settings": self.settings()}
+
     def __iter__(self) -> Iterator[ECGRecord]:
         """Every readable record in key order (unreadable ones are logged and skipped)."""
         from ecg_bench.logging_utils import get_logger
@@ -108,6 +119,40 @@ class Source(ABC):
                 yield self.read(key)
             except DataError as e:
                 log.warning("skipping %s record %s (%s): %s", type(self).__name__, key, getattr(e, "reason", "error"), e)
+
+
+def files_fingerprint(root: str | os.PathLike) -> dict:
+    """``{files, bytes, newest_mtime_ns, sha256}`` over every file below ``root`` (relative path, size, mtime_ns).
+
+    Folders reached through symbolic links are walked once each; the walk is sorted, so the digest
+    does not depend on the order the file system lists entries in.
+    """
+    h = hashlib.sha256()
+    n = total = newest = 0
+    seen: set[tuple[int, int]] = set()
+    root = os.path.abspath(os.path.expanduser(os.fspath(root)))
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(folder)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:  # a link loop, or the same folder linked twice
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            try:
+                fst = os.stat(path)
+            except OSError:  # a broken link: its name still counts
+                fst = None
+            rel = os.path.relpath(path, root)
+            size, mtime = (fst.st_size, fst.st_mtime_ns) if fst else (-1, 0)
+            h.update(f"{rel}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
+            n, total, newest = n + 1, total + max(size, 0), max(newest, mtime)
+    return {"files": n, "bytes": total, "newest_mtime_ns": newest, "sha256": h.hexdigest()}
 
 
 SourceFactory = Callable[[DataConfig], Source]

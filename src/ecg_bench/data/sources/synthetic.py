@@ -305,3 +305,7 @@ class Synthetic(Source):
     def settings(self) -> dict:
         c = self.cfg
         return {"num_patients": c.num_patients, "records_per_patient": c.records_per_patient, "seed": c.seed}
+
+    def fingerprint(self) -> dict:
+        """Generated, not read: the settings are all the records depend on."""
+        return {"settings": self.settings()}
