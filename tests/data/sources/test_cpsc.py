@@ -186,9 +186,9 @@ def test_store_skips_damaged_records_by_reason_and_keeps_good_ones(damaged, tmp_
 def test_header_rate_other_than_the_datasets_is_a_named_skip(g1, tmp_path):
     """One rule for every reader (sources.base): a header that gives another rate than the dataset's is skipped."""
     for stem in ("A1980", "A1983"):
-        copy_record(g1, stem, tmp_path / "g1")
-    edit_header(tmp_path / "g1" / "A1983.hea", lambda ls: [ls[0].replace("A1983 12 500 ", "A1983 12 250 ")] + ls[1:])
-    src = source("cpsc2018", tmp_path)
+        copy_record(g1, stem, tmp_path / "data" / "g1")
+    edit_header(tmp_path / "data" / "g1" / "A1983.hea", lambda ls: [ls[0].replace("A1983 12 500 ", "A1983 12 250 ")] + ls[1:])
+    src = source("cpsc2018", tmp_path / "data")
     with pytest.raises(DataError, match=r"A1983.hea: header says 250 Hz, CPSC 2018 records are 500 Hz") as e:
         src.read("g1/A1983")
     assert e.value.reason == "unexpected sampling rate"
