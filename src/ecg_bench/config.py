@@ -332,7 +332,9 @@ class RunConfig:
 
             d = yaml.safe_load(text) or {}
         else:
-            d = json.loads(text)
+            from ecg_bench.safe_files import read_json_file
+
+            d = read_json_file(path, "run config (JSON object)")
         return from_dict(cls, d, where=str(path))
 
 

@@ -30,7 +30,7 @@ from ecg_bench.evaluation.statistics import format_table
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.elm import build_elm
 from ecg_bench.representations.base import REPRESENTATIONS
-from ecg_bench.training.checkpoint import load_checkpoint
+from ecg_bench.training.checkpoint import check_run_inputs, load_checkpoint
 from ecg_bench.training.trainer import Trainer, resolve_device, summarize
 
 log = get_logger(__name__)
@@ -123,6 +123,7 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     """Train (unless ``train`` is False and a checkpoint is given) and evaluate; write results.json."""
     cfg.validate()
     check_names(cfg)
+    check_run_inputs(cfg, train)  # a corrupt .gguf or checkpoint file is refused before the data is built
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")

@@ -8,14 +8,14 @@ file and what was expected, before anything large is allocated.
 from __future__ import annotations
 
 import json
-import math
 import struct
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ecg_bench.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 # safetensors itself refuses headers above 100 MB; a real checkpoint's header is a few kB.
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
@@ -61,8 +61,7 @@ def check_safetensors_header(path: str | Path) -> dict[str, Any]:
             raise DataError(f"{path}: tensor {name!r} has no valid data_offsets in the header; {expected}")
         if offsets[1] > data_len:
             raise DataError(
-                f"{path}: tensor {name!r} ends at byte {offsets[1]} of the data but the file holds {data_len} "
-                "(truncated file)"
+                f"{path}: tensor {name!r} ends at byte {offsets[1]} of the data but the file holds {data_len} (truncated file)"
             )
     return header
 
@@ -89,6 +88,8 @@ def load_safetensors(path: str | Path, *, finite: bool = True) -> dict[str, torc
 
 def check_finite(tensors: dict[str, torch.Tensor], where: str | Path) -> None:
     """Refuse NaN/infinite values in floating-point tensors, naming the first bad tensor and the count."""
+    import torch
+
     for name, t in tensors.items():
         if t.is_floating_point() or t.is_complex():
             bad = int((~torch.isfinite(t)).sum())
@@ -123,7 +124,3 @@ def read_json_file(path: str | Path, what: str = "JSON file", max_bytes: int = M
         raise DataError(f"{path}: expected a {what}, got {e}") from None
     except RecursionError:
         raise DataError(f"{path}: expected a {what}, got JSON nested too deeply") from None
-
-
-def finite_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -132,6 +132,24 @@ def load_checkpoint(path: str | Path, elm, optimizer=None, max_steps: int | None
     return state
 
 
+def check_run_inputs(cfg: RunConfig, train: bool = True) -> None:
+    """Refuse a corrupt .gguf LLM or checkpoint before any data is built (cheap: headers and small JSON only)."""
+    from ecg_bench.models.llm import check_gguf
+    from ecg_bench.safe_files import check_safetensors_header
+
+    if str(cfg.model.llm).endswith(".gguf"):
+        check_gguf(cfg.model.llm)
+    if not cfg.train.resume_from:
+        return
+    path = Path(cfg.train.resume_from)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"not a checkpoint folder (no config.json): {path}")
+    read_json_file(path / "config.json", "run config (JSON object)")
+    read_trainer_state(path, cfg.train.max_steps if train else None)
+    for f in sorted(path.rglob("*.safetensors")):
+        check_safetensors_header(f)
+
+
 def _shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in sd.items()}
 
@@ -150,8 +168,10 @@ def check_shapes(file: Path, tensors: dict[str, torch.Tensor], expected: dict[st
     for k in sorted(tensors):
         got = tuple(tensors[k].shape)
         if got != expected[k]:
-            raise DataError(f"{file}: tensor {k!r} has shape {list(got)} but the {what} built from the config expects "
-                            f"{list(expected[k])} (was the checkpoint made with other model settings, e.g. model.lora_r?)")  # fmt: skip
+            raise DataError(
+                f"{file}: tensor {k!r} has shape {list(got)} but the {what} built from the config expects "
+                f"{list(expected[k])} (was the checkpoint made with other model settings, e.g. model.lora_r?)"
+            )
 
 
 def _load_adapter(folder: Path, elm) -> None:
@@ -185,7 +205,8 @@ def read_trainer_state(path: str | Path, max_steps: int | None = None) -> dict[s
         raise DataError(f"{f}: claims step {step} but this run has train.max_steps {max_steps}; resume from a checkpoint "
                         "of this run, or raise train.max_steps")  # fmt: skip
     losses = state.get("losses", [])
-    if not isinstance(losses, list) or len(losses) > step or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in losses):
+    numbers = isinstance(losses, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in losses)
+    if not numbers or len(losses) > step:
         raise DataError(f"{f}: 'losses' must be a list of at most {step} numbers (one per step)")
     return state
 
@@ -199,7 +220,13 @@ def save_rng_state(folder: Path) -> None:
     kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     doc = {
         "python": {"version": version, "state": list(mt), "gauss": gauss},
-        "numpy": {"kind": kind, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": keys.tolist(),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },  # fmt: skip
     }
     (folder / RNG_JSON).write_text(json.dumps(doc) + "\n")
     tensors = {"torch_cpu": torch.get_rng_state()}
@@ -231,16 +258,17 @@ def restore_rng_state(folder: str | Path) -> bool:
         torch.set_rng_state(cpu)
     except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as e:
         raise DataError(f"{jf} / {tf}: not a valid RNG state ({e.__class__.__name__}: {e})") from None
-    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("torch_cuda_")), key=lambda k: int(k.rsplit("_", 1)[1]))]
+    cuda_keys = sorted((k for k in tensors if k.startswith("torch_cuda_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+    cuda = [tensors[k] for k in cuda_keys]
     if cuda and torch.cuda.is_available():
         n = min(len(cuda), torch.cuda.device_count())
         for i in range(n):
             torch.cuda.set_rng_state(cuda[i], i)
         if n != len(cuda) or n != torch.cuda.device_count():
             log.warning("%s: RNG states for %d CUDA device(s), %d here: restored %d", tf, len(cuda), torch.cuda.device_count(), n)
-    elif cuda or torch.cuda.is_available():
-        log.warning("%s: saved with %d CUDA device(s), resumed with %d: CUDA dropout masks will differ from an "
-                    "uninterrupted run", tf, len(cuda), torch.cuda.device_count() if torch.cuda.is_available() else 0)  # fmt: skip
+    elif cuda:
+        log.warning("%s: saved with %d CUDA device(s), resumed without CUDA: dropout masks will differ from an "
+                    "uninterrupted run", tf, len(cuda))  # fmt: skip
     return True
 
 
