@@ -110,8 +110,10 @@ def check_gguf(path: str | Path) -> Path:
     expected = "expected a GGUF model file (magic 'GGUF', version 1-3, metadata, tensor table, tensor data)"
     with path.open("rb") as f:
         head = f.read(24)
-    if len(head) < 24 or head[:4] != GGUF_MAGIC:
+    if head[:4] != GGUF_MAGIC:
         raise DataError(f"{path}: not a GGUF file (starts with {head[:4]!r}, {size} bytes); {expected}")
+    if len(head) < 24:
+        raise DataError(f"{path}: {size} bytes, shorter than the 24-byte GGUF header (truncated); {expected}")
     version = int.from_bytes(head[4:8], "little")
     n_tensors, n_kv = int.from_bytes(head[8:16], "little"), int.from_bytes(head[16:24], "little")
     if version not in (1, 2, 3):

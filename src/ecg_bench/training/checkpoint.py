@@ -139,6 +139,8 @@ def check_run_inputs(cfg: RunConfig, train: bool = True) -> None:
 
     if str(cfg.model.llm).endswith(".gguf"):
         check_gguf(cfg.model.llm)
+    if cfg.model.signal2vec and Path(cfg.model.signal2vec).is_file():
+        check_safetensors_header(cfg.model.signal2vec)
     if not cfg.train.resume_from:
         return
     path = Path(cfg.train.resume_from)
