@@ -68,10 +68,10 @@ def save_checkpoint(path: str | Path, elm, cfg: RunConfig, optimizer=None, state
         save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp / f"{name}.safetensors"))
     if hasattr(elm, "save_extra"):
         elm.save_extra(tmp)
+    save_rng_state(tmp)  # saving draws no random numbers: this is the state after the last step
     if optimizer is not None:
         save_file(_optimizer_tensors(elm, optimizer), str(tmp / "optimizer.safetensors"))
     (tmp / STATE_FILE).write_text(json.dumps(state or {}, indent=2) + "\n")
-    save_rng_state(tmp)
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
