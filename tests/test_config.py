@@ -109,7 +109,7 @@ def test_unreadable_or_misshapen_files_are_config_errors(tmp_path, text, fragmen
 def test_json_that_is_not_json(tmp_path):
     f = tmp_path / "config.json"
     f.write_text("{not json")
-    assert "not a readable JSON file" in _problems(lambda: RunConfig.load(f))[0]
+    assert "expected a run config (JSON object), got invalid JSON at line 1 column 2" in _problems(lambda: RunConfig.load(f))[0]
 
 
 def test_from_dict_nested_and_roundtrip():

@@ -26,7 +26,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ecg_bench.errors import ConfigError
+from ecg_bench.errors import ConfigError, DataError
+from ecg_bench.limits import parse_json
 
 
 @dataclass
@@ -553,9 +554,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
             d = yaml.safe_load(text)
             d = {} if d is None else d
-        else:
-            d = json.loads(text)
-    except (OSError, UnicodeDecodeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+        else:  # the one bounded JSON decoder: line and column of a syntax error, no NaN, bounded nesting
+            d = parse_json(text, str(path), "run config (JSON object)")
+    except DataError as e:
+        raise ConfigError([str(e)]) from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
         raise ConfigError([f"{path}: not a readable {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'} file ({e})"]) from e
     except Exception as e:  # yaml.YAMLError and its subclasses
         if type(e).__module__.startswith("yaml"):

@@ -131,6 +131,10 @@ def load_json_file(
     return parse_json(data, str(path), what, max_depth=max_depth, max_nodes=max_nodes, max_string=max_string)
 
 
+def _no_constants(name: str):
+    raise ValueError(f"the non-standard number {name} (none of our files writes NaN or Infinity)")
+
+
 def parse_json(
     text: str | bytes,
     where: str,
@@ -142,12 +146,14 @@ def parse_json(
 ) -> Any:
     """``json.loads`` whose errors (bad syntax, bad encoding, nesting past Python's recursion limit) are DataErrors."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_no_constants)
     except RecursionError:
         raise DataError(f"{where}: {what} nested too deeply to parse (at most {max_depth} levels are accepted)") from None
     except json.JSONDecodeError as e:
-        raise DataError(f"{where}: not a valid {what} ({e.msg} at line {e.lineno} column {e.colno})") from None
+        raise DataError(f"{where}: expected a {what}, got invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except UnicodeDecodeError as e:
-        raise DataError(f"{where}: not a valid {what} (not UTF-8 text: {e.reason} at byte {e.start})") from None
+        raise DataError(f"{where}: expected a UTF-8 {what}, got undecodable bytes ({e.reason} at byte {e.start})") from None
+    except ValueError as e:  # _no_constants
+        raise DataError(f"{where}: expected a {what}, got {e}") from None
     check_structure(obj, where, max_depth=max_depth, max_nodes=max_nodes, max_string=max_string)
     return obj

@@ -33,7 +33,7 @@ from ecg_bench.evaluation.statistics import format_table
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.elm import build_elm
 from ecg_bench.representations.base import REPRESENTATIONS
-from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, load_checkpoint
+from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, check_run_inputs, load_checkpoint
 from ecg_bench.training.trainer import Trainer, resolve_device, resolve_dtype, summarize
 
 log = get_logger(__name__)
@@ -354,6 +354,7 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     cfg.validate()
     check_names(cfg)
     resolve_dtype(cfg.train.precision, resolve_device(cfg.train.device))  # an unusable device fails before any work
+    check_run_inputs(cfg, train)  # a corrupt .gguf or checkpoint file is refused before the data is built
     kind = "run" if train else "eval"
     out = claim_output(cfg, kind, new_results=True)
     cfg.save(out / "config.json")

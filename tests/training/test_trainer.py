@@ -11,16 +11,18 @@ from elm_fixtures import make_tiny_elm
 
 from ecg_bench.config import RunConfig
 from ecg_bench.data.dataset import ConversationDataset
-from ecg_bench.training.checkpoint import load_checkpoint
+from ecg_bench.training.checkpoint import load_checkpoint, restore_rng_state
 from ecg_bench.training.trainer import Trainer, lr_lambda, resolve_dtype
 
 
-def _trainer(tiny_store, tiny_items, out, **train):
+def _trainer(tiny_store, tiny_items, out, model=None, **train):
     cfg = RunConfig()
     cfg.model.llm, cfg.model.num_ecg_tokens, cfg.model.encoder_dim = "tiny", 2, 32
+    for k, v in (model or {}).items():
+        setattr(cfg.model, k, v)
     for k, v in {"max_steps": 4, "batch_size": 4, "log_every": 1, **train}.items():
         setattr(cfg.train, k, v)
-    elm, fmt = make_tiny_elm()
+    elm, fmt = make_tiny_elm(**(model or {}))
     ds = ConversationDataset(tiny_items, tiny_store, "signal")
     return Trainer(elm, fmt, ds, cfg, out)
 
@@ -100,6 +102,36 @@ def test_resume_matches_uninterrupted_run(tiny_store, tiny_items, tmp_path):
     for n, p in resumed.elm.named_parameters():
         if p.requires_grad:
             torch.testing.assert_close(p, a[n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_resume_with_dropout_is_byte_identical(tiny_store, tiny_items, tmp_path):
+    """Dropout draws from torch's RNG: the checkpoint carries every RNG state, so k steps + resume == N steps."""
+    import random
+
+    import numpy as np
+
+    model = {"lora_dropout": 0.1}
+    full = _trainer(tiny_store, tiny_items, tmp_path / "full", model=model, max_steps=4)
+    full.train()
+    part = _trainer(tiny_store, tiny_items, tmp_path / "part", model=model, max_steps=4)
+    for step in range(2):  # "killed" after step 2 of the same 4-step schedule
+        part.train_step(step)
+        part.step = step + 1
+    ck = part.save()
+    assert (ck / "rng_state.json").is_file() and (ck / "rng_state.safetensors").is_file()
+    expected_python, expected_numpy = random.random(), np.random.random()
+    random.seed(1), np.random.seed(1)
+    assert restore_rng_state(ck)
+    assert (random.random(), np.random.random()) == (expected_python, expected_numpy)
+    torch.manual_seed(12345), random.seed(1), np.random.seed(1)  # the new process starts elsewhere
+    resumed = _trainer(tiny_store, tiny_items, tmp_path / "resumed", model=model, max_steps=4, resume_from=str(ck))
+    resumed.train()
+    assert resumed.step == 4
+    a = dict(full.elm.named_parameters())
+    trainable = [(n, p) for n, p in resumed.elm.named_parameters() if p.requires_grad]
+    assert any("lora_" in n for n, _ in trainable)
+    for n, p in trainable:
+        assert torch.equal(p, a[n]), f"{n}: max difference {float((p - a[n]).abs().max().detach()):.3g}"
 
 
 def test_loading_a_checkpoint_into_a_fresh_model(tiny_store, tiny_items, tmp_path):

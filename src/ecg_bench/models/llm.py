@@ -110,6 +110,53 @@ def llm_spec_problem(name: str) -> str | None:
             "a .gguf file or a hub id of the form owner/name")  # fmt: skip
 
 
+GGUF_MAGIC = b"GGUF"
+_GGUF_CHECKED: set[tuple[str, int, int]] = set()  # (path, size, mtime) of files that passed check_gguf
+
+
+def check_gguf(path: str | Path) -> Path:
+    """Refuse a .gguf file that is missing, truncated or not GGUF, naming it, before transformers reads it.
+
+    The fixed header (magic, version, tensor and metadata counts) is checked against the file size first;
+    then the ``gguf`` reader walks the metadata and tensor table, which fails on any cut or garbage.
+    """
+    from ecg_bench.errors import DataError
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"GGUF file not found: {path}")
+    size = path.stat().st_size
+    expected = "expected a GGUF model file (magic 'GGUF', version 1-3, metadata, tensor table, tensor data)"
+    with path.open("rb") as f:
+        head = f.read(24)
+    if head[:4] != GGUF_MAGIC:
+        raise DataError(f"{path}: not a GGUF file (starts with {head[:4]!r}, {size} bytes); {expected}")
+    if len(head) < 24:
+        raise DataError(f"{path}: {size} bytes, shorter than the 24-byte GGUF header (truncated); {expected}")
+    version = int.from_bytes(head[4:8], "little")
+    n_tensors, n_kv = int.from_bytes(head[8:16], "little"), int.from_bytes(head[16:24], "little")
+    if version not in (1, 2, 3):
+        raise DataError(f"{path}: GGUF version {version}; {expected}")
+    if n_tensors > size or n_kv > size:  # each entry takes bytes: counts above the file size are forged or garbage
+        raise DataError(f"{path}: header claims {n_tensors} tensors and {n_kv} metadata entries in {size} bytes; {expected}")
+    key = (str(path.resolve()), size, path.stat().st_mtime_ns)
+    if key in _GGUF_CHECKED:
+        return path
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(path)
+        for t in reader.tensors:  # every tensor's bytes must lie inside the file
+            if int(t.data_offset) + int(t.n_bytes) > size:
+                raise ValueError(f"tensor {t.name!r} ends past the end of the file")
+    except DataError:
+        raise
+    except Exception as e:  # the reader raises ValueError, KeyError, IndexError, struct errors ... on bad bytes
+        raise DataError(f"{path}: corrupt or truncated GGUF file ({e.__class__.__name__}: {e}); {expected}") from None
+    _GGUF_CHECKED.add(key)
+    return path
+
+
 def load_llm(name: str):
     """Return ``(model, tokenizer)`` for a short name, a local folder, a .gguf file or a hub id."""
     if name in LLMS:
@@ -119,8 +166,7 @@ def load_llm(name: str):
 
         path = Path(name).expanduser()
         if path.suffix == ".gguf":
-            if not path.exists():
-                raise FileNotFoundError(f"GGUF file not found: {path}")
+            check_gguf(path)
             kw = {"gguf_file": path.name}
             src = str(path.parent)
         elif path.exists():
@@ -134,6 +180,13 @@ def load_llm(name: str):
         try:
             tok = AutoTokenizer.from_pretrained(src, **kw)
             model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw)
+        except (ValueError, KeyError, RuntimeError, TypeError) as e:
+            if "gguf_file" not in kw:
+                raise
+            raise ECGBenchError(
+                f"{path}: transformers cannot build a model from this GGUF file ({e.__class__.__name__}: {e}); "
+                "expected a GGUF causal LM of an architecture transformers supports"
+            ) from None
         except OSError as e:
             raise ECGBenchError(
                 f"could not load LLM {name!r} ({e.__class__.__name__}: {e}). Offline? Use a local folder, "

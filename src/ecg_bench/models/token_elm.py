@@ -52,6 +52,7 @@ from ecg_bench.models.chat import ECG_PLACEHOLDER, ChatFormatter, EncodedChat, E
 from ecg_bench.models.elm import ELM, ELMS
 from ecg_bench.models.llm import count_params, load_llm, prepare_llm
 from ecg_bench.representations.ecg_byte import ECGByteRepresentation
+from ecg_bench.safe_files import read_json_file
 
 log = get_logger(__name__)
 
@@ -309,7 +310,7 @@ class TokenELM(ELM):
         f = Path(folder) / VOCAB_FILE
         if not f.exists():
             raise DataError(f"{folder} is not a token-ELM (elm=ecg_byte) checkpoint: {f.name} is missing")
-        saved = json.loads(f.read_text())
+        saved = read_json_file(f, "ECG vocabulary description (JSON object)")
         if saved != self.vocab_info():
             raise DataError(f"{f}: ECG vocabulary {saved} differs from the one built from the config: {self.vocab_info()}")
         tok_file = Path(folder) / TOKENIZER_FILE

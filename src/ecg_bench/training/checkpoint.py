@@ -10,30 +10,39 @@
 <dir>/<extra files>          what the ELM writes with save_extra(dir) (token ELM: the ECG-Byte tokenizer)
 <dir>/optimizer.safetensors  AdamW moments keyed by parameter name (for resuming)
 <dir>/trainer_state.json     step, learning-rate schedule position, loss history
+<dir>/rng_state.json         python ``random`` and numpy global RNG states (for an exact resume, dropout included)
+<dir>/rng_state.safetensors  torch CPU RNG state and one per CUDA device, as uint8 tensors
 ```
 
 Nothing is pickled and nothing is ``torch.load``-ed: a checkpoint from someone else cannot run code.
+Every file is read through :mod:`ecg_bench.safe_files`: a garbage, truncated or forged file, a tensor of
+the wrong shape or a NaN weight is a :class:`DataError` naming the file (and tensor), never a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ecg_bench import folders
 from ecg_bench.config import RunConfig
 from ecg_bench.errors import DataError
 from ecg_bench.logging_utils import get_logger
+from ecg_bench.safe_files import load_safetensors, read_json_file
 
 log = get_logger(__name__)
 
 STATE_FILE = "trainer_state.json"
 TRAINING_DATA_FILE = "training_data.json"
 """Fold, folds digest and hashed patient ids of the training data (evaluation refuses those patients)."""
+RNG_JSON = "rng_state.json"
+RNG_TENSORS = "rng_state.safetensors"
 
 
 def _is_peft(model) -> bool:
@@ -67,6 +76,7 @@ def save_checkpoint(
         save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp / f"{name}.safetensors"))
     if hasattr(elm, "save_extra"):
         elm.save_extra(tmp)
+    save_rng_state(tmp)  # saving draws no random numbers: this is the state after the last step
     if optimizer is not None:
         save_file(_optimizer_tensors(elm, optimizer), str(tmp / "optimizer.safetensors"))
     (tmp / STATE_FILE).write_text(json.dumps(state or {}, indent=2) + "\n")
@@ -84,27 +94,30 @@ def _optimizer_tensors(elm, optimizer) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_checkpoint(path: str | Path, elm, optimizer=None) -> dict[str, Any]:
-    """Load trained weights (and optimizer moments) into a freshly built ELM; return the trainer state."""
+def load_checkpoint(path: str | Path, elm, optimizer=None, max_steps: int | None = None) -> dict[str, Any]:
+    """Load trained weights (and optimizer moments) into a freshly built ELM; return the trainer state.
+
+    Every tensor is checked against the model built from the config (names and shapes) and for NaN/inf
+    before anything is copied; ``max_steps`` bounds the step the trainer state may claim.
+    """
     path = Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"not a checkpoint folder (no config.json): {path}")
+    state = read_trainer_state(path, max_steps)  # small and cheap: refuse a bad one before the weights
     if hasattr(elm, "check_extra"):
         elm.check_extra(path)  # the token ELM refuses a checkpoint made with another ECG vocabulary
     if (path / "adapter").exists():
-        from peft import set_peft_model_state_dict
-
-        adapter = path / "adapter" / "adapter_model.safetensors"
-        if not adapter.exists():
-            raise FileNotFoundError(f"adapter weights missing: {adapter}")
-        res = set_peft_model_state_dict(elm.llm, load_file(str(adapter)))
-        if getattr(res, "unexpected_keys", None):
-            raise DataError(f"{adapter}: keys that fit no LoRA layer of this model: {res.unexpected_keys[:5]}")
+        _load_adapter(path / "adapter", elm)
     if (path / "llm").exists():
         files = sorted((path / "llm").glob("*.safetensors"))
         if not files:
             raise FileNotFoundError(f"no *.safetensors weights in {path / 'llm'}")
-        sd = {k: v for f in files for k, v in load_file(str(f)).items()}
+        expected = _shapes(elm.llm.state_dict())
+        sd = {}
+        for f in files:
+            tensors = load_safetensors(f)
+            check_shapes(f, tensors, expected, "LLM", require_all=False)
+            sd.update(tensors)
         missing, unexpected = elm.llm.load_state_dict(sd, strict=False)
         tied = {"lm_head.weight"} if getattr(elm.llm.config, "tie_word_embeddings", False) else set()
         if unexpected or set(missing) - tied:
@@ -116,21 +129,165 @@ def load_checkpoint(path: str | Path, elm, optimizer=None) -> dict[str, Any]:
         f = path / f"{name}.safetensors"
         if f.exists():
             module = getattr(elm, name)
-            try:
-                module.load_state_dict(load_file(str(f)))
-            except RuntimeError as e:
-                raise DataError(f"{f} does not fit the {name} built from the config: {e}") from e
+            tensors = load_safetensors(f)
+            check_shapes(f, tensors, _shapes(module.state_dict()), name)
+            module.load_state_dict(tensors)
     if optimizer is not None and (path / "optimizer.safetensors").exists():
-        _load_optimizer(elm, optimizer, load_file(str(path / "optimizer.safetensors")))
-    state_file = path / STATE_FILE
-    return json.loads(state_file.read_text()) if state_file.exists() else {}
+        f = path / "optimizer.safetensors"
+        _load_optimizer(elm, optimizer, load_safetensors(f), f)
+    return state
 
 
-def _load_optimizer(elm, optimizer, tensors: dict[str, torch.Tensor]) -> None:
+def check_run_inputs(cfg: RunConfig, train: bool = True) -> None:
+    """Refuse a corrupt .gguf LLM or checkpoint before any data is built (cheap: headers and small JSON only)."""
+    from ecg_bench.models.llm import check_gguf
+    from ecg_bench.safe_files import check_safetensors_header
+
+    if str(cfg.model.llm).endswith(".gguf"):
+        check_gguf(cfg.model.llm)
+    if cfg.model.signal2vec and Path(cfg.model.signal2vec).is_file():
+        check_safetensors_header(cfg.model.signal2vec)
+    if not cfg.train.resume_from:
+        return
+    path = Path(cfg.train.resume_from)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"not a checkpoint folder (no config.json): {path}")
+    read_json_file(path / "config.json", "run config (JSON object)")
+    read_trainer_state(path, cfg.train.max_steps if train else None)
+    for f in sorted(path.rglob("*.safetensors")):
+        check_safetensors_header(f)
+
+
+def _shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in sd.items()}
+
+
+def check_shapes(file: Path, tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], what: str,
+                 require_all: bool = True) -> None:  # fmt: skip
+    """Refuse tensors the model does not have, tensors it lacks, or a shape that differs, naming file and tensor."""
+    unexpected = sorted(set(tensors) - set(expected))
+    if unexpected:
+        raise DataError(f"{file}: tensors that the {what} built from the config does not have: {unexpected[:5]}"
+                        f"{' ...' if len(unexpected) > 5 else ''} ({len(unexpected)} in all)")  # fmt: skip
+    missing = sorted(set(expected) - set(tensors)) if require_all else []
+    if missing:
+        raise DataError(f"{file}: lacks tensors of the {what} built from the config: {missing[:5]}"
+                        f"{' ...' if len(missing) > 5 else ''} ({len(missing)} in all)")  # fmt: skip
+    for k in sorted(tensors):
+        got = tuple(tensors[k].shape)
+        if got != expected[k]:
+            raise DataError(
+                f"{file}: tensor {k!r} has shape {list(got)} but the {what} built from the config expects "
+                f"{list(expected[k])} (was the checkpoint made with other model settings, e.g. model.lora_r?)"
+            )
+
+
+def _load_adapter(folder: Path, elm) -> None:
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    adapter = folder / "adapter_model.safetensors"
+    if not adapter.exists():
+        raise FileNotFoundError(f"adapter weights missing: {adapter}")
+    if not _is_peft(elm.llm):
+        raise DataError(f"{adapter}: a LoRA adapter, but the model built from the config has no LoRA (model.lora false "
+                        "or model.full_finetune true)")  # fmt: skip
+    tensors = load_safetensors(adapter)
+    check_shapes(adapter, tensors, _shapes(get_peft_model_state_dict(elm.llm)), "LoRA adapter")
+    res = set_peft_model_state_dict(elm.llm, tensors)
+    if getattr(res, "unexpected_keys", None):
+        raise DataError(f"{adapter}: keys that fit no LoRA layer of this model: {res.unexpected_keys[:5]}")
+
+
+def read_trainer_state(path: str | Path, max_steps: int | None = None) -> dict[str, Any]:
+    """The checkpoint's trainer_state.json ({} when absent), its step an int in [0, max_steps] and losses numbers."""
+    f = Path(path) / STATE_FILE
+    if not f.exists():
+        return {}
+    state = read_json_file(f, "trainer state (JSON object)")
+    if not isinstance(state, dict):
+        raise DataError(f"{f}: expected a JSON object, got {type(state).__name__}")
+    step = state.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise DataError(f"{f}: 'step' must be a whole number >= 0, got {step!r}")
+    if max_steps is not None and step > max_steps:
+        raise DataError(f"{f}: claims step {step} but this run has train.max_steps {max_steps}; resume from a checkpoint "
+                        "of this run, or raise train.max_steps")  # fmt: skip
+    losses = state.get("losses", [])
+    numbers = isinstance(losses, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in losses)
+    if not numbers or len(losses) > step:
+        raise DataError(f"{f}: 'losses' must be a list of at most {step} numbers (one per step)")
+    return state
+
+
+# ---------------------------------------------------------------- RNG state (exact resume with dropout)
+
+
+def save_rng_state(folder: Path) -> None:
+    """Write every RNG state: python and numpy as JSON, torch CPU and each CUDA device as uint8 tensors."""
+    version, mt, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    doc = {
+        "python": {"version": version, "state": list(mt), "gauss": gauss},
+        "numpy": {
+            "kind": kind,
+            "keys": keys.tolist(),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },  # fmt: skip
+    }
+    (folder / RNG_JSON).write_text(json.dumps(doc) + "\n")
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors.update({f"torch_cuda_{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    save_file(tensors, str(folder / RNG_TENSORS))
+
+
+def restore_rng_state(folder: str | Path) -> bool:
+    """Set every RNG to the state saved in a checkpoint; False (with a warning) when it holds none."""
+    folder = Path(folder)
+    jf, tf = folder / RNG_JSON, folder / RNG_TENSORS
+    if not (jf.exists() and tf.exists()):
+        log.warning("%s holds no RNG state (an older checkpoint): the resumed run matches an uninterrupted one "
+                    "only without dropout", folder)  # fmt: skip
+        return False
+    doc = read_json_file(jf, "RNG state (JSON object)")
+    tensors = load_safetensors(tf)
+    try:
+        py, npy = doc["python"], doc["numpy"]
+        py_state = (int(py["version"]), tuple(int(x) for x in py["state"]), py["gauss"])
+        np_state = (str(npy["kind"]), np.asarray(npy["keys"], dtype=np.uint32), int(npy["pos"]), int(npy["has_gauss"]),
+                    float(npy["cached_gaussian"]))  # fmt: skip
+        cpu = tensors["torch_cpu"]
+        if cpu.dtype != torch.uint8:
+            raise TypeError(f"torch_cpu is {cpu.dtype}, expected uint8")
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(cpu)
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as e:
+        raise DataError(f"{jf} / {tf}: not a valid RNG state ({e.__class__.__name__}: {e})") from None
+    cuda_keys = sorted((k for k in tensors if k.startswith("torch_cuda_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+    cuda = [tensors[k] for k in cuda_keys]
+    if cuda and torch.cuda.is_available():
+        n = min(len(cuda), torch.cuda.device_count())
+        for i in range(n):
+            torch.cuda.set_rng_state(cuda[i], i)
+        if n != len(cuda) or n != torch.cuda.device_count():
+            log.warning("%s: RNG states for %d CUDA device(s), %d here: restored %d", tf, len(cuda), torch.cuda.device_count(), n)
+    elif cuda:
+        log.warning("%s: saved with %d CUDA device(s), resumed without CUDA: dropout masks will differ from an "
+                    "uninterrupted run", tf, len(cuda))  # fmt: skip
+    return True
+
+
+def _load_optimizer(elm, optimizer, tensors: dict[str, torch.Tensor], file: Path | str = "optimizer state") -> None:
     params = _named_trainable(elm)
     for key, value in tensors.items():
-        name, field = key.split("::")
-        if name not in params:
-            raise DataError(f"optimizer state for unknown parameter {name!r}")
+        name, sep, field = key.partition("::")
+        if not sep or name not in params:
+            raise DataError(f"{file}: optimizer state {key!r} names no trainable parameter of the model built from the config")
         p = params[name]
+        if field != "step" and tuple(value.shape) != tuple(p.shape):
+            raise DataError(f"{file}: tensor {key!r} has shape {list(value.shape)} but parameter {name!r} has shape "
+                            f"{list(p.shape)}")  # fmt: skip
         optimizer.state[p][field] = value.to(p.device) if field != "step" else value

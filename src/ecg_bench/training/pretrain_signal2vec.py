@@ -34,13 +34,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ecg_bench.config import field_docs
 from ecg_bench.errors import ConfigError, DataError, require_file
 from ecg_bench.logging_utils import get_logger
+from ecg_bench.safe_files import load_safetensors, read_json_file
 
 log = get_logger(__name__)
 
@@ -111,11 +112,13 @@ class Signal2Vec:
         """Read a file written by ``save`` (the JSON beside it is required and checked)."""
         path = require_file(path, "Signal2Vec weights")
         doc_file = require_file(Path(path).with_suffix(".json"), "Signal2Vec description")
-        doc = json.loads(doc_file.read_text())
+        doc = read_json_file(doc_file, "Signal2Vec description (JSON object)")
+        if not isinstance(doc, dict):
+            raise DataError(f"{doc_file}: expected a JSON object, got {type(doc).__name__}")
         if doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
             raise DataError(f"{doc_file}: expected format {FORMAT!r} version {FORMAT_VERSION}, got {doc.get('format')!r} "
                             f"version {doc.get('format_version')!r}")  # fmt: skip
-        tensors = load_file(str(path))
+        tensors = load_safetensors(path)
         if set(tensors) != {"input", "output"} or tensors["input"].shape != (doc["vocab_size"], doc["dim"]):
             raise DataError(f"{path}: expected tensors input/output of shape [{doc['vocab_size']}, {doc['dim']}]")
         return cls(tensors["input"], tensors["output"], Signal2VecConfig(**doc["config"]), doc.get("meta", {}))

@@ -2,7 +2,8 @@
 clipping, bf16 autocast where the device supports it, folder checkpoints and exact resume.
 
 Data order is a pure function of (seed, epoch), so resuming at step k replays exactly the batches an
-uninterrupted run would have seen from step k on; no data-loader state needs saving.
+uninterrupted run would have seen from step k on; no data-loader state needs saving. The checkpoint holds
+every RNG state (python, numpy, torch CPU and CUDA), restored on resume, so dropout masks match too.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ecg_bench.errors import ConfigError, ECGBenchError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.chat import ChatFormatter, EncodedChat
 from ecg_bench.models.elm import ELM, Batch, pad_batch
-from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, load_checkpoint, save_checkpoint
+from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, load_checkpoint, restore_rng_state, save_checkpoint
 
 log = get_logger(__name__)
 
@@ -192,13 +193,14 @@ class Trainer:
 
     # ------------------------------------------------------------ loop
     def resume(self, path: str | Path) -> None:
-        state = load_checkpoint(path, self.elm, self.optimizer)
+        state = load_checkpoint(path, self.elm, self.optimizer, max_steps=self.tc.max_steps)
         self.step = int(state.get("step", 0))
         self.losses = list(state.get("losses", []))
         with warnings.catch_warnings():  # replaying the schedule before any optimizer step is intended here
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
             for _ in range(self.step):  # LambdaLR is a pure function of the step count
                 self.scheduler.step()
+        restore_rng_state(path)  # last: dropout masks continue exactly where the interrupted run stopped
         log.info("resumed from %s at step %d", path, self.step)
 
     def save(self, name: str | None = None) -> Path:
