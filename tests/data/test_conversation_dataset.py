@@ -34,9 +34,12 @@ def test_items_joined_to_segments(store):
     assert sum(len(b) for b in loader) == 6
 
 
-def test_representation_by_name_and_bad_items(store):
+def test_representation_instance_and_bad_items(store):
     items = synthetic_qa(store, DataConfig(seed=0))[:3]
-    assert ConversationDataset(items, store, "signal")[1]["ecg"].shape == (1, 12, store.segment_len)
+    assert ConversationDataset(items, store, SignalRepresentation())[1]["ecg"].shape == (1, 12, store.segment_len)
+    # the data layer does not look names up in the representations registry (layer contract): a name is refused
+    with pytest.raises(TypeError, match="representation instance"):
+        ConversationDataset(items, store, "signal")
     bad = {**items[0], "segment_ids": [len(store)]}
     with pytest.raises(DataError, match="segment_ids"):
-        ConversationDataset([bad], store, "signal")
+        ConversationDataset([bad], store, SignalRepresentation())

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from ecg_bench.config import DataConfig
+from ecg_bench.data.preprocess import preprocess_record
 from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.data.sources.synthetic import generate_records
-from ecg_bench.data.store import SegmentStore, build_store, preprocess_record
+from ecg_bench.data.store import SegmentStore, build_store
 from ecg_bench.signals.processing import resample, segment
 
 

@@ -10,6 +10,7 @@ from ecg_bench.config import EvalConfig
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.evaluation import evaluator
 from ecg_bench.evaluation.evaluator import build_samples, evaluate
+from ecg_bench.representations.signal import SignalRepresentation
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def tiny(tiny_store, tiny_items):
     multi = [it for it in tiny_items if sum(m["role"] == "assistant" for m in it["messages"]) == 2][:2]
     single = [it for it in tiny_items if it not in multi][:3]
     assert len(multi) == 2
-    return elm, fmt, ConversationDataset(multi + single, tiny_store, "signal")
+    return elm, fmt, ConversationDataset(multi + single, tiny_store, SignalRepresentation())
 
 
 def test_every_assistant_turn_is_a_sample_with_gold_history(tiny):
@@ -86,7 +87,7 @@ def test_long_questions_are_cut_to_max_length_and_counted(tiny_store, tiny_items
     long_q = "<ecg>\n" + "Please consider every wave of this tracing carefully. " * 700 + "WHICH RHYTHM IS IT?"
     assert len(long_q) > 36_000
     long = {**single, "id": "long", "messages": [{"role": "user", "content": long_q}, single["messages"][1]]}
-    ds = ConversationDataset([long, multi], tiny_store, "signal")
+    ds = ConversationDataset([long, multi], tiny_store, SignalRepresentation())
     samples = build_samples(ds, fmt, "real", max_new_tokens=new_tokens)
     budget = max_length - new_tokens
     assert all(len(s.prompt_ids) <= budget for s in samples)

@@ -12,10 +12,11 @@ from ecg_bench.errors import ShapeError, UnknownNameError
 from ecg_bench.models.elm import ELMS, build_elm, pad_batch
 from ecg_bench.models.encoders import ENCODERS, EncoderSpec, build_encoder
 from ecg_bench.models.llm import LLMS, load_llm
+from ecg_bench.representations.signal import SignalRepresentation
 
 
 def _batch(elm, fmt, items, store, with_ecg=True):
-    ds = ConversationDataset(items, store, "signal")
+    ds = ConversationDataset(items, store, SignalRepresentation())
     enc = [fmt.encode(ds[i]["messages"], with_ecg=with_ecg) for i in range(len(ds))]
     b = pad_batch([e.input_ids for e in enc], fmt.tokenizer.pad_token_id, "right", [e.labels for e in enc])
     b.ecg = torch.cat([ds[i]["ecg"] for i in range(len(ds))]) if with_ecg else None
@@ -48,7 +49,7 @@ def test_the_ecg_changes_the_output(tiny_store, tiny_items):
 def test_batched_left_padded_generation_equals_one_by_one(tiny_store, tiny_items):
     elm, fmt = make_tiny_elm()
     elm.eval()
-    ds = ConversationDataset(tiny_items[:4], tiny_store, "signal")
+    ds = ConversationDataset(tiny_items[:4], tiny_store, SignalRepresentation())
     turns = [(fmt.eval_turns(ds[i]["messages"])[0], ds[i]["ecg"]) for i in range(4)]
     turns[0] = (fmt.eval_turns([{"role": "user", "content": "<ecg>\nA much longer question about this ECG tracing?"},
                                 {"role": "assistant", "content": "yes"}])[0], ds[0]["ecg"])  # fmt: skip

@@ -15,6 +15,7 @@ from ecg_bench.ecg_byte import train_tokenizer
 from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.models.elm import build_elm
 from ecg_bench.models.encoders import EncoderSpec, build_encoder
+from ecg_bench.representations.signal import SignalRepresentation
 from ecg_bench.training.pretrain_signal2vec import (
     Signal2Vec,
     Signal2VecConfig,
@@ -121,7 +122,7 @@ def test_llava_with_signal2vec_trains_a_step(s2v_files, tiny_store, tiny_items, 
     assert elm.tokens_per_ecg == 4 and elm.projector[0].in_features == 16
     before = {k: v.detach().clone() for k, v in elm.trainable_modules()["encoder"].state_dict().items()}
     proj = elm.projector[0].weight.detach().clone()
-    tr = Trainer(elm, fmt, ConversationDataset(tiny_items[:8], tiny_store, "signal"), cfg, tmp_path)
+    tr = Trainer(elm, fmt, ConversationDataset(tiny_items[:8], tiny_store, SignalRepresentation()), cfg, tmp_path)
     assert np.isfinite(tr.train_step(0))
     assert not torch.equal(elm.projector[0].weight, proj)
     assert not torch.equal(elm.encoder.embed.weight, before["embed.weight"])

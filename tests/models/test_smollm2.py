@@ -8,6 +8,7 @@ import torch
 from ecg_bench.config import ModelConfig
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.models.elm import build_elm, pad_batch
+from ecg_bench.representations.signal import SignalRepresentation
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +20,7 @@ def test_smollm2_elm_trains_and_generates(tiny_store, tiny_items):
     assert elm.llm.get_input_embeddings().embedding_dim == 576
     assert fmt.ecg_token_id >= elm.llm.get_input_embeddings().num_embeddings  # placeholder never looked up
 
-    ds = ConversationDataset(tiny_items[:2], tiny_store, "signal")
+    ds = ConversationDataset(tiny_items[:2], tiny_store, SignalRepresentation())
     enc = [fmt.encode(ds[i]["messages"]) for i in range(2)]
     b = pad_batch([e.input_ids for e in enc], fmt.tokenizer.pad_token_id, "right", [e.labels for e in enc])
     ecg = torch.cat([ds[i]["ecg"] for i in range(2)])

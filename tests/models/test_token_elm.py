@@ -19,6 +19,7 @@ from ecg_bench.models.llm import load_llm
 from ecg_bench.models.token_elm import TokenChatFormatter, ecg_token
 from ecg_bench.representations.base import REPRESENTATIONS
 from ecg_bench.representations.ecg_byte import ECGByteRepresentation
+from ecg_bench.representations.signal import SignalRepresentation
 from ecg_bench.training.checkpoint import load_checkpoint, save_checkpoint
 from ecg_bench.training.trainer import Trainer
 
@@ -43,7 +44,7 @@ def tok_file(tiny_store, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ds(tiny_store, tiny_items):
-    return ConversationDataset(tiny_items[:16], tiny_store, "signal")
+    return ConversationDataset(tiny_items[:16], tiny_store, SignalRepresentation())
 
 
 def _build(tok_file, **kw):
@@ -170,7 +171,7 @@ def test_frozen_embeddings_by_default_lora_trains(tok_file, tiny_store, tiny_ite
     before = embed.detach().clone()
     lora = {n: p.detach().clone() for n, p in elm.llm.named_parameters() if "lora_B" in n}
     assert not embed.requires_grad and elm.trainable_modules()["ecg_vocab"].input_rows.shape == (VOCAB, 64)
-    tr = Trainer(elm, fmt, ConversationDataset(tiny_items[:16], tiny_store, "signal"), _run_cfg(cfg), tmp_path)
+    tr = Trainer(elm, fmt, ConversationDataset(tiny_items[:16], tiny_store, SignalRepresentation()), _run_cfg(cfg), tmp_path)
     assert all(_block(e.input_ids, fmt) for e in tr.collate.encoded)  # every example carries ECG tokens
     loss = tr.train_step(0)
     assert np.isfinite(loss) and torch.equal(embed, before) and embed.grad is None
@@ -190,7 +191,7 @@ def test_train_new_embeddings_changes_only_the_new_rows(tok_file, tiny_store, ti
     all_ids = torch.arange(fmt.offset + VOCAB)[None]
     before = elm.inputs_embeds(all_ids, None).detach().clone()
     matrix = elm.base_llm.get_input_embeddings().weight.detach().clone()
-    tr = Trainer(elm, fmt, ConversationDataset(tiny_items[:16], tiny_store, "signal"), _run_cfg(cfg), tmp_path)
+    tr = Trainer(elm, fmt, ConversationDataset(tiny_items[:16], tiny_store, SignalRepresentation()), _run_cfg(cfg), tmp_path)
     assert any(p is vocab.input_delta for g in tr.optimizer.param_groups for p in g["params"])
     for step in range(2):
         tr.train_step(step)
@@ -239,8 +240,10 @@ def test_untied_head_gets_its_own_rows_and_delta(tok_file, tiny_llm_once, monkey
 
 def test_checkpoint_reload_gives_identical_generations(tok_file, tiny_store, tiny_items, tmp_path):
     cfg, elm, fmt = _build(tok_file, max_length=160, min_ecg_tokens=16, train_new_embeddings=True)
-    ds = ConversationDataset(tiny_items[:6], tiny_store, "signal")
-    tr = Trainer(elm, fmt, ConversationDataset(tiny_items[:16], tiny_store, "signal"), _run_cfg(cfg), tmp_path / "run")
+    ds = ConversationDataset(tiny_items[:6], tiny_store, SignalRepresentation())
+    tr = Trainer(
+        elm, fmt, ConversationDataset(tiny_items[:16], tiny_store, SignalRepresentation()), _run_cfg(cfg), tmp_path / "run"
+    )
     for step in range(2):
         tr.train_step(step)
     ck = save_checkpoint(tmp_path / "ck", elm, tr.cfg)
@@ -276,7 +279,9 @@ def test_full_finetune_trains_the_whole_matrix(tok_file, tiny_store, tiny_items,
     embed = elm.base_llm.get_input_embeddings().weight
     before = embed.detach().clone()
     assert elm.trainable_modules() == {} and embed.requires_grad
-    Trainer(elm, fmt, ConversationDataset(tiny_items[:16], tiny_store, "signal"), _run_cfg(cfg, lr=1e-3), tmp_path).train_step(0)
+    Trainer(
+        elm, fmt, ConversationDataset(tiny_items[:16], tiny_store, SignalRepresentation()), _run_cfg(cfg, lr=1e-3), tmp_path
+    ).train_step(0)
     assert not torch.equal(embed[fmt.offset :], before[fmt.offset :]) and not torch.equal(embed[:100], before[:100])
 
 
@@ -335,7 +340,7 @@ def test_token_elm_on_real_smollm2(tok_file, tiny_store, tiny_items, tmp_path):
                                       min_ecg_tokens=16, lora_r=4, train_new_embeddings=True))  # fmt: skip
     elm, fmt = build_elm(cfg.model, seq_len=500)
     assert elm.base_llm.get_input_embeddings().weight.shape == (fmt.offset + VOCAB, 576)
-    ds = ConversationDataset(tiny_items[:2], tiny_store, "signal")
+    ds = ConversationDataset(tiny_items[:2], tiny_store, SignalRepresentation())
     enc = [fmt.encode(ds[i]["messages"], ecg=ds[i]["ecg"]) for i in range(2)]
     b = pad_batch([e.input_ids for e in enc], fmt.tokenizer.pad_token_id, "right", [e.labels for e in enc])
     loss, n = elm(b.input_ids, b.attention_mask, b.labels)

@@ -9,6 +9,7 @@ from elm_fixtures import make_tiny_elm
 from ecg_bench.config import RunConfig
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.errors import ECGBenchError
+from ecg_bench.representations.signal import SignalRepresentation
 from ecg_bench.training.trainer import NonFiniteError, Trainer
 
 
@@ -18,7 +19,7 @@ def _trainer(tiny_store, tiny_items, out, **train):
     for k, v in {"max_steps": 4, "batch_size": 4, "log_every": 1, **train}.items():
         setattr(cfg.train, k, v)
     elm, fmt = make_tiny_elm()
-    return Trainer(elm, fmt, ConversationDataset(tiny_items, tiny_store, "signal"), cfg, out)
+    return Trainer(elm, fmt, ConversationDataset(tiny_items, tiny_store, SignalRepresentation()), cfg, out)
 
 
 def test_nan_injected_by_a_hook_stops_at_that_step_without_updating(tiny_store, tiny_items, tmp_path):

@@ -11,6 +11,7 @@ from elm_fixtures import make_tiny_elm
 
 from ecg_bench.config import RunConfig
 from ecg_bench.data.dataset import ConversationDataset
+from ecg_bench.representations.signal import SignalRepresentation
 from ecg_bench.training.checkpoint import load_checkpoint, restore_rng_state
 from ecg_bench.training.trainer import Trainer, lr_lambda, resolve_dtype
 
@@ -23,7 +24,7 @@ def _trainer(tiny_store, tiny_items, out, model=None, **train):
     for k, v in {"max_steps": 4, "batch_size": 4, "log_every": 1, **train}.items():
         setattr(cfg.train, k, v)
     elm, fmt = make_tiny_elm(**(model or {}))
-    ds = ConversationDataset(tiny_items, tiny_store, "signal")
+    ds = ConversationDataset(tiny_items, tiny_store, SignalRepresentation())
     return Trainer(elm, fmt, ds, cfg, out)
 
 

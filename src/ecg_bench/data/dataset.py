@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ecg_bench.data.conversations import validate_item
 from ecg_bench.data.store import SegmentStore
-from ecg_bench.representations.base import REPRESENTATIONS, Representation
 
 
 class ConversationDataset(Dataset):
     """``ds[i]`` -> ``{"id", "messages", "ecg": tensor [n_ecg, *representation.shape(L)], "item"}``.
 
-    ``representation`` is a Representation instance or a registered name (built with no options).
+    ``representation`` turns one segment ``[12, L]`` into the model input: a Representation instance
+    (``ecg_bench.representations``; this layer does not import it, so the caller builds it).
     Items are validated once here; ``__getitem__`` only reads the memory-mapped store.
     """
 
-    def __init__(self, items: Sequence[dict[str, Any]], store: SegmentStore, representation: Representation | str):
+    def __init__(
+        self, items: Sequence[dict[str, Any]], store: SegmentStore, representation: Callable[[np.ndarray], torch.Tensor]
+    ):
         self.items = list(items)
         self.store = store
-        self.representation = REPRESENTATIONS.get(representation)() if isinstance(representation, str) else representation
+        if isinstance(representation, str) or not callable(representation):
+            raise TypeError(
+                f"ConversationDataset needs a representation instance (e.g. REPRESENTATIONS.get({representation!r})()), "
+                f"got {representation!r}"
+            )
+        self.representation = representation
         for item in self.items:
             validate_item(item, len(store))
 

@@ -46,10 +46,10 @@ from tqdm.auto import tqdm
 from ecg_bench import folders
 from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.data.sources.base import Source
-from ecg_bench.data.store import STORE_VERSION, category_of, preprocess_record
 from ecg_bench.errors import DataError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.signals.io import TOO_LARGE
+from ecg_bench.signals.processing import nan_policy, resample, segment, to_canonical_leads
 
 log = get_logger(__name__)
 
@@ -57,6 +57,32 @@ WORK_VERSION = 1
 """Version of the work-folder layout; a folder written by another version is started over."""
 MAX_TRACEBACKS = 5
 """Unexpected exceptions whose full traceback is logged per build (the rest get one line each)."""
+STORE_VERSION = 1
+"""Version of the store layout (meta.json ``version``) that ``assemble`` writes."""
+
+
+def preprocess_record(
+    record: ECGRecord, fs: float, segment_len: int, max_nan_gap_s: float = 1.0
+) -> tuple[np.ndarray | None, str | None]:
+    """Canonical leads -> NaN/flat policy -> resample -> segment.
+
+    Returns ``(segments [n, 12, segment_len], None)`` or ``(None, reason)`` when the record is to
+    be skipped. Raises DataError / ValueError for unreadable input (also a skip for build_store).
+    """
+    sig = to_canonical_leads(record.signal, record.leads)
+    sig, reason = nan_policy(sig, LEADS, max_gap=int(round(max_nan_gap_s * record.fs)))
+    if reason is not None:
+        return None, reason
+    sig = resample(sig, record.fs, fs)
+    segs = segment(sig, segment_len)
+    if len(segs) == 0:
+        return None, f"too short: {sig.shape[1]} samples at {fs} Hz < one segment of {segment_len}"
+    return segs, None
+
+
+def category_of(reason: str) -> str:
+    """The count key of a skip reason: ``"flat lead: V2"`` -> ``"flat lead"``."""
+    return reason.split(":", 1)[0].strip()
 
 
 @dataclass(frozen=True)

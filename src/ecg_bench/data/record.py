@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from ecg_bench.errors import DataError, ShapeError
+from ecg_bench.signals.leads import LEADS
 
-# Canonical 12-lead order used everywhere after preprocessing.
-LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+__all__ = ["LEADS", "ECGRecord"]  # LEADS lives in signals/leads.py; re-exported here for existing imports
 
 
 @dataclass

@@ -9,7 +9,8 @@
                            skipped: {reason: count}, skipped_records: [{record_id, key, reason, detail}],
                            version, ...extra_meta}
 
-``build_store`` preprocesses a Source (in parallel, resumable: see ``ecg_bench.data.preprocess``) or
+``build_store`` preprocesses a Source (in parallel, resumable: see ``ecg_bench.data.preprocess``, which
+never imports this module: the dependency is one-way, store -> preprocess) or
 any iterable of ECGRecord: canonical leads -> NaN/flat policy -> resample -> segment. A bad record
 is skipped, counted by reason and logged; the build goes on and ends with a summary of the skips.
 The store is assembled in ``<out_dir>.tmp-<pid>`` and renamed onto ``out_dir`` only when complete,
@@ -41,39 +42,13 @@ from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.errors import DataError
 from ecg_bench.jsonl import load_jsonl
 from ecg_bench.logging_utils import get_logger
-from ecg_bench.signals.processing import nan_policy, resample, segment, to_canonical_leads
 
 if TYPE_CHECKING:
     from ecg_bench.data.sources.base import Source
 
 log = get_logger(__name__)
 
-STORE_VERSION = 1
 _FILES = ("signals.npy", "index.jsonl", "meta.json")
-
-
-def preprocess_record(
-    record: ECGRecord, fs: float, segment_len: int, max_nan_gap_s: float = 1.0
-) -> tuple[np.ndarray | None, str | None]:
-    """Canonical leads -> NaN/flat policy -> resample -> segment.
-
-    Returns ``(segments [n, 12, segment_len], None)`` or ``(None, reason)`` when the record is to
-    be skipped. Raises DataError / ValueError for unreadable input (also a skip for build_store).
-    """
-    sig = to_canonical_leads(record.signal, record.leads)
-    sig, reason = nan_policy(sig, LEADS, max_gap=int(round(max_nan_gap_s * record.fs)))
-    if reason is not None:
-        return None, reason
-    sig = resample(sig, record.fs, fs)
-    segs = segment(sig, segment_len)
-    if len(segs) == 0:
-        return None, f"too short: {sig.shape[1]} samples at {fs} Hz < one segment of {segment_len}"
-    return segs, None
-
-
-def category_of(reason: str) -> str:
-    """The count key of a skip reason: ``"flat lead: V2"`` -> ``"flat lead"``."""
-    return reason.split(":", 1)[0].strip()
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ecg_bench.data.record import LEADS
 from ecg_bench.errors import DataError, ShapeError
 from ecg_bench.representations.base import REPRESENTATIONS, Representation
+from ecg_bench.signals.leads import LEADS
 from ecg_bench.signals.processing import zscore
 
 

@@ -15,8 +15,8 @@ from fractions import Fraction
 import numpy as np
 from scipy.signal import resample_poly
 
-from ecg_bench.data.record import LEADS
 from ecg_bench.errors import DataError, ShapeError
+from ecg_bench.signals.leads import LEADS
 
 FLAT_STD_MV = 1e-6
 """A lead whose standard deviation over the whole record is below this (mV) is flat (electrode off)."""
