@@ -121,17 +121,17 @@ def _tokenizer_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_pretrain(args) -> int:
-    """Pretrain an encoder on a segment store: signal2vec (skip-gram over ECG-Byte tokens)."""
-    from ecg_bench.training import pretrain_signal2vec
+    """Pretrain an encoder with a registered pretrainer (`ecg-bench pretrain NAME --help` shows NAME's options)."""
+    from ecg_bench.training.pretrain import run
 
-    return pretrain_signal2vec.run(args)
+    print(run(args))
+    return 0
 
 
 def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
-    from ecg_bench.training import pretrain_signal2vec
+    from ecg_bench.training.pretrain import add_arguments
 
-    p.add_argument("encoder", choices=["signal2vec"], help="The encoder to pretrain.")
-    pretrain_signal2vec.add_arguments(p)
+    add_arguments(p)
 
 
 def _registries() -> dict[str, Any]:
@@ -139,12 +139,12 @@ def _registries() -> dict[str, Any]:
     from ecg_bench.data.sources.base import SOURCES
     from ecg_bench.evaluation.metrics import METRICS
     from ecg_bench.models.elm import ELMS
-    from ecg_bench.models.encoders import ENCODERS
+    from ecg_bench.models.encoders import ENCODERS, PRETRAINERS
     from ecg_bench.models.llm import LLMS
     from ecg_bench.representations.base import REPRESENTATIONS
 
     return {"sources": SOURCES, "mapped": MAPPED, "representations": REPRESENTATIONS, "encoders": ENCODERS,
-            "elms": ELMS, "llms": LLMS, "metrics": METRICS}  # fmt: skip
+            "elms": ELMS, "llms": LLMS, "metrics": METRICS, "pretrainers": PRETRAINERS}  # fmt: skip
 
 
 def _print_results(results: dict[str, Any], cfg: RunConfig) -> None:

@@ -204,7 +204,7 @@ class ModelConfig:
     """elm=ecg_byte with LoRA: also train the embedding rows of the added ECG tokens (default frozen, as
     the original ECG-Bench found training them hurt); with full_finetune every row trains anyway."""
     signal2vec: str = ""
-    """encoder=signal2vec: the Signal2Vec embeddings (.safetensors written by pretrain_signal2vec)."""
+    """encoder=signal2vec: the Signal2Vec embeddings (.safetensors written by `ecg-bench pretrain signal2vec`)."""
 
     def problems(self) -> list[str]:
         p = []

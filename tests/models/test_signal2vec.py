@@ -15,14 +15,14 @@ from ecg_bench.ecg_byte import train_tokenizer
 from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.models.elm import build_elm
 from ecg_bench.models.encoders import EncoderSpec, build_encoder
-from ecg_bench.representations.signal import SignalRepresentation
-from ecg_bench.training.pretrain_signal2vec import (
+from ecg_bench.models.encoders.signal2vec import (
     Signal2Vec,
     Signal2VecConfig,
     keep_probability,
     skipgram_pairs,
     train_signal2vec,
 )
+from ecg_bench.representations.signal import SignalRepresentation
 from ecg_bench.training.trainer import Trainer
 
 GROUPS, PER_GROUP = 4, 10

@@ -2,7 +2,7 @@
 
 ``[N, leads, L]`` (the ``signal`` representation) is symbolized and BPE-encoded with the ECG-Byte
 tokenizer ``spec.tokenizer`` (no gradient: tokenization is discrete), each token looked up in the
-Signal2Vec table ``spec.weights`` (``[V, dim]``, trained by ``training/pretrain_signal2vec.py``),
+Signal2Vec table ``spec.weights`` (``[V, dim]``, trained by ``ecg-bench pretrain signal2vec``: ``pretrain.py``),
 and the vectors are averaged into ``spec.num_tokens`` chunks by position in the flattened symbol
 string: a token belongs to chunk ``floor(K * centre / (leads * L))`` where ``centre`` is the middle
 of its symbols. Leads are flattened one after the other, so with ``num_tokens = 12`` each output
@@ -28,6 +28,7 @@ from torch import nn
 
 from ecg_bench.errors import ConfigError, DataError, ShapeError
 from ecg_bench.models.encoders.base import ENCODERS, EncoderSpec
+from ecg_bench.models.encoders.signal2vec.vectors import Signal2Vec, vocab_fingerprint
 
 TOKENIZER_FILE = "ecg_byte_tokenizer.json"
 WEIGHTS_FILE = "signal2vec.safetensors"
@@ -39,7 +40,6 @@ class Signal2VecEncoder(nn.Module):
     def __init__(self, spec: EncoderSpec):
         super().__init__()
         from ecg_bench.representations.ecg_byte import ECGByteRepresentation
-        from ecg_bench.training.pretrain_signal2vec import Signal2Vec, vocab_fingerprint
 
         if not spec.tokenizer or not spec.weights:
             raise ConfigError(["encoder signal2vec needs model.tokenizer (ECG-Byte JSON) and model.signal2vec (.safetensors)"])

@@ -11,122 +11,29 @@ Corpus: ECG-Byte token sequences, one per segment (``corpus_from_store``). Each 
 4. loss ``-log s(u_c . v_o) - sum_k log s(-u_c . v_k)`` (``s`` = sigmoid), Adam, linear decay
    of the learning rate to 10 %.
 
-Files: ``<name>.safetensors`` holds ``input`` (the word vectors, ``[V, dim]``) and ``output``
-(the context vectors); ``<name>.json`` beside it the config, vocabulary size, the ECG-Byte
-tokenizer's token strings' fingerprint and the loss per epoch. Nothing is pickled.
-
-Run: ``ecg-bench pretrain signal2vec --store DIR --tokenizer tok.json --out s2v.safetensors``
-(or ``python -m ecg_bench.training.pretrain_signal2vec`` with the same options).
+The vectors and their files: ``vectors.py``. Registered as the pretrainer ``signal2vec``:
+``ecg-bench pretrain signal2vec --store DIR --tokenizer tok.json --out s2v.safetensors``.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import hashlib
-import json
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from ecg_bench.config import field_docs
-from ecg_bench.errors import ConfigError, DataError, require_file
+from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.logging_utils import get_logger
-from ecg_bench.safe_files import load_safetensors, read_json_file
+from ecg_bench.models.encoders.pretraining import PRETRAINERS, Pretrainer
+from ecg_bench.models.encoders.signal2vec.vectors import Signal2Vec, Signal2VecConfig, vocab_fingerprint
 
 log = get_logger(__name__)
-
-FORMAT = "signal2vec"
-FORMAT_VERSION = 1
-
-
-@dataclass
-class Signal2VecConfig:
-    """Skip-gram with negative sampling over ECG-Byte tokens."""
-
-    dim: int = 64
-    """Width of the token vectors."""
-    window: int = 5
-    """Largest distance (in tokens) between a centre token and a context token."""
-    negatives: int = 5
-    """Noise tokens per (centre, context) pair, drawn from unigram^0.75."""
-    subsample: float = 1e-3
-    """Subsampling threshold t of frequent tokens (0 = keep every token)."""
-    epochs: int = 3
-    """Passes over the corpus."""
-    batch_size: int = 4096
-    """(centre, context) pairs per optimizer step."""
-    lr: float = 0.01
-    """Peak Adam learning rate (decays linearly to 10 %)."""
-    seed: int = 0
-    """Seed of initialisation, subsampling, windows, pair order and noise."""
-
-    def problems(self) -> list[str]:
-        p = [f"signal2vec.{k} must be >= 1, got {getattr(self, k)}" for k in ("dim", "window", "epochs", "batch_size")
-             if getattr(self, k) < 1]  # fmt: skip
-        if self.negatives < 0 or self.subsample < 0 or self.lr <= 0:
-            p.append(
-                f"signal2vec: negatives, subsample must be >= 0 and lr > 0, got {self.negatives}, {self.subsample}, {self.lr}"
-            )
-        return p
-
-
-@dataclass
-class Signal2Vec:
-    """Trained vectors: ``input`` ``[V, dim]`` are the token embeddings, ``output`` the context vectors."""
-
-    input: torch.Tensor
-    output: torch.Tensor
-    config: Signal2VecConfig = field(default_factory=Signal2VecConfig)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.input.shape[0])
-
-    @property
-    def dim(self) -> int:
-        return int(self.input.shape[1])
-
-    def save(self, path: str | Path) -> Path:
-        """Write ``path`` (.safetensors) and the JSON description beside it."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"input": self.input.contiguous(), "output": self.output.contiguous()}, str(path))
-        doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "vocab_size": self.vocab_size, "dim": self.dim,
-               "config": dataclasses.asdict(self.config), "meta": self.meta}  # fmt: skip
-        path.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Signal2Vec":
-        """Read a file written by ``save`` (the JSON beside it is required and checked)."""
-        path = require_file(path, "Signal2Vec weights")
-        doc_file = require_file(Path(path).with_suffix(".json"), "Signal2Vec description")
-        doc = read_json_file(doc_file, "Signal2Vec description (JSON object)")
-        if not isinstance(doc, dict):
-            raise DataError(f"{doc_file}: expected a JSON object, got {type(doc).__name__}")
-        if doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
-            raise DataError(f"{doc_file}: expected format {FORMAT!r} version {FORMAT_VERSION}, got {doc.get('format')!r} "
-                            f"version {doc.get('format_version')!r}")  # fmt: skip
-        tensors = load_safetensors(path)
-        if set(tensors) != {"input", "output"} or tensors["input"].shape != (doc["vocab_size"], doc["dim"]):
-            raise DataError(f"{path}: expected tensors input/output of shape [{doc['vocab_size']}, {doc['dim']}]")
-        return cls(tensors["input"], tensors["output"], Signal2VecConfig(**doc["config"]), doc.get("meta", {}))
-
-
-def vocab_fingerprint(token_strings: Sequence[str]) -> str:
-    """Short hash of an ECG-Byte vocabulary, to check that vectors and tokenizer belong together."""
-    return hashlib.sha256("\n".join(token_strings).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- corpus
@@ -255,34 +162,38 @@ def pretrain_from_store(
     return s2v
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of ``ecg-bench pretrain signal2vec`` (and of this module's own command line)."""
-    p.add_argument("--store", required=True, help="Segment store folder (the corpus).")
-    p.add_argument("--tokenizer", required=True, help="ECG-Byte tokenizer JSON.")
-    p.add_argument("--out", required=True, help="Output .safetensors file (a .json is written beside it).")
-    p.add_argument("--num_samples", type=int, default=0, help="Random segments to use (0 = all).")
-    docs = field_docs(Signal2VecConfig)
-    for f in dataclasses.fields(Signal2VecConfig):
-        p.add_argument(f"--{f.name}", type=type(f.default), default=f.default, help=f"{docs[f.name]} (default: {f.default})")
+@dataclass
+class Signal2VecPretrainConfig:
+    """Options of ``ecg-bench pretrain signal2vec``."""
+
+    store: str = field(default="", metadata={"required": True})
+    """Segment store folder (the corpus)."""
+    tokenizer: str = field(default="", metadata={"required": True})
+    """ECG-Byte tokenizer JSON."""
+    out: str = field(default="", metadata={"required": True})
+    """Output .safetensors file (a .json is written beside it)."""
+    num_samples: int = 0
+    """Random segments to use (0 = all)."""
+    skipgram: Signal2VecConfig = field(default_factory=Signal2VecConfig)
+    """The skip-gram objective; its fields are options of their own (``--dim``, ``--window``, ...)."""
 
 
-def run(a: argparse.Namespace) -> int:
-    """Train Signal2Vec as the parsed options say and save it."""
+def run(opts: Signal2VecPretrainConfig) -> str:
+    """Train Signal2Vec on ``opts.store`` with ``opts.tokenizer`` and save it to ``opts.out``; returns a summary."""
     from ecg_bench.data.store import SegmentStore
     from ecg_bench.ecg_byte import ECGByteTokenizer
 
-    cfg = Signal2VecConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Signal2VecConfig)})
-    s2v = pretrain_from_store(SegmentStore(a.store), ECGByteTokenizer.load(a.tokenizer), a.out, cfg, a.num_samples)
-    print(f"Signal2Vec {s2v.vocab_size} x {s2v.dim}, loss per epoch {[round(x, 4) for x in s2v.meta['epoch_losses']]} -> {a.out}")
-    return 0
+    missing = [f"signal2vec pretraining needs {name} (got an empty value)" for name in ("store", "tokenizer", "out")
+               if not getattr(opts, name)]  # fmt: skip
+    if missing:
+        raise ConfigError(missing)
+    s2v = pretrain_from_store(SegmentStore(opts.store), ECGByteTokenizer.load(opts.tokenizer), opts.out, opts.skipgram,
+                              opts.num_samples)  # fmt: skip
+    return (
+        f"Signal2Vec {s2v.vocab_size} x {s2v.dim}, loss per epoch {[round(x, 4) for x in s2v.meta['epoch_losses']]} -> {opts.out}"
+    )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: train Signal2Vec on a segment store with an ECG-Byte tokenizer."""
-    p = argparse.ArgumentParser(prog="python -m ecg_bench.training.pretrain_signal2vec", description=__doc__.split("\n")[0])
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+PRETRAINERS.register("signal2vec")(
+    Pretrainer(Signal2VecPretrainConfig, run, "skip-gram vectors of ECG-Byte tokens, for the signal2vec encoder")
+)
