@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ecg_bench.config import RunConfig, build, iter_leaf_fields
+from ecg_bench.config import RunConfig, add_flag, build, iter_leaf_fields
 from ecg_bench.errors import ECGBenchError
 from ecg_bench.logging_utils import setup_logging
 
@@ -222,9 +222,22 @@ def _get_dotted(obj: Any, dotted: str) -> Any:
     return obj
 
 
+def _version() -> str:
+    """The installed distribution's version (``importlib.metadata``), or the package's own if not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ecg-bench")
+    except PackageNotFoundError:
+        from ecg_bench import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecg-bench", description="Build, train and benchmark ECG-language models.")
-    parser.add_argument("--log-level", default="INFO", help="Logging level (DEBUG, INFO, WARNING, ERROR).")
+    add_flag(parser, "log_level", default="INFO", help="Logging level (DEBUG, INFO, WARNING, ERROR).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
         doc = (command.func.__doc__ or "").strip()

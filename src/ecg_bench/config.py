@@ -11,6 +11,7 @@ a ``--config`` file and flags (in that order) and reports every problem of every
 
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 import inspect
@@ -657,3 +658,13 @@ def iter_leaf_fields(cls: type, prefix: str = ""):
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         yield f"{prefix}{f.name}", t, default, docs.get(f.name, "")
+
+
+def add_flag(p: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, **kw: Any) -> None:
+    """Add ``--name`` (flags are spelled with underscores, like ``--section.field_name``) and, for a name with an
+    underscore, its old dashed spelling ``--na-me`` as a hidden alias of the same destination."""
+    kw.setdefault("dest", name)
+    p.add_argument(f"--{name}", **kw)
+    if "_" in name:
+        alias = {k: v for k, v in kw.items() if k not in ("required", "default", "help")}
+        p.add_argument(f"--{name.replace('_', '-')}", default=argparse.SUPPRESS, help=argparse.SUPPRESS, **alias)

@@ -10,7 +10,7 @@ from ecg_bench.ecg_byte import ECGByteTokenizer, NormParams
 
 def test_train_verify_encode(byte_store, tmp_path, capsys):
     tok_path = tmp_path / "tok.json"
-    args = ["tokenizer", "train", "--store", str(byte_store.path), "--vocab-size", "120", "--num-samples", "12", "--seed", "4"]
+    args = ["tokenizer", "train", "--store", str(byte_store.path), "--vocab_size", "120", "--num_samples", "12", "--seed", "4"]
     assert cli.main([*args, "--out", str(tok_path)]) == 0
     assert "120 ids from 12 segments" in capsys.readouterr().out
     tok = ECGByteTokenizer.load(tok_path)
@@ -44,7 +44,7 @@ def test_import_then_verify(legacy_pickle, byte_store, tmp_path, capsys):
     out = tmp_path / "legacy.json"
     assert cli.main(["tokenizer", "import", "--pickle", str(legacy_pickle), "--out", str(out)]) == 0
     assert "1026 ids imported" in capsys.readouterr().out
-    assert cli.main(["tokenizer", "verify", "--tokenizer", str(out), "--store", str(byte_store.path), "--num-samples", "5"]) == 0
+    assert cli.main(["tokenizer", "verify", "--tokenizer", str(out), "--store", str(byte_store.path), "--num_samples", "5"]) == 0
     assert "5/5" in capsys.readouterr().out
 
 
@@ -58,19 +58,19 @@ def test_missing_options_and_bad_files_exit_2_naming_them(byte_store, tmp_path, 
     assert cli.main(["tokenizer", "import", "--pickle", str(evil), "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
     assert "evil.pkl" in err and "os.system" in err and not (tmp_path / "x.json").exists()
-    bad_vocab = ["tokenizer", "train", "--store", str(byte_store.path), "--vocab-size", "5", "--out", str(tmp_path / "t.json")]
+    bad_vocab = ["tokenizer", "train", "--store", str(byte_store.path), "--vocab_size", "5", "--out", str(tmp_path / "t.json")]
     assert cli.main(bad_vocab) == 2
     assert "vocab_size" in capsys.readouterr().err
 
 
 def test_train_with_lead_scope_and_clipping_is_saved_and_used(byte_store, tmp_path, capsys):
     out = tmp_path / "lead.json"
-    args = ["tokenizer", "train", "--store", str(byte_store.path), "--vocab-size", "60", "--num-samples", "5"]
-    assert cli.main([*args, "--scope", "lead", "--clip-percentiles", "1", "99", "--out", str(out)]) == 0
+    args = ["tokenizer", "train", "--store", str(byte_store.path), "--vocab_size", "60", "--num_samples", "5"]
+    assert cli.main([*args, "--scope", "lead", "--clip_percentiles", "1", "99", "--out", str(out)]) == 0
     tok = ECGByteTokenizer.load(out)
     assert tok.symbols.scope == "lead" and tok.symbols.clip_percentiles == (1.0, 99.0)
     _, params = tok.encode_signals(byte_store.signals([0, 1]))
     assert params.mins.shape == (2, 12)
     capsys.readouterr()
-    assert cli.main(["tokenizer", "verify", "--tokenizer", str(out), "--store", str(byte_store.path), "--num-samples", "3"]) == 0
+    assert cli.main(["tokenizer", "verify", "--tokenizer", str(out), "--store", str(byte_store.path), "--num_samples", "3"]) == 0
     assert "3/3" in capsys.readouterr().out

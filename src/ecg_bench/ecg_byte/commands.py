@@ -11,13 +11,15 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ecg_bench.config import add_flag
 from ecg_bench.errors import ECGBenchError
 
 ACTIONS = ("train", "verify", "encode", "import")
 
 
 def add_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of ``ecg-bench tokenizer``; each action uses the ones it needs."""
+    """The options of ``ecg-bench tokenizer``; each action uses the ones it needs. Flags use underscores
+    (``--vocab_size``); the old dashed spelling (``--vocab-size``) still works."""
     p.add_argument(
         "action",
         choices=ACTIONS,
@@ -28,10 +30,8 @@ def add_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokenizer", metavar="FILE", help="Tokenizer JSON file to use (verify, encode).")
     p.add_argument("--out", metavar="FILE", help="Output file: tokenizer JSON (train, import) or JSONL of ids (encode).")
     p.add_argument("--pickle", metavar="FILE", help="Original ECG-Bench tokenizer pickle to import (read safely).")
-    p.add_argument("--vocab-size", type=int, default=5000, help="Number of token ids incl. the 26 base symbols (train).")
-    p.add_argument(
-        "--num-samples", type=int, default=10000, help="Segments sampled at random for train/verify; 0 = all segments."
-    )
+    add_flag(p, "vocab_size", type=int, default=5000, help="Number of token ids incl. the 26 base symbols (train).")
+    add_flag(p, "num_samples", type=int, default=10000, help="Segments sampled at random for train/verify; 0 = all segments.")
     p.add_argument("--seed", type=int, default=0, help="Random seed of the segment sample (train, verify).")
     p.add_argument(
         "--scope",
@@ -39,8 +39,9 @@ def add_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
         default="segment",
         help="Normalize with one min/max per segment (original) or per lead (train, import).",
     )
-    p.add_argument(
-        "--clip-percentiles",
+    add_flag(
+        p,
+        "clip_percentiles",
         type=float,
         nargs=2,
         metavar=("LO", "HI"),
@@ -48,7 +49,7 @@ def add_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
         help="Clip each segment to these percentiles before min-max (train, import); default: no clipping.",
     )
     p.add_argument("--segments", type=int, nargs="+", metavar="I", help="Segment indices to encode (default: all).")
-    p.add_argument("--batch-size", type=int, default=512, help="Segments encoded together per batch (verify, encode).")
+    add_flag(p, "batch_size", type=int, default=512, help="Segments encoded together per batch (verify, encode).")
 
 
 def run_tokenizer_command(args: argparse.Namespace) -> int:
@@ -63,7 +64,7 @@ def run_tokenizer_command(args: argparse.Namespace) -> int:
 
 
 def _need(args: argparse.Namespace, *names: str) -> None:
-    missing = [f"--{n.replace('_', '-')}" for n in names if not getattr(args, n)]
+    missing = [f"--{n}" for n in names if not getattr(args, n)]
     if missing:
         raise ECGBenchError(f"tokenizer {args.action} needs {' '.join(missing)}")
 

@@ -15,7 +15,7 @@ import typing
 from collections.abc import Iterator
 from typing import Any
 
-from ecg_bench.config import coerce, field_docs
+from ecg_bench.config import add_flag, coerce, field_docs
 from ecg_bench.errors import ConfigError
 from ecg_bench.models.encoders import PRETRAINERS
 
@@ -71,9 +71,7 @@ def add_options(p: argparse.ArgumentParser, cls: type) -> None:
         metavar = getattr(o.hint, "__name__", "value").upper()
         kw: dict[str, Any] = {"dest": "pretrain:" + ".".join(o.path), "type": _coercer(o), "metavar": metavar}
         help_text = f"{doc} (required)" if o.required else f"{doc} (default: {o.default!r})"
-        p.add_argument(f"--{name}", required=o.required, default=argparse.SUPPRESS, help=help_text, **kw)
-        if "_" in name:  # the old dashed spelling, hidden
-            p.add_argument(f"--{name.replace('_', '-')}", default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kw)
+        add_flag(p, name, required=o.required, default=argparse.SUPPRESS, help=help_text, **kw)  # + hidden --dashed-name
 
 
 def options_from_args(cls: type, args: argparse.Namespace) -> Any:
