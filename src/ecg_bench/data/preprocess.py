@@ -465,16 +465,10 @@ def _pool_context(source: Source):
         from multiprocessing import forkserver
 
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__, type(source).__module__])
-        # Started with SIGINT ignored (kept across exec, and passed on to the workers it forks): Ctrl-C stops
-        # this process, which then stops the pool, instead of printing tracebacks from the server's imports.
-        main_thread = threading.current_thread() is threading.main_thread()
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
-        try:
-            forkserver.ensure_running()
-        finally:
-            if main_thread:
-                signal.signal(signal.SIGINT, old)
+        # The first preload ignores SIGINT in the server and so in every worker it forks; this process keeps its
+        # own handler throughout, so a Ctrl-C at any moment, also while the server starts, stops the build here.
+        ctx.set_forkserver_preload(["ecg_bench.data._no_sigint", __name__, type(source).__module__])
+        forkserver.ensure_running()
         return ctx
     return multiprocessing.get_context("spawn")
 
