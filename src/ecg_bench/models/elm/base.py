@@ -1,19 +1,22 @@
-"""ECG-language models: an LLM plus (optionally) an ECG encoder and a projector, joined by PlaceholderFusion.
+"""The ELM base class, the ONE builder every family goes through, and the ``ELMS`` registry.
 
-Families live in the ``ELMS`` registry:
+``build_elm(cfg, seq_len, in_leads, fs)`` does what every family shares, in this order:
 
-- ``llava``: ECG encoder -> projector -> placeholder embeddings -> LLM.
-- ``encoder_free``: raw-signal patches -> projector -> placeholder embeddings -> LLM.
-- ``ecg_byte``: ECG-Byte tokens added to the LLM's vocabulary, written into the prompt (``token_elm.py``).
+1. load the LLM and its tokenizer (``model.llm``), give it a chat template and a pad token, add the
+   ``<ecg>`` placeholder token;
+2. let the family grow the LLM before adapters are added (the token ELM adds its ECG vocabulary);
+3. LoRA adapters or full fine-tuning (``model.lora`` / ``model.full_finetune``);
+4. let the family assemble its ELM (encoder + projector, or the ECG vocabulary) and its processor
+   (``processors.Processor``: messages + ECGs -> model inputs), which callers use without asking the family.
 
-``llava`` and ``encoder_free`` are the same ``ELM`` class; they differ only in the encoder they are built with.
+A family registers a class with those two hooks (``ElmFamily``); an unknown family name lists the valid ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -21,12 +24,12 @@ from torch.nn import functional as F
 
 from ecg_bench.config import ModelConfig
 from ecg_bench.logging_utils import get_logger
-from ecg_bench.models.chat import ChatFormatter, add_ecg_placeholder, ensure_chat_template
-from ecg_bench.models.encoders import EncoderSpec, build_encoder
-from ecg_bench.models.fusion import PlaceholderFusion
+from ecg_bench.models.chat import add_ecg_placeholder, ensure_chat_template
 from ecg_bench.models.llm import count_params, load_llm, prepare_llm
-from ecg_bench.models.projection import build_projector
 from ecg_bench.registry import Registry
+
+if TYPE_CHECKING:
+    from ecg_bench.models.elm.processors import Processor
 
 log = get_logger(__name__)
 
@@ -34,15 +37,15 @@ IGNORE_INDEX = -100
 
 
 class ELM(nn.Module):
-    """LLM + optional encoder + projector. ``ecg`` inputs are flat ``[num_ecgs_in_batch, leads, samples]``."""
+    """An LLM reading ECGs. Families differ only in ``inputs_embeds`` (how the ECG reaches the LLM) and in the
+    modules they add (``trainable_modules``); loss and greedy generation are shared.
 
-    def __init__(self, llm: nn.Module, encoder: nn.Module, projector: nn.Module, placeholder_id: int, train_encoder: bool = True):
+    ``ecg`` inputs, where a family reads them, are flat over all ECGs of a batch, in row order.
+    """
+
+    def __init__(self, llm: nn.Module):
         super().__init__()
-        self.llm, self.encoder, self.projector = llm, encoder, projector
-        self.fusion = PlaceholderFusion(placeholder_id)
-        self.tokens_per_ecg: int = encoder.num_tokens
-        for p in encoder.parameters():
-            p.requires_grad_(train_encoder)
+        self.llm = llm
 
     # -------------------------------------------------------------- pieces
     @property
@@ -50,14 +53,9 @@ class ELM(nn.Module):
         """The transformers model under any PEFT wrapper."""
         return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
 
-    def ecg_embeddings(self, ecg: torch.Tensor) -> torch.Tensor:
-        """``[N, leads, L] -> [N, tokens_per_ecg, hidden]``."""
-        return self.projector(self.encoder(ecg))
-
     def inputs_embeds(self, input_ids: torch.Tensor, ecg: torch.Tensor | None) -> torch.Tensor:
-        embed = self.base_llm.get_input_embeddings()
-        ecg_embeds = None if ecg is None else self.ecg_embeddings(ecg.to(embed.weight.device))
-        return self.fusion(input_ids, embed, ecg_embeds)
+        """The LLM's input embeddings for ``input_ids`` (plus ``ecg`` where the family reads it)."""
+        return self.base_llm.get_input_embeddings()(input_ids)
 
     # -------------------------------------------------------------- training
     def forward(self, input_ids, attention_mask, labels, ecg=None) -> tuple[torch.Tensor, int]:
@@ -107,62 +105,53 @@ class ELM(nn.Module):
     # -------------------------------------------------------------- what a checkpoint holds
     def trainable_modules(self) -> dict[str, nn.Module]:
         """The non-LLM modules that hold trained weights (saved as ``<name>.safetensors``)."""
-        mods = {"projector": self.projector}
-        if any(p.requires_grad for p in self.encoder.parameters()):
-            mods["encoder"] = self.encoder
-        return mods
+        return {}
 
     def save_extra(self, folder: Path) -> None:
-        """Files the encoder is built from (e.g. Signal2Vec's tokenizer and vectors), so a checkpoint stands alone."""
-        if hasattr(self.encoder, "save_extra"):
-            self.encoder.save_extra(folder)
+        """Write the files besides weights that rebuild this ELM (tokenizers, vocabularies) into a checkpoint."""
+
+    def check_extra(self, folder: Path) -> None:
+        """Refuse a checkpoint folder this ELM cannot load (raise DataError naming the file)."""
 
 
-ElmBuilder = Callable[[ModelConfig, int, int, float], tuple[ELM, ChatFormatter]]
-ELMS: Registry[ElmBuilder] = Registry("elm")
+@dataclass(frozen=True)
+class InputDims:
+    """What one ECG looks like to the model: ``[in_leads, seq_len]`` samples at ``fs`` Hz (from the config)."""
+
+    seq_len: int
+    in_leads: int = 12
+    fs: float = 250.0
 
 
-def _build(cfg: ModelConfig, seq_len: int, in_leads: int, fs: float, encoder_name: str) -> tuple[ELM, ChatFormatter]:
-    llm, tok = load_llm(cfg.llm)
-    ensure_chat_template(tok)
-    placeholder_id = add_ecg_placeholder(tok)
-    llm = prepare_llm(llm, cfg)
-    hidden = llm.get_input_embeddings().embedding_dim
-    spec = EncoderSpec(in_leads=in_leads, seq_len=seq_len, out_dim=cfg.encoder_dim, num_tokens=cfg.num_ecg_tokens,
-                       patch_size=cfg.patch_size, fs=fs, tokenizer=cfg.tokenizer, weights=cfg.signal2vec)  # fmt: skip
-    encoder = build_encoder(encoder_name, spec)
-    projector = build_projector(cfg.projector, encoder.out_dim, hidden)
-    elm = ELM(llm, encoder, projector, placeholder_id, train_encoder=cfg.train_encoder)
-    formatter = ChatFormatter(
-        tok, system_prompt=cfg.system_prompt or None, num_ecg_tokens=elm.tokens_per_ecg, max_length=cfg.max_length
-    )
-    log.info(
-        "built %s ELM: encoder %s (%d tokens/ECG), %.2fM trainable of %.1fM parameters",
-        cfg.elm,
-        encoder_name,
-        elm.tokens_per_ecg,
-        count_params(elm, True) / 1e6,
-        count_params(elm) / 1e6,
-    )
-    return elm, formatter
+class ElmFamily:
+    """How one family is assembled around the LLM that ``build_elm`` loads. Registered in ``ELMS``."""
+
+    def grow_llm(self, cfg: ModelConfig, llm: nn.Module, tokenizer) -> None:
+        """Change the LLM before adapters are added (e.g. new vocabulary rows). Default: nothing."""
+
+    def assemble(self, cfg: ModelConfig, llm: nn.Module, tokenizer, dims: InputDims) -> tuple[ELM, Processor]:
+        """The family's ELM and processor around the prepared (LoRA-wrapped or unfrozen) ``llm``."""
+        raise NotImplementedError
 
 
-@ELMS.register("llava")
-def llava(cfg: ModelConfig, seq_len: int, in_leads: int = 12, fs: float = 250.0) -> tuple[ELM, ChatFormatter]:
-    return _build(cfg, seq_len, in_leads, fs, cfg.encoder)
+ELMS: Registry[type[ElmFamily]] = Registry("elm")
 
 
-@ELMS.register("encoder_free")
-def encoder_free(cfg: ModelConfig, seq_len: int, in_leads: int = 12, fs: float = 250.0) -> tuple[ELM, ChatFormatter]:
-    return _build(cfg, seq_len, in_leads, fs, "patch")
-
-
-def build_elm(cfg: ModelConfig, seq_len: int, in_leads: int = 12, fs: float = 250.0) -> tuple[ELM, ChatFormatter]:
-    """Build the ELM family ``cfg.elm`` for ``[in_leads, seq_len]`` inputs sampled at ``fs`` Hz.
+def build_elm(cfg: ModelConfig, seq_len: int, in_leads: int = 12, fs: float = 250.0) -> tuple[ELM, Processor]:
+    """Build the ELM family ``cfg.elm`` for ``[in_leads, seq_len]`` inputs sampled at ``fs`` Hz, and its processor.
 
     An unknown family name lists the valid ones. Dimensions are passed in, never read from globals.
     """
-    return ELMS.get(cfg.elm)(cfg, seq_len, in_leads, fs)
+    family = ELMS.get(cfg.elm)()
+    llm, tok = load_llm(cfg.llm)
+    ensure_chat_template(tok)
+    add_ecg_placeholder(tok)
+    family.grow_llm(cfg, llm, tok)
+    llm = prepare_llm(llm, cfg)
+    elm, processor = family.assemble(cfg, llm, tok, InputDims(int(seq_len), int(in_leads), float(fs)))
+    log.info("built %s ELM (%s): %.2fM trainable of %.1fM parameters", cfg.elm, processor.describe(),
+             count_params(elm, True) / 1e6, count_params(elm) / 1e6)  # fmt: skip
+    return elm, processor
 
 
 @dataclass
@@ -192,6 +181,3 @@ def pad_batch(seqs: list[list[int]], pad_id: int, side: str, label_seqs: list[li
         if labels is not None:
             labels[i, sl] = torch.tensor(label_seqs[i], dtype=torch.long)
     return Batch(ids, mask, labels)
-
-
-from ecg_bench.models import token_elm as _token_elm  # noqa: E402,F401  (registers "ecg_byte"; imports ELM from here)
