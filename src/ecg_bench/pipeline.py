@@ -378,7 +378,11 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     data = prepare_data(cfg, kind)
     rep = _representation(cfg)
     seg_len, fs = input_dims(cfg, data.store)
-    in_leads, seq_len = rep.shape(seg_len)
+    out_spec = rep.output(seg_len)
+    if out_spec.kind != "signal" or len(out_spec.shape) != 2:
+        raise ConfigError([f"model.representation {cfg.model.representation!r} makes {out_spec.kind} {out_spec.shape}; "
+                           f"the ELM families take a [leads, L] signal representation"])  # fmt: skip
+    in_leads, seq_len = out_spec.shape
     elm, processor = build_elm(cfg.model, seq_len=seq_len, in_leads=in_leads, fs=fs)
     train_ds = ConversationDataset(data.train, data.store, rep)
     test_ds = ConversationDataset(data.test, data.store, rep)

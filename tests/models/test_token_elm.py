@@ -15,8 +15,8 @@ from ecg_bench.ecg_byte import ECGByteTokenizer, train_tokenizer
 from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.models.chat import _drop_oldest_pair
 from ecg_bench.models.elm import build_elm, pad_batch
-from ecg_bench.models.llm import load_llm
 from ecg_bench.models.elm.token_elm import TokenChatFormatter, TokenProcessor, ecg_token
+from ecg_bench.models.llm import load_llm
 from ecg_bench.representations.base import REPRESENTATIONS
 from ecg_bench.representations.ecg_byte import ECGByteRepresentation
 from ecg_bench.training.checkpoint import load_checkpoint, save_checkpoint
@@ -109,7 +109,9 @@ def test_ecg_tokens_replace_the_marker(built, ds):
 def _formatter(built, max_length, min_ecg_tokens):
     _, _, fmt = built
     f = fmt.formatter
-    return TokenProcessor(TokenChatFormatter(fmt.tokenizer, f.num_ecg_ids, f.offset, min_ecg_tokens, f.system_prompt, max_length), fmt.ecg_rep)
+    return TokenProcessor(
+        TokenChatFormatter(fmt.tokenizer, f.num_ecg_ids, f.offset, min_ecg_tokens, f.system_prompt, max_length), fmt.ecg_rep
+    )
 
 
 def test_truncation_cuts_the_ecg_block_from_its_end(built, ds):
@@ -289,6 +291,10 @@ def test_representation_and_config_errors(tok_file, tiny_store):
     assert 0 < len(ids) <= rep.shape(500)[0] == 6000
     assert [a.tolist() for a in rep.encode_many(tiny_store.signals([0, 1]))] == [ids.tolist(), rep(tiny_store.signal(1)).tolist()]
     assert REPRESENTATIONS.get("ecg_byte") is ECGByteRepresentation
+    out = rep.output(500)
+    assert (out.kind, out.shape, out.dtype, out.variable_length) == ("tokens", (6000,), torch.long, True)
+    with pytest.raises(DataError, match="variable-length"):
+        rep.represent(tiny_store.signals([0, 1]))
     with pytest.raises(ConfigError, match="tokenizer"):
         REPRESENTATIONS.get("ecg_byte")()
     with pytest.raises(ConfigError, match="model.tokenizer"):

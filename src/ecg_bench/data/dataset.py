@@ -41,4 +41,4 @@ class ConversationDataset(Dataset):
 
     def represent(self, segments: np.ndarray) -> torch.Tensor:
         """Model input of a stack of segments: ``[n_ecg, *representation.shape(L)]``."""
-        return torch.stack([self.representation(s) for s in segments])
+        return self.representation.represent(segments)

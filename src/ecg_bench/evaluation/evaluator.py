@@ -50,7 +50,10 @@ class EvalSample:
 
 
 def build_samples(
-    dataset: ConversationDataset, processor: Processor, condition: str | Condition, max_new_tokens: int = 0,
+    dataset: ConversationDataset,
+    processor: Processor,
+    condition: str | Condition,
+    max_new_tokens: int = 0,
     eval_cfg: EvalConfig | None = None,
 ) -> list[EvalSample]:
     """Every assistant turn of every conversation, with the model input of ``condition`` (a name, its options
@@ -89,7 +92,9 @@ def generate(elm: ELM, processor: Processor, samples: list[EvalSample], cfg: Eva
     return out
 
 
-def evaluate(elm: ELM, processor: Processor, dataset: ConversationDataset, cfg: EvalConfig, device: torch.device) -> dict[str, Any]:
+def evaluate(
+    elm: ELM, processor: Processor, dataset: ConversationDataset, cfg: EvalConfig, device: torch.device
+) -> dict[str, Any]:
     """Generate and score every condition in ``cfg.ablations``; returns metrics and per-sample outputs."""
     results: dict[str, Any] = {"conditions": {}, "samples": []}
     for condition in cfg.ablations:

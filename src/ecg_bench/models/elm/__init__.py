@@ -15,5 +15,7 @@ from ecg_bench.models.elm.encoder_elm import EncoderELM
 from ecg_bench.models.elm.processors import GenerationTurn, PlaceholderProcessor, Processor, TrainExample
 from ecg_bench.models.elm.token_elm import TokenELM, TokenProcessor
 
-__all__ = ["ELM", "ELMS", "IGNORE_INDEX", "Batch", "ElmFamily", "EncoderELM", "GenerationTurn", "InputDims",
-           "PlaceholderProcessor", "Processor", "TokenELM", "TokenProcessor", "TrainExample", "build_elm", "pad_batch"]  # fmt: skip
+__all__ = [
+    "ELM", "ELMS", "IGNORE_INDEX", "Batch", "ElmFamily", "EncoderELM", "GenerationTurn", "InputDims",
+    "PlaceholderProcessor", "Processor", "TokenELM", "TokenProcessor", "TrainExample", "build_elm", "pad_batch",
+]  # fmt: skip

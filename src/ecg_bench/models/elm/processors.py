@@ -122,7 +122,8 @@ class TrainCollator:
         self.processor, self.dataset = processor, dataset
         ecg_of = (lambda i: dataset[i]["ecg"]) if processor.ecg_in_ids else (lambda i: None)
         self.encoded = [
-            processor.train_example(it["messages"], ecg_of(i)) for i, it in enumerate(tqdm(dataset.items, desc="tokenize", leave=False))
+            processor.train_example(it["messages"], ecg_of(i))
+            for i, it in enumerate(tqdm(dataset.items, desc="tokenize", leave=False))
         ]
 
     def __call__(self, indices: Sequence[int]) -> Batch:

@@ -190,7 +190,11 @@ class TokenChatFormatter(ChatFormatter):
         return turns
 
     def render(
-        self, messages: list[dict], with_ecg: bool = True, add_generation_prompt: bool = False, blocks: list[list[int]] | None = None
+        self,
+        messages: list[dict],
+        with_ecg: bool = True,
+        add_generation_prompt: bool = False,
+        blocks: list[list[int]] | None = None,
     ) -> str:
         """The template's text with every ECG written whole as ``<ecg_j>`` tokens (no truncation)."""
         if not with_ecg:
@@ -328,6 +332,7 @@ class TokenELM(ELM):
     def trainable_modules(self) -> dict[str, nn.Module]:
         """``ecg_vocab`` (rows + deltas) unless the LLM is fully fine-tuned and holds the rows itself."""
         return {} if self.ecg_vocab is None else {"ecg_vocab": self.ecg_vocab}
+
     def vocab_info(self) -> dict:
         tok = self.ecg_rep.tokenizer
         return {"format": ECG_TOKEN_FORMAT, "offset": self.offset, "num_tokens": tok.vocab_size}
