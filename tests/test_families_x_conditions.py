@@ -101,3 +101,31 @@ def test_no_module_outside_the_elm_package_branches_on_the_family():
         if re.search(r"ecg_bench\.models\.elm\.(token_elm|encoder_elm)|\b(EncoderELM|TokenELM|TokenProcessor)\b", text):
             bad.append(f"{rel}: names a family's module or class")
     assert not bad, bad
+
+
+def test_the_elm_package_has_no_import_cycles():
+    """processors <- base <- encoder_elm, token_elm <- __init__: every import inside models/elm/ runs one way."""
+    import ast
+
+    pkg = SRC / "models" / "elm"
+    graph = {}
+    for f in pkg.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ecg_bench.models.elm"):
+                sub = node.module.removeprefix("ecg_bench.models.elm").lstrip(".")
+                deps |= {sub} if sub else {a.name for a in node.names}
+        graph[f.stem] = deps & {g.stem for g in pkg.glob("*.py")}
+    order, seen = [], set()
+
+    def visit(mod, stack):
+        assert mod not in stack, f"import cycle: {' -> '.join([*stack, mod])}"
+        if mod not in seen:
+            for dep in sorted(graph[mod]):
+                visit(dep, [*stack, mod])
+            seen.add(mod)
+            order.append(mod)
+
+    for mod in sorted(graph):
+        visit(mod, [])
+    assert graph["processors"] == set() and order.index("base") < order.index("token_elm")

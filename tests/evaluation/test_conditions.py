@@ -99,5 +99,10 @@ def test_options_are_checked_with_the_valid_values_named():
     cfg.eval.ablations, cfg.eval.leads = ["real", "noise", "leads", "shufled"], ["I", "V7"]
     problems = "\n".join(config_problems(cfg))
     assert "'shufled'" in problems and "shuffled" in problems and "V7" in problems
-    cfg.eval.noise_snr_db = 500.0
-    assert any("eval.noise_snr_db" in p for p in cfg.problems())
+    cfg.eval.ablations = ["real"]  # an option is checked even when its condition is not run
+    assert any("V7" in p for p in config_problems(cfg))
+    cfg.eval.noise_snr_db, cfg.eval.condition_seed = 500.0, -1
+    assert [p for p in config_problems(cfg) if "snr_db" in p] == [
+        "eval.noise_snr_db, eval.condition_seed: noise condition: snr_db must be a number in [-30, 100] dB, got 500.0"
+    ]
+    assert any("eval.condition_seed" in p for p in cfg.problems())

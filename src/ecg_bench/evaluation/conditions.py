@@ -202,13 +202,16 @@ def build_condition(name: str, eval_cfg: Any = None) -> Condition:
 
 
 def condition_problems(eval_cfg: Any) -> list[str]:
-    """Every unknown condition name in ``eval_cfg.ablations`` and every bad option of the named ones."""
+    """Every unknown condition name in ``eval_cfg.ablations`` and every bad condition option (checked whether or
+    not its condition is named: a bad value is refused, not silently unused)."""
     problems = []
     for name in eval_cfg.ablations:
+        if name not in CONDITIONS:
+            problems.append(f"eval.ablations: {UnknownNameError('condition', name, CONDITIONS.names())}")
+    for name in CONDITIONS:
         try:
             build_condition(name, eval_cfg)
-        except UnknownNameError as e:
-            problems.append(f"eval.ablations: {e}")
         except ConfigError as e:
-            problems.extend(e.problems)
+            flags = ", ".join(f"eval.{f}" for f in CONDITIONS.get(name).config_fields.values())
+            problems.extend(f"{flags}: {p}" for p in e.problems)
     return problems

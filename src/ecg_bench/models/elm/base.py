@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -25,15 +24,11 @@ from torch.nn import functional as F
 from ecg_bench.config import ModelConfig
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.chat import add_ecg_placeholder, ensure_chat_template
+from ecg_bench.models.elm.processors import IGNORE_INDEX, Processor
 from ecg_bench.models.llm import count_params, load_llm, prepare_llm
 from ecg_bench.registry import Registry
 
-if TYPE_CHECKING:
-    from ecg_bench.models.elm.processors import Processor
-
 log = get_logger(__name__)
-
-IGNORE_INDEX = -100
 
 
 class ELM(nn.Module):
@@ -152,32 +147,3 @@ def build_elm(cfg: ModelConfig, seq_len: int, in_leads: int = 12, fs: float = 25
     log.info("built %s ELM (%s): %.2fM trainable of %.1fM parameters", cfg.elm, processor.describe(),
              count_params(elm, True) / 1e6, count_params(elm) / 1e6)  # fmt: skip
     return elm, processor
-
-
-@dataclass
-class Batch:
-    """A collated batch. ``ecg`` is flat over all ECGs of the batch, in row order, or None."""
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    labels: torch.Tensor | None = None
-    ecg: torch.Tensor | None = None
-
-    def to(self, device) -> "Batch":
-        mv = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Batch(mv(self.input_ids), mv(self.attention_mask), mv(self.labels), mv(self.ecg))
-
-
-def pad_batch(seqs: list[list[int]], pad_id: int, side: str, label_seqs: list[list[int]] | None = None) -> Batch:
-    """Pad token lists to one length (right for training, left for generation)."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    labels = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long) if label_seqs is not None else None
-    for i, s in enumerate(seqs):
-        sl = slice(0, len(s)) if side == "right" else slice(width - len(s), width)
-        ids[i, sl] = torch.tensor(s, dtype=torch.long)
-        mask[i, sl] = 1
-        if labels is not None:
-            labels[i, sl] = torch.tensor(label_seqs[i], dtype=torch.long)
-    return Batch(ids, mask, labels)

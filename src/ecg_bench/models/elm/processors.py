@@ -13,7 +13,7 @@ without its ECG (the ``no_signal`` condition: the ``<ecg>`` markers are removed 
 
 What each family needs per step is the processor's business: ``train_collator(dataset)`` tokenizes
 every conversation once; the placeholder family then reads each batch's ECGs from the store, the token
-family never does (its ECGs are already in the ids).
+family never does (its ECGs are already in the ids). ``Batch`` is what every processor hands the ELM.
 """
 
 from __future__ import annotations
@@ -24,8 +24,36 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ecg_bench.models.chat import ChatFormatter
-from ecg_bench.models.elm.base import Batch, pad_batch
+from ecg_bench.models.chat import IGNORE_INDEX, ChatFormatter
+
+
+@dataclass
+class Batch:
+    """A collated batch. ``ecg`` is flat over all ECGs of the batch, in row order, or None."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor | None = None
+    ecg: torch.Tensor | None = None
+
+    def to(self, device) -> "Batch":
+        mv = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Batch(mv(self.input_ids), mv(self.attention_mask), mv(self.labels), mv(self.ecg))
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int, side: str, label_seqs: list[list[int]] | None = None) -> Batch:
+    """Pad token lists to one length (right for training, left for generation)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    labels = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long) if label_seqs is not None else None
+    for i, s in enumerate(seqs):
+        sl = slice(0, len(s)) if side == "right" else slice(width - len(s), width)
+        ids[i, sl] = torch.tensor(s, dtype=torch.long)
+        mask[i, sl] = 1
+        if labels is not None:
+            labels[i, sl] = torch.tensor(label_seqs[i], dtype=torch.long)
+    return Batch(ids, mask, labels)
 
 
 @dataclass
