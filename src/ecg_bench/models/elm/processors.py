@@ -124,7 +124,8 @@ class Processor:
         return batch
 
     def collate_generation(self, turns: Sequence[GenerationTurn]) -> Batch:
-        """Left-padded generation batch; ``ecg`` concatenated over the turns that carry one."""
+        """Left-padded generation batch; ``ecg`` concatenated over the turns that carry one (``turns``: GenerationTurns
+        or anything with ``prompt_ids`` and ``ecg``, such as the evaluator's samples)."""
         batch = pad_batch([t.prompt_ids for t in turns], self.pad_token_id, "left")
         batch.ecg = _cat([t.ecg for t in turns])
         return batch
