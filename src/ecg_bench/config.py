@@ -316,7 +316,15 @@ class EvalConfig:
     metrics: list[str] = field(default_factory=lambda: ["accuracy", "bleu", "rouge"])
     """Metrics to compute: accuracy, bleu, rouge, meteor (needs eval.nltk_data), bertscore (needs a local model)."""
     ablations: list[str] = field(default_factory=lambda: ["real", "zeros", "no_signal"])
-    """Signal conditions: real = the ECG; zeros = the signal zeroed; no_signal = no ECG tokens at all."""
+    """Signal conditions, each scored separately: real = the ECG; zeros = an all-zero signal; no_signal = no ECG
+    tokens at all; noise = Gaussian noise at eval.noise_snr_db; shuffled = another patient's ECG; leads = only
+    eval.leads, the others zero (names from the condition registry, evaluation/conditions.py)."""
+    noise_snr_db: float = 10.0
+    """SNR in dB of the noise condition's Gaussian noise, per lead (in [-30, 100]; lower = noisier)."""
+    leads: list[str] = field(default_factory=lambda: ["I"])
+    """Leads the leads condition keeps (I II III aVR aVL aVF V1..V6, or the groups limb, precordial)."""
+    condition_seed: int = 0
+    """Seed of the noise and shuffled conditions (noise is drawn per item from (seed, item index))."""
     nltk_data: str = ""
     """Folder holding NLTK's wordnet corpus for METEOR (empty = NLTK's default search path)."""
     bertscore_model: str = ""
@@ -330,9 +338,14 @@ class EvalConfig:
             p.append(f"eval.batch_size must be >= 1, got {self.batch_size}")
         if self.max_new_tokens < 1:
             p.append(f"eval.max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        bad = [a for a in self.ablations if a not in ("real", "zeros", "no_signal")]
-        if bad or not self.ablations:
-            p.append(f"eval.ablations: unknown {bad or '(empty)'}; valid: real, zeros, no_signal")
+        if not self.ablations:
+            p.append("eval.ablations must name at least one condition (e.g. real zeros no_signal)")
+        if len(set(self.ablations)) != len(self.ablations):
+            p.append(f"eval.ablations names a condition twice: {self.ablations}")
+        # condition names, eval.leads and eval.noise_snr_db are checked by the condition registry's options
+        # dataclasses (evaluation/conditions.py), through pipeline.config_problems
+        if not 0 <= self.condition_seed < 2**63:
+            p.append(f"eval.condition_seed must be in [0, 2**63), got {self.condition_seed}")
         if self.bertscore_layers < 0:
             p.append(f"eval.bertscore_layers must be >= 0 (0 = the embedding layer), got {self.bertscore_layers}")
         return p

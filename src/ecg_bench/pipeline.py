@@ -313,6 +313,19 @@ def _representation(cfg: RunConfig):
     return REPRESENTATIONS.get(cfg.model.representation)()
 
 
+def input_dims(cfg: RunConfig, store: SegmentStore) -> tuple[int, float]:
+    """Segment length and rate the model is built for, from the config (``data.segment_seconds * data.target_fs``),
+    checked against the store it will read: a model is never shaped by whichever store happens to be there."""
+    seg_len = int(round(cfg.data.segment_seconds * cfg.data.target_fs))
+    if store.segment_len != seg_len or abs(store.fs - cfg.data.target_fs) > 1e-6:
+        raise ConfigError([
+            f"the segment store {store.path} holds {store.segment_len}-sample segments at {store.fs:g} Hz, but the config "
+            f"builds the model for {seg_len} samples at {cfg.data.target_fs:g} Hz (data.segment_seconds "
+            f"{cfg.data.segment_seconds:g} x data.target_fs); use a store built with these settings"
+        ])  # fmt: skip
+    return seg_len, float(cfg.data.target_fs)
+
+
 def check_names(cfg: RunConfig) -> None:
     """Raise ``config_problems`` (registry names, LLM spec, source rate) as one ConfigError, before any work."""
     problems = config_problems(cfg)
@@ -324,6 +337,7 @@ def config_problems(cfg: RunConfig) -> list[str]:
     """What the config's values alone cannot tell: unknown registry names, an LLM that is neither a short name,
     a local folder, a .gguf file nor a hub id, and a data.target_fs above the source's own rate (nothing is
     loaded or read). Every problem, for the CLI to report with the range checks before any work."""
+    from ecg_bench.evaluation.conditions import condition_problems
     from ecg_bench.evaluation.metrics import METRICS
     from ecg_bench.models.elm import ELMS
     from ecg_bench.models.encoders import ENCODERS
@@ -338,6 +352,7 @@ def config_problems(cfg: RunConfig) -> list[str]:
             registry.get(name)
         except UnknownNameError as e:
             problems.append(str(e))
+    problems += condition_problems(cfg.eval)
     llm = llm_spec_problem(cfg.model.llm)
     if llm:
         problems.append(llm)
@@ -362,13 +377,18 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     t0 = time.time()
     data = prepare_data(cfg, kind)
     rep = _representation(cfg)
-    in_leads, seq_len = rep.shape(data.store.segment_len)
-    elm, formatter = build_elm(cfg.model, seq_len=seq_len, in_leads=in_leads, fs=data.store.fs)
+    seg_len, fs = input_dims(cfg, data.store)
+    out_spec = rep.output(seg_len)
+    if out_spec.kind != "signal" or len(out_spec.shape) != 2:
+        raise ConfigError([f"model.representation {cfg.model.representation!r} makes {out_spec.kind} {out_spec.shape}; "
+                           f"the ELM families take a [leads, L] signal representation"])  # fmt: skip
+    in_leads, seq_len = out_spec.shape
+    elm, processor = build_elm(cfg.model, seq_len=seq_len, in_leads=in_leads, fs=fs)
     train_ds = ConversationDataset(data.train, data.store, rep)
     test_ds = ConversationDataset(data.test, data.store, rep)
     training: dict[str, Any] = {}
     if train:
-        trainer = Trainer(elm, formatter, train_ds, with_absolute_paths(cfg), out / "checkpoints")
+        trainer = Trainer(elm, processor, train_ds, with_absolute_paths(cfg), out / "checkpoints")
         trainer.training_data = training_data_record(cfg, data)
         training = summarize(trainer.train())
         device = trainer.device
@@ -378,7 +398,7 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
         if cfg.train.resume_from:
             check_not_trained_on(cfg.train.resume_from, data.test, cfg)
             load_checkpoint(cfg.train.resume_from, elm)
-    results = evaluate(elm, formatter, test_ds, cfg.eval, device)
+    results = evaluate(elm, processor, test_ds, cfg.eval, device)
     results = {
         "config": cfg.to_dict(),
         "training": training,

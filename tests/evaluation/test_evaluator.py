@@ -8,6 +8,7 @@ from elm_fixtures import make_tiny_elm
 
 from ecg_bench.config import EvalConfig
 from ecg_bench.data.dataset import ConversationDataset
+from ecg_bench.errors import UnknownNameError
 from ecg_bench.evaluation import evaluator
 from ecg_bench.evaluation.evaluator import build_samples, evaluate
 from ecg_bench.representations.signal import SignalRepresentation
@@ -15,49 +16,49 @@ from ecg_bench.representations.signal import SignalRepresentation
 
 @pytest.fixture(scope="module")
 def tiny(tiny_store, tiny_items):
-    elm, fmt = make_tiny_elm()
+    elm, proc = make_tiny_elm()
     multi = [it for it in tiny_items if sum(m["role"] == "assistant" for m in it["messages"]) == 2][:2]
     single = [it for it in tiny_items if it not in multi][:3]
     assert len(multi) == 2
-    return elm, fmt, ConversationDataset(multi + single, tiny_store, SignalRepresentation())
+    return elm, proc, ConversationDataset(multi + single, tiny_store, SignalRepresentation())
 
 
 def test_every_assistant_turn_is_a_sample_with_gold_history(tiny):
-    _, fmt, ds = tiny
-    samples = build_samples(ds, fmt, "real")
+    _, proc, ds = tiny
+    samples = build_samples(ds, proc, "real")
     assert len(samples) == 2 * 2 + 3
     second = [s for s in samples if s.turn_index == 1]
     assert len(second) == 2
     for s in second:
         item = next(it for it in ds.items if it["id"] == s.item_id)
         first_answer = [m["content"] for m in item["messages"] if m["role"] == "assistant"][0]
-        prompt = fmt.tokenizer.decode(s.prompt_ids)
+        prompt = proc.tokenizer.decode(s.prompt_ids)
         assert first_answer in prompt  # the gold answer, not the model's
         assert s.reference == [m["content"] for m in item["messages"] if m["role"] == "assistant"][1]
         assert s.ecg is not None  # the ECG of the first turn is still in the prompt
 
 
 def test_conditions_change_only_the_signal(tiny):
-    _, fmt, ds = tiny
-    real, zeros, none = (build_samples(ds, fmt, c) for c in ("real", "zeros", "no_signal"))
-    ph = fmt.ecg_token_id
+    _, proc, ds = tiny
+    real, zeros, none = (build_samples(ds, proc, c) for c in ("real", "zeros", "no_signal"))
+    ph = proc.formatter.ecg_token_id
     for r, z, n in zip(real, zeros, none):
         assert r.prompt_ids == z.prompt_ids and r.reference == z.reference == n.reference
         assert torch.count_nonzero(z.ecg) == 0 and torch.count_nonzero(r.ecg) > 0
         assert n.ecg is None and ph not in n.prompt_ids and ph in r.prompt_ids
-    with pytest.raises(ValueError, match="no_signal"):
-        build_samples(ds, fmt, "shuffled")
+    with pytest.raises(UnknownNameError, match="no_signal, noise, real, shuffled, zeros"):
+        build_samples(ds, proc, "shuffle")
 
 
 def test_empty_generations_are_wrong_not_dropped(tiny, monkeypatch):
-    elm, fmt, ds = tiny
-    n = len(build_samples(ds, fmt, "real"))
+    elm, proc, ds = tiny
+    n = len(build_samples(ds, proc, "real"))
 
-    def fake_generate(elm, fmt, samples, cfg, device):  # half the answers right, the rest empty
+    def fake_generate(elm, proc, samples, cfg, device):  # half the answers right, the rest empty
         return [s.reference if i % 2 == 0 else "" for i, s in enumerate(samples)]
 
     monkeypatch.setattr(evaluator, "generate", fake_generate)
-    res = evaluate(elm, fmt, ds, EvalConfig(ablations=["real"]), torch.device("cpu"))
+    res = evaluate(elm, proc, ds, EvalConfig(ablations=["real"]), torch.device("cpu"))
     r = res["conditions"]["real"]
     assert r["num_samples"] == n and r["num_empty"] == n // 2
     assert r["metrics"]["acc_exact"] == pytest.approx(((n + 1) // 2) / n)
@@ -65,9 +66,9 @@ def test_empty_generations_are_wrong_not_dropped(tiny, monkeypatch):
 
 
 def test_real_generation_writes_per_sample_outputs(tiny):
-    elm, fmt, ds = tiny
+    elm, proc, ds = tiny
     cfg = EvalConfig(ablations=["real", "no_signal"], max_new_tokens=3, batch_size=4)
-    res = evaluate(elm, fmt, ds, cfg, torch.device("cpu"))
+    res = evaluate(elm, proc, ds, cfg, torch.device("cpu"))
     assert set(res["conditions"]) == {"real", "no_signal"}
     for cond in res["conditions"].values():
         assert {"acc_exact", "acc_normalized", "bleu", "rouge1", "rougeL"} <= set(cond["metrics"])
@@ -75,28 +76,30 @@ def test_real_generation_writes_per_sample_outputs(tiny):
         assert 0 <= lo <= cond["metrics"]["acc_normalized"] <= hi <= 1
     s = res["samples"][0]
     assert {"condition", "id", "turn", "question", "reference", "prediction", "acc_exact"} <= set(s)
-    assert len(res["samples"]) == 2 * len(build_samples(ds, fmt, "real"))
+    assert len(res["samples"]) == 2 * len(build_samples(ds, proc, "real"))
 
 
 def test_long_questions_are_cut_to_max_length_and_counted(tiny_store, tiny_items, monkeypatch):
     """A 36k-character question took 10.4 GB and 144 s: prompts now follow max_length, and cuts are counted."""
     max_length, new_tokens = 64, 8
-    elm, fmt = make_tiny_elm(max_length=max_length)
+    elm, proc = make_tiny_elm(max_length=max_length)
     single = next(it for it in tiny_items if sum(m["role"] == "assistant" for m in it["messages"]) == 1)
     multi = next(it for it in tiny_items if sum(m["role"] == "assistant" for m in it["messages"]) == 2)
     long_q = "<ecg>\n" + "Please consider every wave of this tracing carefully. " * 700 + "WHICH RHYTHM IS IT?"
     assert len(long_q) > 36_000
     long = {**single, "id": "long", "messages": [{"role": "user", "content": long_q}, single["messages"][1]]}
     ds = ConversationDataset([long, multi], tiny_store, SignalRepresentation())
-    samples = build_samples(ds, fmt, "real", max_new_tokens=new_tokens)
+    samples = build_samples(ds, proc, "real", max_new_tokens=new_tokens)
     budget = max_length - new_tokens
     assert all(len(s.prompt_ids) <= budget for s in samples)
     cut = next(s for s in samples if s.item_id == "long")
-    assert cut.truncated and cut.prompt_ids.count(fmt.ecg_token_id) == fmt.num_ecg_tokens  # the ECG block is kept
-    assert fmt.tokenizer.decode(cut.prompt_ids).count("WHICH RHYTHM IS IT?") == 1  # cut from the left: the end stays
+    assert (
+        cut.truncated and cut.prompt_ids.count(proc.formatter.ecg_token_id) == proc.formatter.num_ecg_tokens
+    )  # the ECG block is kept
+    assert proc.tokenizer.decode(cut.prompt_ids).count("WHICH RHYTHM IS IT?") == 1  # cut from the left: the end stays
     # a second turn that does not fit loses its history first (as in training), its question stays whole
-    second = fmt.eval_turns(multi["messages"], room=20)[1]
-    text = fmt.tokenizer.decode(second.prompt_ids)
+    second = proc.formatter.eval_turns(multi["messages"], room=20)[1]
+    text = proc.tokenizer.decode(second.prompt_ids)
     assert second.truncated and len(second.prompt_ids) <= max_length - 20
     assert multi["messages"][1]["content"] not in text and multi["messages"][2]["content"].replace("<ecg>", "") in text
 
@@ -109,8 +112,8 @@ def test_long_questions_are_cut_to_max_length_and_counted(tiny_store, tiny_items
 
     monkeypatch.setattr(type(elm), "generate", spy)
     cfg = EvalConfig(ablations=["real", "no_signal"], max_new_tokens=new_tokens, batch_size=4)
-    res = evaluate(elm, fmt, ds, cfg, torch.device("cpu"))
+    res = evaluate(elm, proc, ds, cfg, torch.device("cpu"))
     assert lengths and max(lengths) <= budget
     for name, cond in res["conditions"].items():
-        assert cond["truncated_prompts"] == sum(s.truncated for s in build_samples(ds, fmt, name, new_tokens)) >= 1
+        assert cond["truncated_prompts"] == sum(s.truncated for s in build_samples(ds, proc, name, new_tokens)) >= 1
     assert [s["truncated"] for s in res["samples"] if s["id"] == "long"] == [True, True]

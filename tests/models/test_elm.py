@@ -15,18 +15,18 @@ from ecg_bench.models.llm import LLMS, load_llm
 from ecg_bench.representations.signal import SignalRepresentation
 
 
-def _batch(elm, fmt, items, store, with_ecg=True):
+def _batch(elm, proc, items, store, with_ecg=True):
     ds = ConversationDataset(items, store, SignalRepresentation())
-    enc = [fmt.encode(ds[i]["messages"], with_ecg=with_ecg) for i in range(len(ds))]
-    b = pad_batch([e.input_ids for e in enc], fmt.tokenizer.pad_token_id, "right", [e.labels for e in enc])
+    enc = [proc.formatter.encode(ds[i]["messages"], with_ecg=with_ecg) for i in range(len(ds))]
+    b = pad_batch([e.input_ids for e in enc], proc.tokenizer.pad_token_id, "right", [e.labels for e in enc])
     b.ecg = torch.cat([ds[i]["ecg"] for i in range(len(ds))]) if with_ecg else None
     return b
 
 
 @pytest.mark.parametrize("family", ["llava", "encoder_free"])
 def test_forward_loss_and_gradients(family, tiny_store, tiny_items):
-    elm, fmt = make_tiny_elm(elm=family)
-    b = _batch(elm, fmt, tiny_items[:3], tiny_store)
+    elm, proc = make_tiny_elm(elm=family)
+    b = _batch(elm, proc, tiny_items[:3], tiny_store)
     loss, n = elm(b.input_ids, b.attention_mask, b.labels, b.ecg)
     assert n == int((b.labels[:, 1:] != -100).sum()) > 0
     assert torch.isfinite(loss) and loss.item() / n > 1.0  # random model: far from zero
@@ -39,32 +39,32 @@ def test_forward_loss_and_gradients(family, tiny_store, tiny_items):
 
 
 def test_the_ecg_changes_the_output(tiny_store, tiny_items):
-    elm, fmt = make_tiny_elm()
-    b = _batch(elm, fmt, tiny_items[:2], tiny_store)
+    elm, proc = make_tiny_elm()
+    b = _batch(elm, proc, tiny_items[:2], tiny_store)
     l1, _ = elm(b.input_ids, b.attention_mask, b.labels, b.ecg)
     l2, _ = elm(b.input_ids, b.attention_mask, b.labels, torch.zeros_like(b.ecg))
     assert abs(l1.item() - l2.item()) > 1e-4
 
 
 def test_batched_left_padded_generation_equals_one_by_one(tiny_store, tiny_items):
-    elm, fmt = make_tiny_elm()
+    elm, proc = make_tiny_elm()
     elm.eval()
     ds = ConversationDataset(tiny_items[:4], tiny_store, SignalRepresentation())
-    turns = [(fmt.eval_turns(ds[i]["messages"])[0], ds[i]["ecg"]) for i in range(4)]
-    turns[0] = (fmt.eval_turns([{"role": "user", "content": "<ecg>\nA much longer question about this ECG tracing?"},
+    turns = [(proc.formatter.eval_turns(ds[i]["messages"])[0], ds[i]["ecg"]) for i in range(4)]
+    turns[0] = (proc.formatter.eval_turns([{"role": "user", "content": "<ecg>\nA much longer question about this ECG tracing?"},
                                 {"role": "assistant", "content": "yes"}])[0], ds[0]["ecg"])  # fmt: skip
-    pad = fmt.tokenizer.pad_token_id
+    pad = proc.tokenizer.pad_token_id
     b = pad_batch([t.prompt_ids for t, _ in turns], pad, "left")
     batched = elm.generate(b.input_ids, b.attention_mask, torch.cat([e for _, e in turns]), max_new_tokens=5,
-                           stop_token_ids=fmt.stop_token_ids, pad_token_id=pad)  # fmt: skip
+                           stop_token_ids=proc.stop_token_ids, pad_token_id=pad)  # fmt: skip
     assert len(set(len(t.prompt_ids) for t, _ in turns)) > 1  # really padded
     for (t, e), got in zip(turns, batched):
         one = pad_batch([t.prompt_ids], pad, "left")
         alone = elm.generate(
-            one.input_ids, one.attention_mask, e, max_new_tokens=5, stop_token_ids=fmt.stop_token_ids, pad_token_id=pad
+            one.input_ids, one.attention_mask, e, max_new_tokens=5, stop_token_ids=proc.stop_token_ids, pad_token_id=pad
         )
         assert got == alone[0]
-        assert len(got) <= 5 and not set(got) & set(fmt.stop_token_ids)
+        assert len(got) <= 5 and not set(got) & set(proc.stop_token_ids)
 
 
 def test_unknown_names_list_valid_ones():

@@ -118,11 +118,11 @@ def test_llava_with_signal2vec_trains_a_step(s2v_files, tiny_store, tiny_items, 
                                       num_ecg_tokens=4))  # fmt: skip
     cfg.train.max_steps, cfg.train.batch_size = 2, 4
     cfg.validate()
-    elm, fmt = build_elm(cfg.model, seq_len=500, fs=250.0)
+    elm, proc = build_elm(cfg.model, seq_len=500, fs=250.0)
     assert elm.tokens_per_ecg == 4 and elm.projector[0].in_features == 16
     before = {k: v.detach().clone() for k, v in elm.trainable_modules()["encoder"].state_dict().items()}
     proj = elm.projector[0].weight.detach().clone()
-    tr = Trainer(elm, fmt, ConversationDataset(tiny_items[:8], tiny_store, SignalRepresentation()), cfg, tmp_path)
+    tr = Trainer(elm, proc, ConversationDataset(tiny_items[:8], tiny_store, SignalRepresentation()), cfg, tmp_path)
     assert np.isfinite(tr.train_step(0))
     assert not torch.equal(elm.projector[0].weight, proj)
     assert not torch.equal(elm.encoder.embed.weight, before["embed.weight"])

@@ -15,8 +15,8 @@ from ecg_bench.ecg_byte import ECGByteTokenizer, train_tokenizer
 from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.models.chat import _drop_oldest_pair
 from ecg_bench.models.elm import build_elm, pad_batch
+from ecg_bench.models.elm.token_elm import TokenChatFormatter, TokenProcessor, ecg_token
 from ecg_bench.models.llm import load_llm
-from ecg_bench.models.token_elm import TokenChatFormatter, ecg_token
 from ecg_bench.representations.base import REPRESENTATIONS
 from ecg_bench.representations.ecg_byte import ECGByteRepresentation
 from ecg_bench.representations.signal import SignalRepresentation
@@ -29,11 +29,11 @@ VOCAB = 48
 @pytest.fixture(scope="module", autouse=True)
 def tiny_llm_once():
     """Parse the tiny LLM's GGUF tokenizer once per module; each build gets a deep copy (same weights)."""
-    import ecg_bench.models.token_elm as token_elm
+    import ecg_bench.models.elm.base as elm_base
 
     base = load_llm("tiny")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(token_elm, "load_llm", lambda name: copy.deepcopy(base) if name == "tiny" else load_llm(name))
+        mp.setattr(elm_base, "load_llm", lambda name: copy.deepcopy(base) if name == "tiny" else load_llm(name))
         yield base
 
 
@@ -84,7 +84,7 @@ def test_ecg_tokens_replace_the_marker(built, ds):
     item = next(i for i in range(len(ds)) if len(ds.items[i]["messages"]) == 2)
     msgs, ecg = ds[item]["messages"], ds[item]["ecg"]
     expected = fmt.ecg_rep.tokenizer.encode_signal(ecg[0].numpy())
-    enc = fmt.encode(msgs, ecg=ecg)
+    enc = fmt.train_example(msgs, ecg)
     block = _block(enc.input_ids, fmt)
     assert block == [t + fmt.offset for t in expected]
     start = enc.input_ids.index(block[0])
@@ -93,37 +93,40 @@ def test_ecg_tokens_replace_the_marker(built, ds):
     after = enc.input_ids[start + len(block) : start + len(block) + len(question)]
     assert fmt.tokenizer.decode(after).strip() == msgs[0]["content"].replace("<ecg>", "").strip()
     # evaluation: same block in the prompt; zeros = tokens of an all-zero signal; no_signal = no ECG tokens
-    (turn,) = fmt.eval_turns(msgs, ecg=ecg)
+    (turn,) = fmt.generation_inputs(msgs, ecg)
     assert _block(turn.prompt_ids, fmt) == block
-    (zero,) = fmt.eval_turns(msgs, ecg=torch.zeros_like(ecg))
+    (zero,) = fmt.generation_inputs(msgs, torch.zeros_like(ecg))
     zero_ids = [t + fmt.offset for t in fmt.ecg_rep.tokenizer.encode_signal(np.zeros((12, 500), np.float32))]
     zero_block = _block(zero.prompt_ids, fmt)  # an all-'a' string: may be long, then truncated like any ECG
     assert zero_block == zero_ids[: len(zero_block)] and len(set(zero_block)) <= 2 and len(zero.prompt_ids) <= fmt.max_length
-    (none,) = fmt.eval_turns(msgs, with_ecg=False)
+    (none,) = fmt.generation_inputs(msgs, None)
     assert not [t for t in none.prompt_ids if t >= fmt.offset]
     with pytest.raises(DataError, match="needs the sample's ECG"):
-        fmt.encode(msgs)
-    text = fmt.render(msgs, ecg=ecg)
+        fmt.train_example(msgs, None)
+    text = fmt.formatter.render(msgs, blocks=fmt.ecg_ids(ecg))
     assert "<ecg>" not in text and text.count("<ecg_") == len(block)
 
 
 def _formatter(built, max_length, min_ecg_tokens):
     _, _, fmt = built
-    return TokenChatFormatter(fmt.tokenizer, fmt.ecg_rep, fmt.offset, min_ecg_tokens, fmt.system_prompt, max_length)
+    f = fmt.formatter
+    return TokenProcessor(
+        TokenChatFormatter(fmt.tokenizer, f.num_ecg_ids, f.offset, min_ecg_tokens, f.system_prompt, max_length), fmt.ecg_rep
+    )
 
 
 def test_truncation_cuts_the_ecg_block_from_its_end(built, ds):
     full_fmt = built[2]
     i = next(i for i in range(len(ds)) if len(ds.items[i]["messages"]) == 2)
     msgs, ecg = ds[i]["messages"], ds[i]["ecg"]
-    full = full_fmt.encode(msgs, ecg=ecg)
+    full = full_fmt.train_example(msgs, ecg)
     whole = _block(full.input_ids, full_fmt)
     other = len(full.input_ids) - len(whole)
     fmt = _formatter(built, max_length=other + 100, min_ecg_tokens=10)
-    enc = fmt.encode(msgs, ecg=ecg)
+    enc = fmt.train_example(msgs, ecg)
     assert len(enc.input_ids) == other + 100 and _block(enc.input_ids, fmt) == whole[:100]
     assert enc.labels[-len(full.labels) + len(whole) :] == full.labels[len(whole) - len(full.labels) :]  # answer kept
-    (turn,) = fmt.eval_turns(msgs, ecg=ecg)
+    (turn,) = fmt.generation_inputs(msgs, ecg)
     assert len(turn.prompt_ids) <= other + 100 and _block(turn.prompt_ids, fmt) == whole[: len(_block(turn.prompt_ids, fmt))]
     assert turn.truncated
 
@@ -132,15 +135,15 @@ def test_eval_prompt_with_a_huge_question_cuts_ecg_then_question_and_says_so(bui
     full_fmt = built[2]
     i = next(i for i in range(len(ds)) if len(ds.items[i]["messages"]) == 2)
     ecg = ds[i]["ecg"]
-    whole = _block(full_fmt.eval_turns(ds[i]["messages"], ecg=ecg)[0].prompt_ids, full_fmt)
+    whole = _block(full_fmt.generation_inputs(ds[i]["messages"], ecg)[0].prompt_ids, full_fmt)
     question = "<ecg>\n" + "Look at every beat of this tracing. " * 1000 + "WHICH RHYTHM IS IT?"
     msgs = [{"role": "user", "content": question}, {"role": "assistant", "content": "sinus rhythm"}]
     fmt = _formatter(built, max_length=200, min_ecg_tokens=16)
-    (turn,) = fmt.eval_turns(msgs, ecg=ecg, room=16)
+    (turn,) = fmt.generation_inputs(msgs, ecg, room=16)
     assert turn.truncated and len(turn.prompt_ids) <= 200 - 16
     assert _block(turn.prompt_ids, fmt) == whole[:16]  # ECG cut to min_ecg_tokens first, then the question
     assert fmt.tokenizer.decode(turn.prompt_ids).rstrip().endswith("WHICH RHYTHM IS IT?<|im_end|>\n<|im_start|>assistant")
-    (fits,) = full_fmt.eval_turns(ds[i]["messages"], ecg=ecg, room=16)
+    (fits,) = full_fmt.generation_inputs(ds[i]["messages"], ecg, room=16)
     assert not fits.truncated
 
 
@@ -148,15 +151,15 @@ def test_truncation_keeps_min_ecg_tokens_by_dropping_history(built, ds):
     full_fmt = built[2]
     i = next(i for i in range(len(ds)) if len(ds.items[i]["messages"]) == 4)
     msgs, ecg = ds[i]["messages"], ds[i]["ecg"]
-    full = full_fmt.encode(msgs, ecg=ecg)
+    full = full_fmt.train_example(msgs, ecg)
     whole = _block(full.input_ids, full_fmt)
     other = len(full.input_ids) - len(whole)
-    last = full_fmt.encode(_drop_oldest_pair(msgs), ecg=ecg)
+    last = full_fmt.train_example(_drop_oldest_pair(msgs), ecg)
     other_last = len(last.input_ids) - len(_block(last.input_ids, full_fmt))
     assert other - other_last > 10
     # with the whole history fewer than 60 ECG tokens fit, but 60 are required: the first turn goes
     fmt = _formatter(built, max_length=other_last + 70, min_ecg_tokens=60)
-    enc = fmt.encode(msgs, ecg=ecg)
+    enc = fmt.train_example(msgs, ecg)
     block = _block(enc.input_ids, fmt)
     assert len(enc.input_ids) == other_last + 70 and len(block) == 70 and block == whole[:70]
     first_answer = fmt.tokenizer(msgs[1]["content"], add_special_tokens=False)["input_ids"]
@@ -210,13 +213,13 @@ def test_train_new_embeddings_changes_only_the_new_rows(tok_file, tiny_store, ti
 def test_untied_head_gets_its_own_rows_and_delta(tok_file, tiny_llm_once, monkeypatch):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    import ecg_bench.models.token_elm as token_elm
+    import ecg_bench.models.elm.base as elm_base
 
     tok = copy.deepcopy(tiny_llm_once[1])
     torch.manual_seed(0)
     llm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                        num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False))  # fmt: skip
-    monkeypatch.setattr(token_elm, "load_llm", lambda name: (llm, tok))
+    monkeypatch.setattr(elm_base, "load_llm", lambda name: (llm, tok))
     _, elm, fmt = _build(tok_file, train_new_embeddings=True)
     v, head, embed = elm.ecg_vocab, elm.base_llm.get_output_embeddings(), elm.base_llm.get_input_embeddings()
     assert not v.tied and v.output_rows.shape == (VOCAB, 32) and not torch.equal(v.output_rows, v.input_rows)
@@ -253,7 +256,7 @@ def test_checkpoint_reload_gives_identical_generations(tok_file, tiny_store, tin
 
     def generations(model, formatter):
         model.eval()
-        prompts = [formatter.eval_turns(ds[i]["messages"], ecg=ds[i]["ecg"])[0].prompt_ids for i in range(len(ds))]
+        prompts = [formatter.generation_inputs(ds[i]["messages"], ds[i]["ecg"])[0].prompt_ids for i in range(len(ds))]
         b = pad_batch(prompts, formatter.tokenizer.pad_token_id, "left")
         return model.generate(b.input_ids, b.attention_mask, max_new_tokens=6, stop_token_ids=formatter.stop_token_ids,
                               pad_token_id=formatter.tokenizer.pad_token_id)  # fmt: skip
@@ -293,6 +296,10 @@ def test_representation_and_config_errors(tok_file, tiny_store):
     assert 0 < len(ids) <= rep.shape(500)[0] == 6000
     assert [a.tolist() for a in rep.encode_many(tiny_store.signals([0, 1]))] == [ids.tolist(), rep(tiny_store.signal(1)).tolist()]
     assert REPRESENTATIONS.get("ecg_byte") is ECGByteRepresentation
+    out = rep.output(500)
+    assert (out.kind, out.shape, out.dtype, out.variable_length) == ("tokens", (6000,), torch.long, True)
+    with pytest.raises(DataError, match="variable-length"):
+        rep.represent(tiny_store.signals([0, 1]))
     with pytest.raises(ConfigError, match="tokenizer"):
         REPRESENTATIONS.get("ecg_byte")()
     with pytest.raises(ConfigError, match="model.tokenizer"):
@@ -341,7 +348,7 @@ def test_token_elm_on_real_smollm2(tok_file, tiny_store, tiny_items, tmp_path):
     elm, fmt = build_elm(cfg.model, seq_len=500)
     assert elm.base_llm.get_input_embeddings().weight.shape == (fmt.offset + VOCAB, 576)
     ds = ConversationDataset(tiny_items[:2], tiny_store, SignalRepresentation())
-    enc = [fmt.encode(ds[i]["messages"], ecg=ds[i]["ecg"]) for i in range(2)]
+    enc = [fmt.train_example(ds[i]["messages"], ds[i]["ecg"]) for i in range(2)]
     b = pad_batch([e.input_ids for e in enc], fmt.tokenizer.pad_token_id, "right", [e.labels for e in enc])
     loss, n = elm(b.input_ids, b.attention_mask, b.labels)
     assert 0 < loss.item() / n < 20  # a pretrained model: far below log(vocab) = 10.8 on most answers
@@ -350,7 +357,7 @@ def test_token_elm_on_real_smollm2(tok_file, tiny_store, tiny_items, tmp_path):
     ck = save_checkpoint(tmp_path / "ck", elm, cfg)
     assert not [k for k in load_file(str(ck / "adapter" / "adapter_model.safetensors")) if "embed" in k or "lm_head" in k]
     elm.eval()
-    turn = fmt.eval_turns(ds[0]["messages"], ecg=ds[0]["ecg"])[0]
+    turn = fmt.generation_inputs(ds[0]["messages"], ds[0]["ecg"])[0]
     p = pad_batch([turn.prompt_ids], fmt.tokenizer.pad_token_id, "left")
     out = elm.generate(p.input_ids, p.attention_mask, max_new_tokens=6, stop_token_ids=fmt.stop_token_ids)
     assert fmt.tokenizer.decode(out[0], skip_special_tokens=True).strip()  # answers in words after the ECG tokens

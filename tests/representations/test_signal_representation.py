@@ -64,3 +64,13 @@ def test_options():
         ZScoreRepresentation(eps=0)
     with pytest.raises(ValueError):
         SignalRepresentation(clip=0)
+
+
+def test_representations_declare_their_output_and_represent_signals():
+    for name, rep in (("signal", SignalRepresentation()), ("signal_zscore", ZScoreRepresentation())):
+        out = rep.output(500)
+        assert (out.kind, out.shape, out.dtype, out.variable_length) == ("signal", (12, 500), torch.float32, False), name
+        x = np.random.default_rng(1).standard_normal((3, 12, 500)).astype(np.float32)
+        got = rep.represent(x)
+        assert tuple(got.shape) == (3, *out.shape) and got.dtype == out.dtype
+        assert not rep.represent(np.zeros_like(x)).any()  # the zeros condition: an all-zero input stays all-zero

@@ -18,8 +18,8 @@ def _trainer(tiny_store, tiny_items, out, **train):
     cfg.model.llm, cfg.model.num_ecg_tokens, cfg.model.encoder_dim = "tiny", 2, 32
     for k, v in {"max_steps": 4, "batch_size": 4, "log_every": 1, **train}.items():
         setattr(cfg.train, k, v)
-    elm, fmt = make_tiny_elm()
-    return Trainer(elm, fmt, ConversationDataset(tiny_items, tiny_store, SignalRepresentation()), cfg, out)
+    elm, proc = make_tiny_elm()
+    return Trainer(elm, proc, ConversationDataset(tiny_items, tiny_store, SignalRepresentation()), cfg, out)
 
 
 def test_nan_injected_by_a_hook_stops_at_that_step_without_updating(tiny_store, tiny_items, tmp_path):

@@ -23,9 +23,9 @@ def _trainer(tiny_store, tiny_items, out, model=None, **train):
         setattr(cfg.model, k, v)
     for k, v in {"max_steps": 4, "batch_size": 4, "log_every": 1, **train}.items():
         setattr(cfg.train, k, v)
-    elm, fmt = make_tiny_elm(**(model or {}))
+    elm, proc = make_tiny_elm(**(model or {}))
     ds = ConversationDataset(tiny_items, tiny_store, SignalRepresentation())
-    return Trainer(elm, fmt, ds, cfg, out)
+    return Trainer(elm, proc, ds, cfg, out)
 
 
 def _grads(trainer):

@@ -40,6 +40,12 @@ class ConversationDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.items[i]
-        segments = self.store.signals(item["segment_ids"])
-        ecg = torch.stack([self.representation(s) for s in segments])
-        return {"id": item["id"], "messages": item["messages"], "ecg": ecg, "item": item}
+        return {"id": item["id"], "messages": item["messages"], "ecg": self.represent(self.signals(i)), "item": item}
+
+    def signals(self, i: int) -> np.ndarray:
+        """Item ``i``'s store segments, float32 ``[n_ecg, 12, L]`` in mV (what evaluation conditions act on)."""
+        return self.store.signals(self.items[i]["segment_ids"])
+
+    def represent(self, segments: np.ndarray) -> torch.Tensor:
+        """Model input of a stack of segments: ``[n_ecg, *representation.shape(L)]``."""
+        return self.representation.represent(segments)

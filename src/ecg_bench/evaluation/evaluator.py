@@ -1,11 +1,9 @@
 """Batched generation and scoring, under the signal conditions that tell whether the model uses the ECG.
 
-Conditions (``EvalConfig.ablations``):
-
-- ``real``: the ECG as it is.
-- ``zeros``: the same prompts, the model input signal replaced by zeros (for the token ELM: the
-  ECG-Byte tokens of that all-zero signal).
-- ``no_signal``: the ``<ecg>`` markers removed from the prompt, no ECG embeddings at all.
+Conditions (``EvalConfig.ablations``, the ``CONDITIONS`` registry in ``conditions.py``): ``real``, ``zeros``,
+``no_signal``, ``noise``, ``shuffled``, ``leads``. A condition gives the signal the model sees for each item
+(or none); the dataset's representation makes it model input and the ELM's processor writes it into the
+prompts, so this module never asks which ELM family it evaluates.
 
 A multi-turn conversation is scored turn by turn, each prompt holding the GOLD earlier answers.
 An empty generation is scored as wrong, never dropped.
@@ -26,15 +24,15 @@ from tqdm.auto import tqdm
 
 from ecg_bench.config import EvalConfig
 from ecg_bench.data.dataset import ConversationDataset
+from ecg_bench.evaluation.conditions import CONDITIONS, Condition, build_condition
 from ecg_bench.evaluation.metrics import compute_metrics, per_sample_scores
 from ecg_bench.evaluation.statistics import bootstrap_ci
 from ecg_bench.logging_utils import get_logger
-from ecg_bench.models.chat import ChatFormatter
-from ecg_bench.models.elm import ELM, pad_batch
+from ecg_bench.models.elm import ELM, Processor
 
 log = get_logger(__name__)
 
-CONDITIONS = ("real", "zeros", "no_signal")
+__all__ = ["CONDITIONS", "EvalSample", "build_samples", "evaluate", "generate"]
 
 
 @dataclass
@@ -52,66 +50,63 @@ class EvalSample:
 
 
 def build_samples(
-    dataset: ConversationDataset, formatter: ChatFormatter, condition: str, max_new_tokens: int = 0
+    dataset: ConversationDataset,
+    processor: Processor,
+    condition: str | Condition,
+    max_new_tokens: int = 0,
+    eval_cfg: EvalConfig | None = None,
 ) -> list[EvalSample]:
-    """Every assistant turn of every conversation, with the ECG input of ``condition``; prompts leave
-    room for ``max_new_tokens`` generated tokens within ``max_length`` (see ``ChatFormatter.prompt_budget``)."""
-    if condition not in CONDITIONS:
-        raise ValueError(f"unknown condition {condition!r}; valid: {', '.join(CONDITIONS)}")
-    with_ecg = condition != "no_signal"
+    """Every assistant turn of every conversation, with the model input of ``condition`` (a name, its options
+    read from ``eval_cfg``, or a built Condition); prompts leave room for ``max_new_tokens`` generated tokens
+    within ``max_length`` (see ``ChatFormatter.prompt_budget``)."""
+    cond = build_condition(condition, eval_cfg) if isinstance(condition, str) else condition
+    cond.prepare(dataset.items)
     samples = []
     for i, item in enumerate(dataset.items):
-        ecg = dataset[i]["ecg"] if with_ecg else None  # the no-signal condition never reads the store
-        if condition == "zeros":
-            ecg = torch.zeros_like(ecg)
+        signals = cond.signals(i, dataset.signals)  # no_signal: None, the store is never read
+        ecg = None if signals is None else dataset.represent(signals)
         users = [m["content"] for m in item["messages"] if m["role"] == "user"]
-        # the token ELM's formatter tokenizes the ECG (a zeroed one too) into the prompt itself
-        for turn in formatter.eval_turns(item["messages"], with_ecg=with_ecg, ecg=ecg, room=max_new_tokens):
-            turn_ecg = ecg if (ecg is not None and turn.num_ecg and not formatter.reads_ecg) else None
+        for turn in processor.generation_inputs(item["messages"], ecg, room=max_new_tokens):
             question = users[turn.turn_index] if turn.turn_index < len(users) else ""
             samples.append(
-                EvalSample(item["id"], turn.turn_index, turn.prompt_ids, turn_ecg, turn.reference, question, turn.truncated)
+                EvalSample(item["id"], turn.turn_index, turn.prompt_ids, turn.ecg, turn.reference, question, turn.truncated)
             )
     return samples
 
 
 @torch.no_grad()
-def generate(elm: ELM, formatter: ChatFormatter, samples: list[EvalSample], cfg: EvalConfig, device: torch.device) -> list[str]:
+def generate(elm: ELM, processor: Processor, samples: list[EvalSample], cfg: EvalConfig, device: torch.device) -> list[str]:
     """Greedy answers for ``samples`` in batches of similar prompt length (left padded)."""
     elm.eval()
-    tok = formatter.tokenizer
     order = sorted(range(len(samples)), key=lambda i: len(samples[i].prompt_ids))
     out: list[str] = [""] * len(samples)
     for start in tqdm(range(0, len(order), cfg.batch_size), desc="generate", leave=False):
         idx = order[start : start + cfg.batch_size]
-        batch = pad_batch([samples[i].prompt_ids for i in idx], tok.pad_token_id, "left")
-        ecgs = [samples[i].ecg for i in idx if samples[i].ecg is not None]
-        batch.ecg = torch.cat(ecgs) if ecgs else None
-        batch = batch.to(device)
+        batch = processor.collate_generation([samples[i] for i in idx]).to(device)
         new = elm.generate(
             batch.input_ids, batch.attention_mask, batch.ecg,
-            max_new_tokens=cfg.max_new_tokens, stop_token_ids=formatter.stop_token_ids, pad_token_id=tok.pad_token_id,
+            max_new_tokens=cfg.max_new_tokens, stop_token_ids=processor.stop_token_ids, pad_token_id=processor.pad_token_id,
         )  # fmt: skip
         for i, ids in zip(idx, new):
-            out[i] = tok.decode(ids, skip_special_tokens=True).strip()
+            out[i] = processor.decode(ids)
     return out
 
 
 def evaluate(
-    elm: ELM, formatter: ChatFormatter, dataset: ConversationDataset, cfg: EvalConfig, device: torch.device
+    elm: ELM, processor: Processor, dataset: ConversationDataset, cfg: EvalConfig, device: torch.device
 ) -> dict[str, Any]:
     """Generate and score every condition in ``cfg.ablations``; returns metrics and per-sample outputs."""
     results: dict[str, Any] = {"conditions": {}, "samples": []}
     for condition in cfg.ablations:
         t0 = time.time()
-        samples = build_samples(dataset, formatter, condition, cfg.max_new_tokens)
+        samples = build_samples(dataset, processor, condition, cfg.max_new_tokens, cfg)
         truncated = sum(s.truncated for s in samples)
         if truncated:
             log.warning(
                 "%s: %d of %d prompts cut to max_length=%d minus %d generation tokens (counted as truncated_prompts)",
-                condition, truncated, len(samples), formatter.max_length, cfg.max_new_tokens,
+                condition, truncated, len(samples), processor.max_length, cfg.max_new_tokens,
             )  # fmt: skip
-        preds = generate(elm, formatter, samples, cfg, device)
+        preds = generate(elm, processor, samples, cfg, device)
         refs = [s.reference for s in samples]
         metrics = compute_metrics(cfg.metrics, preds, refs, cfg)
         scores = per_sample_scores(preds, refs)

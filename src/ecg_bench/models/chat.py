@@ -137,10 +137,6 @@ class EvalTurn:
 class ChatFormatter:
     """Render, tokenize and label conversations with the tokenizer's own chat template."""
 
-    reads_ecg: bool = False
-    """True for formatters that write each ECG into the prompt as tokens (the token ELM): ``encode`` and
-    ``eval_turns`` then need the sample's ECGs (``ecg=``). This one writes placeholders and ignores it."""
-
     def __init__(self, tokenizer, system_prompt: str | None = None, num_ecg_tokens: int = 1, max_length: int = 2048):
         if num_ecg_tokens < 1:
             raise ValueError(f"num_ecg_tokens must be >= 1, got {num_ecg_tokens}")
@@ -157,11 +153,8 @@ class ChatFormatter:
 
     # ------------------------------------------------------------------ public API
 
-    def encode(self, messages: list[dict], with_ecg: bool = True, ecg=None) -> EncodedChat:
-        """Tokenize a conversation for training; labels cover every assistant answer and its end-of-turn token.
-
-        ``ecg`` (the sample's ECGs) is used only by formatters with ``reads_ecg``.
-        """
+    def encode(self, messages: list[dict], with_ecg: bool = True) -> EncodedChat:
+        """Tokenize a conversation for training; labels cover every assistant answer and its end-of-turn token."""
         msgs = self._prepare(messages)
         ids, labels = self._encode_prepared(msgs, with_ecg)
         while len(ids) > self.max_length:
@@ -174,11 +167,10 @@ class ChatFormatter:
             ids, labels = self._cut_end(ids, labels)
         return EncodedChat(ids, labels, ids.count(self.ecg_token_id))
 
-    def eval_turns(self, messages: list[dict], with_ecg: bool = True, ecg=None, room: int = 0) -> list[EvalTurn]:
+    def eval_turns(self, messages: list[dict], with_ecg: bool = True, room: int = 0) -> list[EvalTurn]:
         """One prompt per assistant turn, built from the GOLD history before it (teacher forcing across turns).
 
         Each prompt has at most ``prompt_budget(room)`` tokens (module doc: ``room`` is the generation room).
-        ``ecg`` (the sample's ECGs) is used only by formatters with ``reads_ecg``.
         """
         msgs = self._prepare(messages)
         offset = len(msgs) - len(messages)  # 1 when a system message was prepended

@@ -2,25 +2,49 @@
 
     @REPRESENTATIONS.register("name")
     class MyRepresentation(Representation):
+        kind = "signal"                                                # or "tokens", "image", ...
         def __init__(self, **kwargs): ...
         def __call__(self, segment: np.ndarray) -> torch.Tensor: ...   # segment: float32 [12, L]
         def shape(self, segment_len: int) -> tuple[int, ...]: ...      # shape of the output
 
-Dimensions come in as arguments (``segment_len``), never from global tables.
+``output(segment_len)`` declares what comes out (kind, shape, dtype, whether the length varies), so a
+model is built from the declaration, not from a sample. The input is always a SIGNAL (mV, canonical
+lead order): evaluation conditions (``evaluation/conditions.py``) change the signal first, and the
+representation turns the result into model input, whatever its form. Dimensions come in as arguments
+(``segment_len``), never from global tables.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
+from ecg_bench.errors import DataError
 from ecg_bench.registry import Registry
+
+
+@dataclass(frozen=True)
+class RepresentationOutput:
+    """What a representation makes of one ``[12, segment_len]`` segment."""
+
+    kind: str
+    """signal ([leads, L] floats), tokens (a 1-D id sequence), ..."""
+    shape: tuple[int, ...]
+    """Output shape (an upper bound where ``variable_length``)."""
+    dtype: torch.dtype
+    variable_length: bool = False
 
 
 class Representation:
     """Base class: segment ``[12, L]`` -> tensor of ``shape(L)``."""
+
+    kind: ClassVar[str] = "signal"
+    dtype: ClassVar[torch.dtype] = torch.float32
+    variable_length: ClassVar[bool] = False
 
     def __init__(self, **kwargs) -> None:
         if kwargs:
@@ -31,6 +55,17 @@ class Representation:
 
     def shape(self, segment_len: int) -> tuple[int, ...]:
         raise NotImplementedError
+
+    def output(self, segment_len: int) -> RepresentationOutput:
+        """The declared output for ``segment_len``-sample segments."""
+        return RepresentationOutput(self.kind, tuple(self.shape(segment_len)), self.dtype, self.variable_length)
+
+    def represent(self, segments: np.ndarray) -> torch.Tensor:
+        """``[n, 12, L]`` signals (e.g. one item's ECGs under an evaluation condition) -> ``[n, *shape(L)]``."""
+        if self.variable_length:
+            raise DataError(f"{type(self).__name__} makes variable-length {self.kind}; they cannot be stacked into one tensor "
+                            "(the token ELM's processor encodes each ECG itself)")  # fmt: skip
+        return torch.stack([self(s) for s in segments])
 
 
 REPRESENTATIONS: Registry[type[Representation]] = Registry("representation")

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 class ECGByteRepresentation(Representation):
     """Symbolize and BPE-encode one segment with an ECG-Byte tokenizer (a file path or a loaded tokenizer)."""
 
+    kind = "tokens"
+    dtype = torch.long
+    variable_length = True
+
     def __init__(self, tokenizer: "str | ECGByteTokenizer" = "") -> None:
         super().__init__()
         from ecg_bench.ecg_byte import ECGByteTokenizer

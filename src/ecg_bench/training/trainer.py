@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,7 @@ from ecg_bench.config import RunConfig
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.errors import ConfigError, ECGBenchError
 from ecg_bench.logging_utils import get_logger
-from ecg_bench.models.chat import ChatFormatter, EncodedChat
-from ecg_bench.models.elm import ELM, Batch, pad_batch
+from ecg_bench.models.elm import ELM, Processor
 from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, load_checkpoint, restore_rng_state, save_checkpoint
 
 log = get_logger(__name__)
@@ -71,27 +69,6 @@ def lr_lambda(step: int, total: int, warmup: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-class TrainCollator:
-    """Tokenizes every conversation once, up front; a batch is then only padding and stacking."""
-
-    def __init__(self, dataset: ConversationDataset, formatter: ChatFormatter):
-        self.dataset, self.formatter = dataset, formatter
-        # A formatter that writes ECGs as tokens (token ELM) needs each sample's ECG to tokenize it.
-        ecg_of = (lambda i: dataset[i]["ecg"]) if formatter.reads_ecg else (lambda i: None)
-        self.encoded: list[EncodedChat] = [
-            formatter.encode(it["messages"], ecg=ecg_of(i))
-            for i, it in enumerate(tqdm(dataset.items, desc="tokenize", leave=False))
-        ]
-        self.pad_id = formatter.tokenizer.pad_token_id
-
-    def __call__(self, indices: Sequence[int]) -> Batch:
-        enc = [self.encoded[i] for i in indices]
-        batch = pad_batch([e.input_ids for e in enc], self.pad_id, "right", [e.labels for e in enc])
-        if not self.formatter.reads_ecg:  # a token ELM's ECGs are already in the ids: no store read per step
-            batch.ecg = torch.cat([self.dataset[i]["ecg"] for i in indices])
-        return batch
-
-
 @dataclass
 class TrainResult:
     step: int
@@ -101,10 +78,13 @@ class TrainResult:
 
 
 class Trainer:
-    """Trains ``elm`` on ``dataset`` as configured by ``cfg.train``; checkpoints go to ``out_dir``."""
+    """Trains ``elm`` on ``dataset`` as configured by ``cfg.train``; checkpoints go to ``out_dir``.
 
-    def __init__(self, elm: ELM, formatter: ChatFormatter, dataset: ConversationDataset, cfg: RunConfig, out_dir: str | Path):
-        self.elm, self.formatter, self.dataset, self.cfg = elm, formatter, dataset, cfg
+    ``processor`` (from ``build_elm``) turns the conversations and their ECGs into batches.
+    """
+
+    def __init__(self, elm: ELM, processor: Processor, dataset: ConversationDataset, cfg: RunConfig, out_dir: str | Path):
+        self.elm, self.processor, self.dataset, self.cfg = elm, processor, dataset, cfg
         self.tc = cfg.train
         self.out_dir = Path(out_dir)
         self.device = resolve_device(self.tc.device)
@@ -112,7 +92,7 @@ class Trainer:
         if self.tc.num_threads:
             torch.set_num_threads(self.tc.num_threads)
         self.elm.to(self.device)
-        self.collate = TrainCollator(dataset, formatter)
+        self.collate = processor.train_collator(dataset)
         self.optimizer = self._optimizer()
         warmup = int(self.tc.warmup_ratio * self.tc.max_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

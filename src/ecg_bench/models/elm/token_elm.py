@@ -6,8 +6,9 @@ How an ECG enters the prompt
     (``ecg_token(j)``), added to the LLM tokenizer as a special token with id ``offset + j``; the
     ``V = ecg_tokenizer.vocab_size`` ids are contiguous. The ECG tensor the formatter tokenizes is the
     output of ``model.representation`` (default ``signal``: mV, lead means removed, clipped), symbolized
-    and BPE-encoded by ``ECGByteRepresentation``. The ``zeros`` evaluation condition therefore writes
-    the tokens of an all-zero signal (one repeated symbol, BPE-merged), ``no_signal`` removes the markers.
+    and BPE-encoded by ``ECGByteRepresentation`` in the ``TokenProcessor``. Evaluation conditions act on the
+    signal before that, so ``zeros`` writes the tokens of an all-zero signal (one repeated symbol,
+    BPE-merged), ``noise`` the tokens of the noisy signal, and ``no_signal`` removes the markers.
 
 Truncation (``TokenChatFormatter``), when a sample is longer than ``model.max_length`` tokens:
     1. every ECG block is cut from its END to the same cap ``c`` (blocks shorter than ``c`` are kept
@@ -49,8 +50,8 @@ from ecg_bench.config import ModelConfig
 from ecg_bench.errors import DataError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.chat import ECG_PLACEHOLDER, ChatFormatter, EncodedChat, EvalTurn, _drop_oldest_pair
-from ecg_bench.models.elm import ELM, ELMS
-from ecg_bench.models.llm import count_params, load_llm, prepare_llm
+from ecg_bench.models.elm.base import ELM, ELMS, ElmFamily, InputDims
+from ecg_bench.models.elm.processors import GenerationTurn, Processor, TrainExample
 from ecg_bench.representations.ecg_byte import ECGByteRepresentation
 from ecg_bench.safe_files import read_json_file
 
@@ -149,42 +150,35 @@ class EcgVocab(nn.Module):
 
 
 class TokenChatFormatter(ChatFormatter):
-    """ChatFormatter writing each ECG as its ECG-Byte tokens at the ``<ecg>`` marker (see module doc)."""
+    """ChatFormatter writing each ECG as its ECG-Byte tokens at the ``<ecg>`` marker (see module doc).
 
-    reads_ecg = True
+    ``blocks`` arguments are the LLM ids of each ECG of the sample, in marker order (``TokenProcessor.ecg_ids``).
+    """
 
-    def __init__(self, tokenizer, ecg_rep: ECGByteRepresentation, offset: int, min_ecg_tokens: int,
+    def __init__(self, tokenizer, num_ecg_ids: int, offset: int, min_ecg_tokens: int,
                  system_prompt: str | None = None, max_length: int = 2048):  # fmt: skip
         super().__init__(tokenizer, system_prompt=system_prompt, num_ecg_tokens=1, max_length=max_length)
         if min_ecg_tokens < 1:
             raise ValueError(f"min_ecg_tokens must be >= 1, got {min_ecg_tokens}")
-        self.ecg_rep, self.offset, self.min_ecg_tokens = ecg_rep, offset, min_ecg_tokens
-        self.num_ecg_ids = ecg_rep.tokenizer.vocab_size
+        self.num_ecg_ids, self.offset, self.min_ecg_tokens = num_ecg_ids, offset, min_ecg_tokens
         self._strings = [ecg_token(j) for j in range(self.num_ecg_ids)]
 
     # ------------------------------------------------------------------ public API
-    def ecg_ids(self, ecg) -> list[list[int]]:
-        """LLM ids of each ECG of a sample: ``ecg`` is ``[n_ecg, leads, L]`` (the representation's output)."""
-        if ecg is None:
-            raise DataError("the token ELM needs the sample's ECG to write its tokens (ecg=None with <ecg> markers)")
-        arr = ecg.detach().cpu().float().numpy() if torch.is_tensor(ecg) else np.asarray(ecg, np.float32)
-        if arr.ndim == 2:
-            arr = arr[None]
-        return [(self.ecg_rep(x) + self.offset).tolist() for x in arr]
-
-    def encode(self, messages: list[dict], with_ecg: bool = True, ecg=None) -> EncodedChat:
+    def encode(self, messages: list[dict], with_ecg: bool = True, blocks: list[list[int]] | None = None) -> EncodedChat:
         """Training tokens and labels, the ECGs written as tokens and truncated as the module doc says."""
         if not with_ecg:
             return super().encode(messages, with_ecg=False)
-        blocks = self._blocks(messages, ecg)
+        blocks = self._blocks(messages, blocks)
         ids, labels, _ = self._fit(self._prepare(messages), blocks, self._encode_prepared, self.max_length, cut=True)
         return EncodedChat(ids, labels, 0)
 
-    def eval_turns(self, messages: list[dict], with_ecg: bool = True, ecg=None, room: int = 0) -> list[EvalTurn]:
+    def eval_turns(
+        self, messages: list[dict], with_ecg: bool = True, room: int = 0, blocks: list[list[int]] | None = None
+    ) -> list[EvalTurn]:
         """One prompt per assistant turn (gold history), the ECGs written as tokens, within ``prompt_budget(room)``."""
         if not with_ecg:
             return super().eval_turns(messages, with_ecg=False, room=room)
-        blocks = self._blocks(messages, ecg)
+        blocks = self._blocks(messages, blocks)
         msgs = self._prepare(messages)
         offset = len(msgs) - len(messages)
         budget = self.prompt_budget(room)
@@ -195,17 +189,25 @@ class TokenChatFormatter(ChatFormatter):
                 turns.append(EvalTurn(ids, m["content"], len(turns), i - offset, 0, cut))
         return turns
 
-    def render(self, messages: list[dict], with_ecg: bool = True, add_generation_prompt: bool = False, ecg=None) -> str:
+    def render(
+        self,
+        messages: list[dict],
+        with_ecg: bool = True,
+        add_generation_prompt: bool = False,
+        blocks: list[list[int]] | None = None,
+    ) -> str:
         """The template's text with every ECG written whole as ``<ecg_j>`` tokens (no truncation)."""
         if not with_ecg:
             return super().render(messages, with_ecg=False, add_generation_prompt=add_generation_prompt)
-        msgs, _ = self._substitute(self._prepare(messages), self._blocks(messages, ecg), None)
+        msgs, _ = self._substitute(self._prepare(messages), self._blocks(messages, blocks), None)
         return self._render(msgs, add_generation_prompt)
 
     # ------------------------------------------------------------------ internals
-    def _blocks(self, messages: list[dict], ecg) -> list[list[int]]:
+    def _blocks(self, messages: list[dict], blocks: list[list[int]] | None) -> list[list[int]]:
         markers = sum(m["content"].count(ECG_PLACEHOLDER) for m in messages if m.get("role") == "user")
-        blocks = self.ecg_ids(ecg) if markers else []
+        if markers and blocks is None:
+            raise DataError("the token ELM needs the sample's ECG to write its tokens (ecg=None with <ecg> markers)")
+        blocks = blocks if markers else []
         if markers > len(blocks):
             raise DataError(f"conversation has {markers} <ecg> markers but only {len(blocks)} ECGs were given")
         return blocks
@@ -278,17 +280,54 @@ class TokenChatFormatter(ChatFormatter):
         return sum(m["content"].count(ECG_PLACEHOLDER) for m in msgs if m["role"] == "user")
 
 
+class TokenProcessor(Processor):
+    """``<ecg>`` -> the ECG's ECG-Byte token ids (``ecg_rep`` on the representation's output); no ECG tensor travels."""
+
+    ecg_in_ids = True
+
+    def __init__(self, formatter: TokenChatFormatter, ecg_rep: ECGByteRepresentation):
+        super().__init__(formatter)
+        self.ecg_rep = ecg_rep
+
+    @property
+    def offset(self) -> int:
+        """LLM id of ECG-Byte token 0 (the ``num_ecg_ids`` ECG ids are contiguous from here)."""
+        return self.formatter.offset
+
+    @property
+    def num_ecg_ids(self) -> int:
+        return self.formatter.num_ecg_ids
+
+    def ecg_ids(self, ecg) -> list[list[int]]:
+        """LLM ids of each ECG of a sample: ``ecg`` is ``[n_ecg, leads, L]`` (the representation's output)."""
+        arr = ecg.detach().cpu().float().numpy() if torch.is_tensor(ecg) else np.asarray(ecg, np.float32)
+        if arr.ndim == 2:
+            arr = arr[None]
+        return [(self.ecg_rep(x) + self.formatter.offset).tolist() for x in arr]
+
+    def _blocks(self, messages: list[dict], ecg) -> list[list[int]] | None:
+        has_markers = any(ECG_PLACEHOLDER in m.get("content", "") for m in messages if m.get("role") == "user")
+        return self.ecg_ids(ecg) if (ecg is not None and has_markers) else None
+
+    def train_example(self, messages: list[dict], ecg: torch.Tensor | None) -> TrainExample:
+        enc = self.formatter.encode(messages, with_ecg=True, blocks=self._blocks(messages, ecg))
+        return TrainExample(enc.input_ids, enc.labels, None)
+
+    def generation_inputs(self, messages: list[dict], ecg: torch.Tensor | None, room: int = 0) -> list[GenerationTurn]:
+        turns = self.formatter.eval_turns(messages, with_ecg=ecg is not None, room=room, blocks=self._blocks(messages, ecg))
+        return [GenerationTurn(t.prompt_ids, None, t.reference, t.turn_index, t.truncated) for t in turns]
+
+    def describe(self) -> str:
+        f = self.formatter
+        return f"{f.num_ecg_ids} ECG-Byte tokens at ids {f.offset}..{f.offset + f.num_ecg_ids - 1}"
+
+
 class TokenELM(ELM):
     """An LLM whose vocabulary holds the ECG-Byte tokens; ``ecg`` arguments are ignored (ECGs are in the ids)."""
 
     def __init__(self, llm: nn.Module, vocab: EcgVocab | None, ecg_rep: ECGByteRepresentation, offset: int):
-        nn.Module.__init__(self)
-        self.llm, self.ecg_vocab, self.ecg_rep, self.offset = llm, vocab, ecg_rep, offset
-        self.encoder = self.projector = None
-        self.tokens_per_ecg = 0  # variable: the ECG-Byte token count of each ECG
-
-    def inputs_embeds(self, input_ids: torch.Tensor, ecg: torch.Tensor | None) -> torch.Tensor:
-        return self.base_llm.get_input_embeddings()(input_ids)
+        super().__init__(llm)
+        self.ecg_vocab, self.ecg_rep, self.offset = vocab, ecg_rep, offset
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         """``ecg_vocab`` (rows + deltas) unless the LLM is fully fine-tuned and holds the rows itself."""
@@ -319,27 +358,23 @@ class TokenELM(ELM):
 
 
 @ELMS.register("ecg_byte")
-def ecg_byte(cfg: ModelConfig, seq_len: int = 0, in_leads: int = 12, fs: float = 250.0) -> tuple[TokenELM, TokenChatFormatter]:
-    """Build the token ELM: ``cfg.tokenizer`` gives the ECG-Byte vocabulary (the dimensions are unused)."""
-    from ecg_bench.models.chat import add_ecg_placeholder, ensure_chat_template
+class TokenFamily(ElmFamily):
+    """ECG-Byte tokens (``model.tokenizer``) added to the LLM's vocabulary; the signal dimensions are unused."""
 
-    rep = ECGByteRepresentation(tokenizer=cfg.tokenizer)
-    llm, tok = load_llm(cfg.llm)
-    ensure_chat_template(tok)
-    add_ecg_placeholder(tok)
-    num = rep.tokenizer.vocab_size
-    offset = add_ecg_tokens(tok, num)
-    old_rows = llm.get_input_embeddings().num_embeddings
-    if offset + num > old_rows:
-        llm.resize_token_embeddings(offset + num, mean_resizing=False)
-    trainable = cfg.train_new_embeddings and not cfg.full_finetune
-    vocab = EcgVocab(llm, offset, num, min(old_rows, offset), trainable)
-    llm = prepare_llm(llm, cfg)
-    if cfg.full_finetune:
-        vocab = None  # the rows are LLM weights now: trained and saved with it
-    elm = TokenELM(llm, vocab, rep, offset)
-    formatter = TokenChatFormatter(tok, rep, offset, cfg.min_ecg_tokens, cfg.system_prompt or None, cfg.max_length)
-    log.info("built ecg_byte ELM: %d ECG tokens at ids %d..%d, new rows %s, %.2fM trainable of %.1fM parameters",
-             num, offset, offset + num - 1, "trained" if (trainable or cfg.full_finetune) else "frozen",
-             count_params(elm, True) / 1e6, count_params(elm) / 1e6)  # fmt: skip
-    return elm, formatter
+    def grow_llm(self, cfg: ModelConfig, llm: nn.Module, tokenizer) -> None:
+        self.rep = ECGByteRepresentation(tokenizer=cfg.tokenizer)
+        self.num = self.rep.tokenizer.vocab_size
+        self.offset = add_ecg_tokens(tokenizer, self.num)
+        old_rows = llm.get_input_embeddings().num_embeddings
+        if self.offset + self.num > old_rows:
+            llm.resize_token_embeddings(self.offset + self.num, mean_resizing=False)
+        self.trainable = cfg.train_new_embeddings and not cfg.full_finetune
+        self.vocab = EcgVocab(llm, self.offset, self.num, min(old_rows, self.offset), self.trainable)
+
+    def assemble(self, cfg: ModelConfig, llm: nn.Module, tokenizer, dims: InputDims) -> tuple[TokenELM, TokenProcessor]:
+        vocab = None if cfg.full_finetune else self.vocab  # fully fine-tuned: the rows are LLM weights, saved with it
+        elm = TokenELM(llm, vocab, self.rep, self.offset)
+        formatter = TokenChatFormatter(tokenizer, self.num, self.offset, cfg.min_ecg_tokens, cfg.system_prompt or None,
+                                       cfg.max_length)  # fmt: skip
+        log.info("ECG vocabulary rows %s", "trained" if (self.trainable or cfg.full_finetune) else "frozen")
+        return elm, TokenProcessor(formatter, self.rep)

@@ -1,0 +1,84 @@
+"""The encoder ELMs: an ECG encoder and a projector write ECG embeddings at the ``<ecg>`` placeholders.
+
+- ``llava``: ``model.encoder`` -> projector -> placeholder embeddings -> LLM.
+- ``encoder_free``: raw-signal patches (the ``patch`` encoder) -> projector -> placeholder embeddings -> LLM.
+
+Both are ``EncoderELM`` with a ``PlaceholderProcessor``; they differ only in the encoder they are built with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ecg_bench.config import ModelConfig
+from ecg_bench.models.chat import ChatFormatter, add_ecg_placeholder
+from ecg_bench.models.elm.base import ELM, ELMS, ElmFamily, InputDims
+from ecg_bench.models.elm.processors import PlaceholderProcessor
+from ecg_bench.models.encoders import EncoderSpec, build_encoder
+from ecg_bench.models.fusion import PlaceholderFusion
+from ecg_bench.models.projection import build_projector
+
+
+class EncoderELM(ELM):
+    """LLM + encoder + projector. ``ecg`` inputs are flat ``[num_ecgs_in_batch, leads, samples]``."""
+
+    def __init__(self, llm: nn.Module, encoder: nn.Module, projector: nn.Module, placeholder_id: int, train_encoder: bool = True):
+        super().__init__(llm)
+        self.encoder, self.projector = encoder, projector
+        self.fusion = PlaceholderFusion(placeholder_id)
+        self.tokens_per_ecg: int = encoder.num_tokens
+        for p in encoder.parameters():
+            p.requires_grad_(train_encoder)
+
+    def ecg_embeddings(self, ecg: torch.Tensor) -> torch.Tensor:
+        """``[N, leads, L] -> [N, tokens_per_ecg, hidden]``."""
+        return self.projector(self.encoder(ecg))
+
+    def inputs_embeds(self, input_ids: torch.Tensor, ecg: torch.Tensor | None) -> torch.Tensor:
+        embed = self.base_llm.get_input_embeddings()
+        ecg_embeds = None if ecg is None else self.ecg_embeddings(ecg.to(embed.weight.device))
+        return self.fusion(input_ids, embed, ecg_embeds)
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        mods = {"projector": self.projector}
+        if any(p.requires_grad for p in self.encoder.parameters()):
+            mods["encoder"] = self.encoder
+        return mods
+
+    def save_extra(self, folder: Path) -> None:
+        """Files the encoder is built from (e.g. Signal2Vec's tokenizer and vectors), so a checkpoint stands alone."""
+        if hasattr(self.encoder, "save_extra"):
+            self.encoder.save_extra(folder)
+
+
+class EncoderFamily(ElmFamily):
+    """Encoder + projector around the LLM; ``encoder_name`` None takes ``model.encoder``."""
+
+    encoder_name: str | None = None
+
+    def assemble(self, cfg: ModelConfig, llm: nn.Module, tokenizer, dims: InputDims) -> tuple[EncoderELM, PlaceholderProcessor]:
+        name = self.encoder_name or cfg.encoder
+        hidden = llm.get_input_embeddings().embedding_dim
+        spec = EncoderSpec(in_leads=dims.in_leads, seq_len=dims.seq_len, out_dim=cfg.encoder_dim, num_tokens=cfg.num_ecg_tokens,
+                           patch_size=cfg.patch_size, fs=dims.fs, tokenizer=cfg.tokenizer, weights=cfg.signal2vec)  # fmt: skip
+        encoder = build_encoder(name, spec)
+        projector = build_projector(cfg.projector, encoder.out_dim, hidden)
+        elm = EncoderELM(llm, encoder, projector, add_ecg_placeholder(tokenizer), train_encoder=cfg.train_encoder)
+        formatter = ChatFormatter(tokenizer, system_prompt=cfg.system_prompt or None, num_ecg_tokens=elm.tokens_per_ecg,
+                                  max_length=cfg.max_length)  # fmt: skip
+        return elm, PlaceholderProcessor(formatter, encoder_name=name)
+
+
+@ELMS.register("llava")
+class LlavaFamily(EncoderFamily):
+    """``model.encoder`` -> projector -> placeholder embeddings."""
+
+
+@ELMS.register("encoder_free")
+class EncoderFreeFamily(EncoderFamily):
+    """Raw-signal patches -> projector -> placeholder embeddings."""
+
+    encoder_name = "patch"

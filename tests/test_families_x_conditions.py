@@ -1,0 +1,132 @@
+"""Must hold: every ELM family x every evaluation condition runs through one training step and evaluation,
+through the same trainer and evaluator code (which never ask which family a model is)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from ecg_bench.config import EvalConfig, ModelConfig, RunConfig
+from ecg_bench.data.dataset import ConversationDataset
+from ecg_bench.evaluation.conditions import CONDITIONS
+from ecg_bench.evaluation.evaluator import build_samples, evaluate
+from ecg_bench.models.elm import ELMS, build_elm
+from ecg_bench.representations.signal import SignalRepresentation
+from ecg_bench.training.trainer import Trainer
+
+FAMILIES = ["llava", "encoder_free", "ecg_byte"]
+SRC = Path(__file__).resolve().parents[1] / "src" / "ecg_bench"
+
+
+def test_every_registered_family_and_condition_is_covered():
+    assert sorted(FAMILIES) == ELMS.names()
+    assert len(CONDITIONS.names()) == 6
+
+
+@pytest.fixture(scope="module")
+def tok_file(tiny_store, tmp_path_factory):
+    from ecg_bench.ecg_byte import train_tokenizer
+
+    return str(train_tokenizer(tiny_store, vocab_size=48, num_samples=0).save(tmp_path_factory.mktemp("tok") / "tok.json"))
+
+
+@pytest.fixture(scope="module")
+def built(tok_file):
+    """One tiny ELM per family (the tiny LLM's tokenizer parsed once, each build gets a copy)."""
+    import ecg_bench.models.elm.base as elm_base
+    from ecg_bench.models.llm import load_llm
+
+    base = load_llm("tiny")
+    cache = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(elm_base, "load_llm", lambda name: copy.deepcopy(base))
+        for family in FAMILIES:
+            torch.manual_seed(0)
+            cfg = ModelConfig(elm=family, llm="tiny", num_ecg_tokens=2, encoder_dim=32, tokenizer=tok_file,
+                              max_length=192, min_ecg_tokens=16)  # fmt: skip
+            cache[family] = (cfg, *build_elm(cfg, seq_len=500, fs=250.0))
+    return cache
+
+
+@pytest.mark.parametrize("condition", sorted(CONDITIONS.names()))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_trains_one_step_and_evaluates_under_condition(family, condition, built, tiny_store, tiny_items, tmp_path):
+    model_cfg, elm, processor = built[family]
+    cfg = RunConfig(model=model_cfg)
+    cfg.train.max_steps, cfg.train.batch_size = 1, 4
+    cfg.eval = EvalConfig(ablations=[condition], max_new_tokens=2, batch_size=4, metrics=["accuracy"], leads=["precordial"],
+                          noise_snr_db=0.0)  # fmt: skip
+    train = ConversationDataset(tiny_items[:8], tiny_store, SignalRepresentation())
+    loss = Trainer(elm, processor, train, cfg, tmp_path).train_step(0)
+    assert math.isfinite(loss) and loss > 0
+
+    test = ConversationDataset(tiny_items[8:12], tiny_store, SignalRepresentation())
+    res = evaluate(elm, processor, test, cfg.eval, torch.device("cpu"))
+    got = res["conditions"][condition]
+    assert got["num_samples"] == len(res["samples"]) >= len(test) and "acc_normalized_ci95" in got
+    assert {s["condition"] for s in res["samples"]} == {condition}
+
+    # the condition reaches the model input: anything but `real` differs from `real` in the ids or the ECG tensor
+    real = build_samples(test, processor, "real", 2, cfg.eval)
+    this = build_samples(test, processor, condition, 2, cfg.eval)
+    assert [s.reference for s in real] == [s.reference for s in this]
+    same = [r.prompt_ids == t.prompt_ids and _same(r.ecg, t.ecg) for r, t in zip(real, this)]
+    assert all(same) if condition == "real" else not any(same)
+    if condition == "no_signal":
+        assert all(s.ecg is None for s in this) and all(len(t.prompt_ids) < len(r.prompt_ids) for r, t in zip(real, this))
+
+
+def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
+
+
+def test_no_module_outside_the_elm_package_branches_on_the_family():
+    """Must hold 1: no ``reads_ecg``, no isinstance on ELM classes, no import of a family module outside models/elm/."""
+    elm_pkg = SRC / "models" / "elm"
+    classes = r"(ELM|EncoderELM|TokenELM|TokenProcessor|PlaceholderProcessor|TokenChatFormatter)"
+    bad = []
+    for f in SRC.rglob("*.py"):
+        if elm_pkg in f.parents:
+            continue
+        text = f.read_text()
+        rel = f.relative_to(SRC)
+        if "reads_ecg" in text:
+            bad.append(f"{rel}: reads_ecg")
+        if re.search(rf"isinstance\([^)]*\b{classes}\b", text) or re.search(rf"type\([^)]*\)\s+(is|==)\s+{classes}\b", text):
+            bad.append(f"{rel}: isinstance on an ELM class")
+        if re.search(r"ecg_bench\.models\.elm\.(token_elm|encoder_elm)|\b(EncoderELM|TokenELM|TokenProcessor)\b", text):
+            bad.append(f"{rel}: names a family's module or class")
+    assert not bad, bad
+
+
+def test_the_elm_package_has_no_import_cycles():
+    """processors <- base <- encoder_elm, token_elm <- __init__: every import inside models/elm/ runs one way."""
+    import ast
+
+    pkg = SRC / "models" / "elm"
+    graph = {}
+    for f in pkg.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ecg_bench.models.elm"):
+                sub = node.module.removeprefix("ecg_bench.models.elm").lstrip(".")
+                deps |= {sub} if sub else {a.name for a in node.names}
+        graph[f.stem] = deps & {g.stem for g in pkg.glob("*.py")}
+    order, seen = [], set()
+
+    def visit(mod, stack):
+        assert mod not in stack, f"import cycle: {' -> '.join([*stack, mod])}"
+        if mod not in seen:
+            for dep in sorted(graph[mod]):
+                visit(dep, [*stack, mod])
+            seen.add(mod)
+            order.append(mod)
+
+    for mod in sorted(graph):
+        visit(mod, [])
+    assert graph["processors"] == set() and order.index("base") < order.index("token_elm")
