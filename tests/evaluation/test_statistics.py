@@ -223,7 +223,11 @@ def test_per_topic_and_results_tables():
     text = results_tables({"real": cond, "zeros": cond})
     lo, hi = cond["ci95"]["acc_exact"]
     assert "real (n=3, 2 patients)" in text and f"66.7 [{100 * lo:.1f}, {100 * hi:.1f}]" in text
-    assert "condition / question_type" in text and "zeros / verify (n=2, 2 patients)" in text
-    assert "condition / topic" in text and "real / rhythm (n=1, 1 patients)" in text
+    assert "question_type / condition" in text and "verify / zeros (n=2, 2 patients)" in text
+    assert "topic / condition" in text and "rhythm / real (n=1, 1 patients)" in text
+    lines = text.splitlines()
+    assert lines.index(next(x for x in lines if x.startswith("choose / zeros"))) < lines.index(
+        next(x for x in lines if x.startswith("verify / real"))
+    )  # grouped by type, the conditions of one type together
     old = results_tables({"real": {"metrics": {"acc_exact": 0.5}}})  # a results.json from before CIs
     assert old.splitlines()[2].split() == ["real", "50.0"]

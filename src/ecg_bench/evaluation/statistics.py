@@ -254,13 +254,15 @@ def _label(name: str, block: Mapping[str, Any]) -> str:
 def results_tables(conditions: Mapping[str, Mapping[str, Any]]) -> str:
     """The tables of an evaluation's conditions (results.json ``conditions``), values in percent with
     their 95 % CI: one row per condition, then one table per grouping (question type, topic) with a
-    row per condition and group. Results without CIs (older files) print values alone."""
+    row per group and condition. Results without CIs (older files) print values alone."""
     if not conditions:
         return "(no conditions)"
     metrics = list(dict.fromkeys(k for c in conditions.values() for k in c["metrics"]))
     parts = [format_table({_label(c, r): _with_ci(r) for c, r in conditions.items()}, metrics)]
     for result_key, field_name in GROUPS.items():
-        rows = {_label(f"{c} / {g}", b): _with_ci(b) for c, r in conditions.items() for g, b in r.get(result_key, {}).items()}
-        if rows:
-            parts.append(format_table(rows, metrics, first=f"condition / {field_name}"))
+        groups = list(dict.fromkeys(g for r in conditions.values() for g in r.get(result_key, {})))
+        rows = {_label(f"{g} / {c}", r[result_key][g]): _with_ci(r[result_key][g])
+                for g in groups for c, r in conditions.items() if g in r.get(result_key, {})}  # fmt: skip
+        if rows:  # a group's conditions side by side: does the answer depend on the ECG for this type?
+            parts.append(format_table(rows, metrics, first=f"{field_name} / condition"))
     return "\n\n".join(parts)
