@@ -313,7 +313,8 @@ class EvalConfig:
     max_new_tokens: int = 16
     """Stop generating after this many new tokens (or at EOS / end of turn)."""
     metrics: list[str] = field(default_factory=lambda: ["accuracy", "bleu", "rouge"])
-    """Metrics to compute: accuracy, bleu, rouge, meteor (needs eval.nltk_data), bertscore (needs a local model)."""
+    """Metrics to compute: accuracy, answer_set (ECG-QA's exact match, any order), bleu, rouge, meteor (needs
+    eval.nltk_data), bertscore (needs a local model)."""
     ablations: list[str] = field(default_factory=lambda: ["real", "zeros", "no_signal"])
     """Signal conditions: real = the ECG; zeros = the signal zeroed; no_signal = no ECG tokens at all."""
     nltk_data: str = ""
@@ -323,7 +324,7 @@ class EvalConfig:
     bertscore_layers: int = 6
     """Hidden layer of the BERTScore model whose embeddings are compared."""
     bootstrap_resamples: int = 1000
-    """Resamples of the bootstrap behind every metric's 95 % CI (patients resampled, seeded, deterministic)."""
+    """Resamples of the bootstrap behind every metric's 95-percent CI (patients resampled, seeded, deterministic)."""
 
     def problems(self) -> list[str]:
         p = []

@@ -224,7 +224,7 @@ def test_bertscore_bad_layer():
 
 
 def test_registry_names():
-    assert M.METRICS.names() == ["accuracy", "bertscore", "bleu", "meteor", "rouge"]
+    assert M.METRICS.names() == ["accuracy", "answer_set", "bertscore", "bleu", "meteor", "rouge"]
 
 
 def test_compute_metrics_merges(nltk_data):
@@ -248,7 +248,7 @@ def test_compute_metrics_unknown_name_lists_valid():
         M.compute_metrics(["accuracy", "cider"], ["a"], ["a"], EvalConfig())
     msg = str(err.value)
     assert "cider" in msg
-    for name in ("accuracy", "bertscore", "bleu", "meteor", "rouge"):
+    for name in ("accuracy", "answer_set", "bertscore", "bleu", "meteor", "rouge"):
         assert name in msg
 
 
@@ -303,3 +303,28 @@ def test_a_metric_returning_the_wrong_number_of_scores_is_refused(monkeypatch):
         M.score_samples(["meteor"], [M.AnswerSample("a", "a")], {"meteor": M.NoOptions()})
     with pytest.raises(TypeError, match="must be a dataclass"):
         M.register_metric("nope", options=dict)
+
+
+@pytest.mark.parametrize(
+    "prediction, correct",
+    [
+        ("qt interval p duration", True),
+        ("P duration, QT interval.", True),  # any order, punctuation
+        ("qt interval and p duration", True),
+        ("qt interval", False),  # one missing
+        ("qt interval p duration pr interval", False),  # one too many
+        ("p interval qt duration", False),  # the words, not the answers
+        ("", False),
+    ],
+)
+def test_answer_set_is_ecg_qa_exact_match_in_any_order(prediction, correct):
+    meta = {"answers": ["qt interval", "p duration"]}
+    sample = M.AnswerSample(prediction, "qt interval p duration", question_type="comparison_irrelevant-query", meta=meta)
+    assert M.score_samples(["answer_set"], [sample])["answer_set"]["acc_answer_set"].tolist() == [float(correct)]
+    # the item's answers, not the joined reference: plain accuracy is order-bound
+    assert M.accuracy([prediction], ["qt interval p duration"])["acc_normalized"] == float(prediction == "qt interval p duration")
+
+
+def test_answer_set_without_meta_answers_uses_the_reference():
+    samples = [M.AnswerSample("Yes.", "yes"), M.AnswerSample("no", "yes"), M.AnswerSample("interval", "qt interval")]
+    assert M.score_samples(["answer_set"], samples)["answer_set"]["acc_answer_set"].tolist() == [1.0, 0.0, 0.0]

@@ -429,6 +429,37 @@ def accuracy_metric(samples: Sequence[AnswerSample], options: NoOptions) -> Scor
     return dict(accuracy_scores(*_texts(samples)))
 
 
+_CONNECTORS = frozenset({"and"})
+
+
+def answer_set_match(prediction: str, answers: Sequence[str]) -> bool:
+    """Whether ``prediction`` names exactly the ``answers``, in any order (after ``normalize_answer``),
+    separated by spaces, punctuation or "and"; an empty prediction never matches."""
+    gold = {normalize_answer(a) for a in answers} - {""}
+    rest = f" {normalize_answer(prediction)} "
+    if not gold or not rest.strip():
+        return False
+    for answer in sorted(gold, key=len, reverse=True):  # "qt interval" before "interval"
+        if f" {answer} " not in rest:
+            return False
+        rest = rest.replace(f" {answer} ", " ", 1)
+    return set(rest.split()) <= _CONNECTORS
+
+
+@register_metric("answer_set")
+def answer_set_metric(samples: Sequence[AnswerSample], options: NoOptions) -> Scores:
+    """``acc_answer_set``: ECG-QA's exact match, order-free. The gold answers are the item's
+    ``meta.answers`` (ECG-QA: ["qt interval", "p duration"]) for the item's first turn, else the
+    reference as one answer; the prediction must name all of them and nothing else."""
+    out = []
+    for s in samples:
+        answers = s.meta.get("answers") if s.turn == 0 else None
+        if not (isinstance(answers, list) and answers and all(isinstance(a, str) for a in answers)):
+            answers = [s.reference]
+        out.append(float(answer_set_match(s.prediction, answers)))
+    return {"acc_answer_set": np.array(out)}
+
+
 @register_metric("bleu")
 def bleu_metric(samples: Sequence[AnswerSample], options: NoOptions) -> Scores:
     """Corpus BLEU (sacrebleu) / 100, key ``bleu``: a CorpusScore, recomputed on every subset and resample."""
