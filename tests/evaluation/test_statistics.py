@@ -231,3 +231,11 @@ def test_per_topic_and_results_tables():
     )  # grouped by type, the conditions of one type together
     old = results_tables({"real": {"metrics": {"acc_exact": 0.5}}})  # a results.json from before CIs
     assert old.splitlines()[2].split() == ["real", "50.0"]
+
+
+def test_two_metrics_with_one_key_are_refused(monkeypatch):
+    from ecg_bench.evaluation import metrics as M
+
+    monkeypatch.setitem(M.METRICS._items, "acc_copy", M.Metric(lambda samples, opts: {"acc_exact": np.zeros(len(samples))}))
+    with pytest.raises(ValueError, match="'acc_copy' returns key 'acc_exact'"):
+        summarize_condition(_answers([("p", None, True)]), ["accuracy", "acc_copy"])

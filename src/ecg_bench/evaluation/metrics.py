@@ -69,7 +69,8 @@ class AnswerSample:
     """What the question is about (ECG-QA's attribute type; the quickstart's rate, rhythm, noise, voltage)."""
     patient_id: str = ""
     """The patient whose ECG is asked about: the unit the confidence intervals resample (empty = this
-    sample is a cluster of its own)."""
+    sample is a cluster of its own). An item about several ECGs (ECG-QA's comparisons) counts for its
+    ``patient_id``, the first ECG's patient."""
     item_id: str = ""
     """The conversation item's id."""
     turn: int = 0

@@ -109,7 +109,7 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, alpha: float = 0.0
         raise ValueError("bootstrap_ci needs at least one value, got none")
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    mean, low, high = cluster_bootstrap(x, np.arange(x.size), n_resamples=n_boot, alpha=alpha, seed=seed)
+    _, low, high = cluster_bootstrap(x, np.arange(x.size), n_resamples=n_boot, alpha=alpha, seed=seed)
     return float(x.mean()), low, high
 
 
@@ -164,7 +164,12 @@ def summarize_condition(
     the group ``(none)``. ``options`` are the metrics' options (``metrics.metric_options``).
     """
     scored = score_samples(metrics, samples, options)
-    keys = {k: v for scores in scored.values() for k, v in scores.items()}
+    keys: dict[str, np.ndarray | CorpusScore] = {}
+    for name, scores in scored.items():
+        for key, score in scores.items():
+            if key in keys:
+                raise ValueError(f"metric {name!r} returns key {key!r}, already returned by another metric of {list(scored)}")
+            keys[key] = score
     clusters = np.asarray(cluster_ids(samples), dtype=object)
     everything = np.arange(len(samples))
     out = _block(keys, clusters, everything, n_resamples, seed)
