@@ -138,6 +138,7 @@ BAD = [
     ("model.lora_alpha", "0", "model.lora_alpha must be positive"), ("model.lora_dropout", "1", "model.lora_dropout"),
     ("model.lora_dropout", "-0.1", "model.lora_dropout"), ("eval.batch_size", "0", "eval.batch_size must be >= 1"),
     ("eval.max_new_tokens", "0", "eval.max_new_tokens must be >= 1"), ("eval.bertscore_layers", "-1", "bertscore_layers"),
+    ("eval.bootstrap_resamples", "0", "eval.bootstrap_resamples must be in [1, 1000000]"),
     ("data.mix_max_items", ["-1"], "data.mix_max_items"),
 ]  # fmt: skip
 

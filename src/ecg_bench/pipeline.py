@@ -29,7 +29,7 @@ from ecg_bench.data.sources.base import SOURCES
 from ecg_bench.data.store import SegmentStore, build_store, store_lock
 from ecg_bench.errors import ConfigError, DataError, UnknownNameError
 from ecg_bench.evaluation.evaluator import evaluate
-from ecg_bench.evaluation.statistics import format_table
+from ecg_bench.evaluation.statistics import results_tables
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.elm import build_elm
 from ecg_bench.representations.base import REPRESENTATIONS
@@ -429,6 +429,5 @@ def write_results(results: dict[str, Any], path: Path) -> None:
 
 
 def results_table(results: dict[str, Any]) -> str:
-    rows = {c: r["metrics"] for c, r in results["conditions"].items()}
-    metrics = list(next(iter(rows.values())).keys()) if rows else []
-    return format_table(rows, metrics)
+    """Metrics with their patient-clustered 95 % CIs per condition, then per question type and topic."""
+    return results_tables(results["conditions"])

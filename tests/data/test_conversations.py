@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from ecg_bench.data.conversations import load_jsonl, save_jsonl, validate_item
+from ecg_bench.data.conversations import load_jsonl, save_jsonl, turn_labels, validate_item
 from ecg_bench.errors import DataError
 
 ITEM = {
@@ -87,3 +87,11 @@ def test_load_jsonl_errors_name_line(tmp_path):
         load_jsonl(p)
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
         load_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_turn_labels_per_turn_then_item():
+    item = {"meta": {"question_type": "single-verify", "topic": "noise", "turns": [{}, {"question_type": "query"}]}}
+    assert turn_labels(item, 0) == {"question_type": "single-verify", "topic": "noise"}
+    assert turn_labels(item, 1) == {"question_type": "query", "topic": "noise"}  # the turn's own type, the item's topic
+    assert turn_labels({"meta": {"subset": "ptb-test"}}, 0) == {"question_type": None, "topic": None}
+    assert turn_labels({"meta": {"question_type": 3, "topic": ""}}, 5) == {"question_type": "3", "topic": None}

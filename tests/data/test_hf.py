@@ -94,8 +94,10 @@ def test_import_original_fold_dataset(tmp_path):
     assert [it["segment_ids"] for it in qa] == [[store.by_record("6002")[1]]] * 2
     assert qa[0]["messages"] == [{"role": "user", "content": "<ecg>\nDoes this ECG show burst noise in lead aVF?"},
                                  {"role": "assistant", "content": "no"}]  # fmt: skip
+    assert qa[0]["meta"]["question_type"] == "single-verify"  # kept, so evaluation can report per type
     chat = next(it for it in got.items if it["source"] == "ecg-instruct")
     assert chat["messages"][0]["content"] == "<ecg>\nDescribe the signal." and chat["patient_id"] == "17597"
+    assert "question_type" not in chat["meta"]
     assert got.splits["fold1"] == ([it["id"] for it in qa], [chat["id"]])
     assert got.splits["fold2"] == ([chat["id"]], [it["id"] for it in qa])
     train, test = got.fold(1)

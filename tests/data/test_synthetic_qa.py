@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from ecg_bench.data.conversations import ECG_MARKER, validate_item
+from ecg_bench.data.conversations import ECG_MARKER, turn_labels, validate_item
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.mapped.synthetic_qa import round_to_10, synthetic_qa
 from ecg_bench.errors import ConfigError, DataError
@@ -125,6 +125,9 @@ def test_multi_turn_fraction_and_topics(items):
     for it in multi:
         a, b = (t["attribute"] for t in it["meta"]["turns"])
         assert topic[a] != topic[b]
+        # each turn names its topic (evaluation reports per topic), the item the first one's
+        assert [t["topic"] for t in it["meta"]["turns"]] == [topic[a], topic[b]] and it["meta"]["topic"] == topic[a]
+        assert turn_labels(it, 1) == {"question_type": it["meta"]["turns"][1]["question_type"], "topic": topic[b]}
 
 
 def test_deterministic_and_seeded(store, data_cfg):

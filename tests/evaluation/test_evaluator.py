@@ -117,3 +117,41 @@ def test_long_questions_are_cut_to_max_length_and_counted(tiny_store, tiny_items
     for name, cond in res["conditions"].items():
         assert cond["truncated_prompts"] == sum(s.truncated for s in build_samples(ds, proc, name, new_tokens)) >= 1
     assert [s["truncated"] for s in res["samples"] if s["id"] == "long"] == [True, True]
+
+
+def test_results_carry_patient_clustered_cis_and_per_type_scores(tiny, monkeypatch):
+    """Every metric gets a CI; per question type and topic the hand count of the per-sample rows."""
+    elm, fmt, ds = tiny
+
+    def fake_generate(elm, fmt, samples, cfg, device):  # right on even samples, a wrong word on odd ones
+        return [s.reference if i % 2 == 0 else "wrong" for i, s in enumerate(samples)]
+
+    monkeypatch.setattr(evaluator, "generate", fake_generate)
+    cfg = EvalConfig(ablations=["real", "no_signal"], metrics=["accuracy", "bleu", "rouge"], bootstrap_resamples=200)
+    res = evaluate(elm, fmt, ds, cfg, torch.device("cpu"))
+    items = {it["id"]: it for it in ds.items}
+    for name, cond in res["conditions"].items():
+        rows = [s for s in res["samples"] if s["condition"] == name]
+        assert set(cond["ci95"]) == set(cond["metrics"]) == {"acc_exact", "acc_normalized", "bleu", "rouge1", "rouge2", "rougeL"}
+        assert cond["acc_normalized_ci95"] == cond["ci95"]["acc_normalized"]
+        assert cond["clusters"] == len({it["patient_id"] for it in ds.items}) < cond["num_samples"] == len(rows)
+        for row in rows:  # the second turn of a two-turn item has its own type (meta.turns)
+            turn = items[row["id"]]["meta"]["turns"][row["turn"]]
+            assert (row["question_type"], row["topic"]) == (turn["question_type"], turn["topic"])
+            assert row["patient_id"] == items[row["id"]]["patient_id"]
+        for group_key, field in (("per_type", "question_type"), ("per_topic", "topic")):
+            groups = cond[group_key]
+            assert set(groups) == {r[field] for r in rows}
+            for label, block in groups.items():
+                mine = [r for r in rows if r[field] == label]
+                assert block["num_samples"] == len(mine)
+                assert block["clusters"] == len({r["patient_id"] for r in mine})
+                assert block["metrics"]["acc_exact"] == pytest.approx(sum(r["acc_exact"] for r in mine) / len(mine))
+                assert set(block["ci95"]) == set(block["metrics"])
+                for key, (lo, hi) in block["ci95"].items():
+                    assert lo - 1e-9 <= block["metrics"][key] <= hi + 1e-9
+    assert res["conditions"]["real"]["metrics"]["acc_exact"] == pytest.approx(
+        sum(1 for i in range(len(rows)) if i % 2 == 0) / len(rows)
+    )
+    again = evaluate(elm, fmt, ds, cfg, torch.device("cpu"))
+    assert again["conditions"]["real"]["ci95"] == res["conditions"]["real"]["ci95"]  # seeded

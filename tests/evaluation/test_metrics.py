@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from ecg_bench.config import EvalConfig
@@ -222,7 +224,7 @@ def test_bertscore_bad_layer():
 
 
 def test_registry_names():
-    assert M.METRICS.names() == ["accuracy", "bertscore", "bleu", "meteor", "rouge"]
+    assert M.METRICS.names() == ["accuracy", "answer_set", "bertscore", "bleu", "meteor", "rouge"]
 
 
 def test_compute_metrics_merges(nltk_data):
@@ -246,10 +248,83 @@ def test_compute_metrics_unknown_name_lists_valid():
         M.compute_metrics(["accuracy", "cider"], ["a"], ["a"], EvalConfig())
     msg = str(err.value)
     assert "cider" in msg
-    for name in ("accuracy", "bertscore", "bleu", "meteor", "rouge"):
+    for name in ("accuracy", "answer_set", "bertscore", "bleu", "meteor", "rouge"):
         assert name in msg
 
 
 def test_compute_metrics_length_mismatch():
     with pytest.raises(ValueError, match=r"len\(preds\)=1.*len\(refs\)=2"):
         M.compute_metrics(["accuracy"], ["a"], ["a", "b"], EvalConfig())
+
+
+# ---------------------------------------------------------------- metrics see the item
+
+
+def test_metrics_are_registered_with_options_read_from_eval_config():
+    cfg = EvalConfig(nltk_data="/data/nltk", bertscore_model="/m", bertscore_layers=3, batch_size=8)
+    opts = M.metric_options(["accuracy", "meteor", "bertscore"], cfg)
+    assert opts["accuracy"] == M.NoOptions()
+    assert opts["meteor"] == M.MeteorOptions(nltk_data="/data/nltk")
+    assert opts["bertscore"] == M.BertScoreOptions(model="/m", num_layers=3, batch_size=8)
+    assert M.metric_options(["bertscore"])["bertscore"] == M.BertScoreOptions()  # no config: the defaults
+    for name in M.METRICS:
+        assert dataclasses.is_dataclass(M.METRICS.get(name).options)
+    with pytest.raises(UnknownNameError, match="cider"):
+        M.metric_options(["cider"])
+
+
+def test_score_samples_per_sample_and_corpus():
+    samples = [M.AnswerSample(p, r, question=f"q{i}") for i, (p, r) in enumerate(zip(["Yes.", "no", ""], ["yes", "yes", "no"]))]
+    scores = M.score_samples(["accuracy", "rouge", "bleu"], samples)
+    assert scores["accuracy"]["acc_normalized"].tolist() == [1.0, 0.0, 0.0]
+    assert scores["rouge"]["rouge1"].shape == (3,)
+    corpus = scores["bleu"]["bleu"]
+    assert isinstance(corpus, M.CorpusScore) and corpus.stats.shape == (3, 10)
+
+
+def test_bleu_from_summed_statistics_is_sacrebleu_corpus_bleu():
+    import sacrebleu
+
+    preds = [*LONG, "the cat sat on the mat today", "", "yes"]
+    refs = [*LONG, "the cat sat on a mat today", "sinus", "no"]
+    corpus = M.bleu_stats(preds, refs)
+    assert corpus.value() == pytest.approx(sacrebleu.corpus_bleu(preds, [refs]).score / 100)
+    rows = np.array([0, 3, 4])
+    subset = sacrebleu.corpus_bleu([preds[i] for i in rows], [[refs[i] for i in rows]]).score / 100
+    assert corpus.value(rows) == pytest.approx(subset)
+
+
+def test_a_metric_returning_the_wrong_number_of_scores_is_refused(monkeypatch):
+    bad = M.Metric(lambda samples, opts: {"x": np.zeros(len(samples) + 1)})
+    monkeypatch.setitem(M.METRICS._items, "bad", bad)
+    with pytest.raises(ValueError, match="'bad' key 'x': 3 scores for 2 samples"):
+        M.score_samples(["bad"], [M.AnswerSample("a", "a"), M.AnswerSample("b", "b")])
+    with pytest.raises(TypeError, match="takes MeteorOptions"):
+        M.score_samples(["meteor"], [M.AnswerSample("a", "a")], {"meteor": M.NoOptions()})
+    with pytest.raises(TypeError, match="must be a dataclass"):
+        M.register_metric("nope", options=dict)
+
+
+@pytest.mark.parametrize(
+    "prediction, correct",
+    [
+        ("qt interval p duration", True),
+        ("P duration, QT interval.", True),  # any order, punctuation
+        ("qt interval and p duration", True),
+        ("qt interval", False),  # one missing
+        ("qt interval p duration pr interval", False),  # one too many
+        ("p interval qt duration", False),  # the words, not the answers
+        ("", False),
+    ],
+)
+def test_answer_set_is_ecg_qa_exact_match_in_any_order(prediction, correct):
+    meta = {"answers": ["qt interval", "p duration"]}
+    sample = M.AnswerSample(prediction, "qt interval p duration", question_type="comparison_irrelevant-query", meta=meta)
+    assert M.score_samples(["answer_set"], [sample])["answer_set"]["acc_answer_set"].tolist() == [float(correct)]
+    # the item's answers, not the joined reference: plain accuracy is order-bound
+    assert M.accuracy([prediction], ["qt interval p duration"])["acc_normalized"] == float(prediction == "qt interval p duration")
+
+
+def test_answer_set_without_meta_answers_uses_the_reference():
+    samples = [M.AnswerSample("Yes.", "yes"), M.AnswerSample("no", "yes"), M.AnswerSample("interval", "qt interval")]
+    assert M.score_samples(["answer_set"], samples)["answer_set"]["acc_answer_set"].tolist() == [1.0, 0.0, 0.0]

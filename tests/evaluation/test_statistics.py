@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ecg_bench.evaluation.statistics import bootstrap_ci, format_table, summarize_runs
+from ecg_bench.evaluation.metrics import AnswerSample, bleu
+from ecg_bench.evaluation.statistics import (
+    bootstrap_ci,
+    cluster_bootstrap,
+    format_table,
+    results_tables,
+    summarize_condition,
+    summarize_runs,
+)
 
 
 def test_bootstrap_ci_contains_mean_and_is_seeded():
@@ -105,3 +113,129 @@ def test_format_table_with_run_summaries():
     text = format_table({"real": summary}, ["acc"])
     s = summary["acc"]
     assert f"60.0 [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}]" in text
+
+
+# ---------------------------------------------------------------- patient-clustered CIs, per-type scores
+
+
+def _answers(spec):
+    """AnswerSamples from (patient, question_type, correct) triples: correct -> prediction == reference."""
+    return [
+        AnswerSample("yes" if ok else "no", "yes", question_type=qtype, patient_id=pid, item_id=f"i{k}")
+        for k, (pid, qtype, ok) in enumerate(spec)
+    ]
+
+
+def test_cluster_ci_of_repeated_items_is_that_of_one_item_per_patient():
+    """3 patients x 10 identical answers carry the information of 3 answers, not of 30."""
+    per_patient = {"p1": 1.0, "p2": 0.0, "p3": 1.0}
+    values = np.repeat(list(per_patient.values()), 10)
+    patients = np.repeat(list(per_patient), 10)
+    clustered = cluster_bootstrap(values, patients, seed=7)
+    three = cluster_bootstrap(np.array(list(per_patient.values())), ["a", "b", "c"], seed=7)
+    turn_level = cluster_bootstrap(values, np.arange(30), seed=7)
+    assert clustered == pytest.approx(three, abs=1e-12)  # the same resamples of 3 patients
+    assert clustered[0] == pytest.approx(2 / 3)
+    assert clustered[1:] == pytest.approx((0.0, 1.0))  # P(only p2 drawn) = 1/27 > 2.5 %
+    width = clustered[2] - clustered[1]
+    assert width > 2.5 * (turn_level[2] - turn_level[1])
+    # summarize_condition resamples patients too (and reports how many there are)
+    answers = _answers([(pid, None, bool(v)) for pid, v in zip(patients, values)])
+    out = summarize_condition(answers, ["accuracy"], seed=7)
+    assert out["clusters"] == 3 and out["num_samples"] == 30
+    assert out["ci95"]["acc_exact"] == pytest.approx(list(clustered[1:]))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_one_item_per_cluster_matches_scipy_percentile_bootstrap(seed):
+    x = np.random.default_rng(seed).normal(0.5, 0.2, size=80)
+    ours = cluster_bootstrap(x, [f"p{i}" for i in range(x.size)], n_resamples=20_000, seed=seed)
+    ref = stats.bootstrap((x,), np.mean, method="percentile", n_resamples=20_000, random_state=seed)
+    assert ours[0] == pytest.approx(x.mean())
+    assert ours[1] == pytest.approx(ref.confidence_interval.low, abs=0.003)  # Monte-Carlo error ~0.001
+    assert ours[2] == pytest.approx(ref.confidence_interval.high, abs=0.003)
+
+
+def test_cluster_bootstrap_is_seeded_and_checks_input():
+    x = np.random.default_rng(3).random(50)
+    groups = np.arange(50) // 5
+    assert cluster_bootstrap(x, groups, seed=2) == cluster_bootstrap(x, groups, seed=2)
+    assert cluster_bootstrap(x, groups, seed=2) != cluster_bootstrap(x, groups, seed=3)
+    one = cluster_bootstrap(x, ["p"] * 50)
+    assert one == pytest.approx((x.mean(), x.mean(), x.mean()))  # a single patient: nothing to resample
+    with pytest.raises(ValueError, match="per-sample rows"):
+        cluster_bootstrap(x, groups[:10])
+    with pytest.raises(ValueError, match="n_resamples"):
+        cluster_bootstrap(x, groups, n_resamples=0)
+
+
+def test_per_type_scores_equal_the_hand_count():
+    spec = (
+        [("p1", "single-verify", True), ("p1", "single-verify", True)]
+        + [("p2", "single-verify", True), ("p3", "single-verify", False)]
+        + [("p1", "single-choose", True), ("p4", "single-choose", False), ("p5", "single-choose", False)]
+        + [("p2", "single-query", False), ("p6", "single-query", False)]
+        + [("p7", None, True)]
+    )  # fmt: skip
+    out = summarize_condition(_answers(spec), ["accuracy", "bleu"], n_resamples=200)
+    assert out["metrics"]["acc_exact"] == pytest.approx(5 / 10)
+    per = out["per_type"]
+    assert list(per) == ["(none)", "single-choose", "single-query", "single-verify"]
+    assert per["single-verify"]["metrics"]["acc_exact"] == pytest.approx(3 / 4)
+    assert per["single-choose"]["metrics"]["acc_exact"] == pytest.approx(1 / 3)
+    assert per["single-query"]["metrics"]["acc_exact"] == 0.0
+    assert per["(none)"]["metrics"]["acc_exact"] == 1.0
+    assert [per[t]["num_samples"] for t in per] == [1, 3, 2, 4]
+    assert [per[t]["clusters"] for t in per] == [1, 3, 2, 3]
+    for block in [out, *per.values()]:
+        assert set(block["ci95"]) == set(block["metrics"]) == {"acc_exact", "acc_normalized", "bleu"}
+        for key, (lo, hi) in block["ci95"].items():
+            assert lo <= block["metrics"][key] + 1e-12 and block["metrics"][key] <= hi + 1e-12
+    assert per["single-query"]["ci95"]["acc_exact"] == [0.0, 0.0]
+    assert "per_topic" not in out  # no sample has a topic
+    assert [row["acc_exact"] for row in out["per_sample"]] == [float(ok) for _, _, ok in spec]
+    assert all("bleu" not in row for row in out["per_sample"])  # corpus-level: no per-sample value
+
+
+def test_corpus_bleu_per_type_is_the_corpus_bleu_of_that_type():
+    preds = ["the heart rhythm is normal sinus", "st elevation in leads v1 to v4", "yes", "left bundle branch block seen"]
+    refs = ["the heart rhythm is normal sinus rhythm", "st elevation in leads v1 to v3", "yes", "left bundle branch block"]
+    types = ["report", "report", "verify", "report"]
+    answers = [AnswerSample(p, r, question_type=t, patient_id=f"p{i % 2}") for i, (p, r, t) in enumerate(zip(preds, refs, types))]
+    out = summarize_condition(answers, ["bleu"], n_resamples=100)
+    assert out["metrics"]["bleu"] == pytest.approx(bleu(preds, refs)["bleu"])
+    reports = [i for i, t in enumerate(types) if t == "report"]
+    expected = bleu([preds[i] for i in reports], [refs[i] for i in reports])["bleu"]
+    assert out["per_type"]["report"]["metrics"]["bleu"] == pytest.approx(expected)
+    assert 0 < expected < 1
+
+
+def test_per_topic_and_results_tables():
+    answers = [
+        AnswerSample("yes", "yes", question_type="verify", topic="rate", patient_id="a"),
+        AnswerSample("no", "yes", question_type="verify", topic="rhythm", patient_id="b"),
+        AnswerSample("fast", "fast", question_type="choose", topic="rate", patient_id="b"),
+    ]
+    cond = summarize_condition(answers, ["accuracy"], n_resamples=100)
+    cond.pop("per_sample")
+    assert cond["per_topic"]["rate"]["metrics"]["acc_exact"] == 1.0
+    assert cond["per_topic"]["rhythm"]["metrics"]["acc_exact"] == 0.0
+    text = results_tables({"real": cond, "zeros": cond})
+    lo, hi = cond["ci95"]["acc_exact"]
+    assert "real (n=3, 2 patients)" in text and f"66.7 [{100 * lo:.1f}, {100 * hi:.1f}]" in text
+    assert "question_type / condition" in text and "verify / zeros (n=2, 2 patients)" in text
+    assert "topic / condition" in text and "rhythm / real (n=1, 1 patients)" in text
+    lines = text.splitlines()
+    assert lines.index(next(x for x in lines if x.startswith("choose / zeros"))) < lines.index(
+        next(x for x in lines if x.startswith("verify / real"))
+    )  # grouped by type, the conditions of one type together
+    old = results_tables({"real": {"metrics": {"acc_exact": 0.5}}})  # a results.json from before CIs
+    assert old.splitlines()[2].split() == ["real", "50.0"]
+
+
+def test_two_metrics_with_one_key_are_refused(monkeypatch):
+    from ecg_bench.evaluation import metrics as M
+
+    monkeypatch.setitem(M.METRICS._items, "acc_copy", M.Metric(lambda samples, opts: {"acc_exact": np.zeros(len(samples))}))
+    with pytest.raises(ValueError, match="'acc_copy' returns key 'acc_exact'"):
+        summarize_condition(_answers([("p", None, True)]), ["accuracy", "acc_copy"])

@@ -14,6 +14,11 @@ An item::
 
 The ``<ecg>`` marker in a user message is where the model puts the ECG embeddings; the i-th marker
 stands for ``segment_ids[i]``. Chat formatting happens later, not here.
+
+Two meta keys mean the same in every dataset that knows them, and evaluation reports scores per
+value of each (``turn_labels``): ``question_type`` (ECG-QA: single-verify, ..., the synthetic and
+label QA: verify / choose / query) and ``topic`` (what is asked about: ECG-QA's attribute type, the
+synthetic QA's rate / rhythm / noise / voltage). ``meta.turns[k]`` may give them per assistant turn.
 """
 
 from __future__ import annotations
@@ -25,6 +30,22 @@ from ecg_bench.jsonl import load_jsonl, save_jsonl  # noqa: F401  (part of this 
 
 ECG_MARKER = "<ecg>"
 ROLES = ("system", "user", "assistant")
+
+
+LABEL_KEYS = ("question_type", "topic")
+
+
+def turn_labels(item: dict[str, Any], turn: int) -> dict[str, str | None]:
+    """``question_type`` and ``topic`` of assistant turn ``turn`` of ``item`` (None where unknown):
+    ``meta.turns[turn]``'s own when it has them, else the item's ``meta``."""
+    meta = item.get("meta") or {}
+    turns = meta.get("turns")
+    own = turns[turn] if isinstance(turns, list) and 0 <= turn < len(turns) and isinstance(turns[turn], dict) else {}
+    out = {}
+    for key in LABEL_KEYS:
+        value = own.get(key, meta.get(key))
+        out[key] = None if value is None or value == "" else str(value)
+    return out
 
 
 def validate_item(item: Any, n_segments: int) -> None:

@@ -309,12 +309,26 @@ def _original_item(iid: str, row: dict[str, Any], store: SegmentStore, report: M
         item = {"id": iid, "segment_ids": seg, "messages": messages, "patient_id": store.index[seg[0]]["patient_id"],
                 "source": str(row["name"] or "hf_import"),
                 "meta": {"ecg_path": path, "record_id": rid, "segment_index": int(m.group(1)), "dataset": dataset}}  # fmt: skip
+        qtype = _original_question_type(row["text"])
+        if qtype:
+            item["meta"]["question_type"] = qtype  # ECG-QA's, so that evaluation reports per type
         validate_item(item, len(store))
     except DataError as e:
         log.debug("row %s: %s", iid, e)
         report.skip("bad_conversation", [rid])
         return None
     return item
+
+
+def _original_question_type(text: Any) -> str | None:
+    """The question type of an ECG-QA row's ``[type, question, answers]`` text, None for other rows."""
+    try:
+        text = json.loads(text) if isinstance(text, str) else text
+    except json.JSONDecodeError:
+        return None
+    if isinstance(text, list) and len(text) == 3 and isinstance(text[0], str) and text[0]:
+        return text[0]
+    return None
 
 
 def _original_messages(text: Any) -> list[dict[str, str]]:

