@@ -77,7 +77,7 @@ def test_short_flags(capsys):
 
 def test_presets(capsys):
     cli.main(["config"])
-    assert json.loads(capsys.readouterr().out) == RunConfig().to_dict()
+    assert json.loads(capsys.readouterr().out) == RunConfig().validate().to_dict()  # output_dir runs/{source} resolved
     quick = cli.COMMANDS["quickstart"].preset()
     gpu = __import__("ecg_bench.presets", fromlist=["quickstart"]).quickstart(device="cuda")
     assert (quick.model.llm, quick.model.full_finetune) == ("mini", True)  # no CUDA here

@@ -205,3 +205,14 @@ def test_build_collects_file_flag_and_check_problems(tmp_path):
     assert len(problems) == 3 and "train.lr" in problems[0] and "--train.max_steps" in problems[1]
     assert problems[2] == "from a check"
     assert math.isclose(RunConfig().train.lr, 2e-4)
+
+
+def test_default_output_dir_is_per_source_so_datasets_never_share_it():
+    """README's `ecg-bench data --data.source ptbxl ...` (no --output_dir) must not land in the quickstart's folder."""
+    from ecg_bench.config import build
+    from ecg_bench.presets import quickstart
+
+    assert build(RunConfig(), overrides={"data.source": "ptbxl"}).output_dir == "runs/ptbxl"
+    assert build(RunConfig()).output_dir == "runs/synthetic"
+    assert build(quickstart("cpu")).output_dir == "runs/quickstart"
+    assert RunConfig().validate().output_dir == "runs/synthetic"

@@ -368,8 +368,9 @@ class RunConfig:
     """Training settings."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation settings."""
-    output_dir: str = "runs/quickstart"
-    """Folder for the store, checkpoints, results.json and logs."""
+    output_dir: str = "runs/{source}"
+    """Folder for the store, checkpoints, results.json and logs; ``{source}`` stands for data.source, so runs on
+    different datasets never share a default folder (the quickstart's is runs/quickstart)."""
 
     def problems(self) -> list[str]:
         """Every invalid value: first each field against its declared type (a value set from Python is
@@ -384,7 +385,8 @@ class RunConfig:
         return p
 
     def validate(self) -> "RunConfig":
-        """Raise ConfigError listing every invalid value, or return self."""
+        """Resolve ``{source}`` in output_dir; raise ConfigError listing every invalid value, or return self."""
+        self.output_dir = self.output_dir.replace("{source}", str(self.data.source))
         problems = self.problems()
         if problems:
             raise ConfigError(problems)
@@ -657,6 +659,7 @@ def build(
             set_dotted(cfg, dotted, value, where=f"--{dotted}")
         except ConfigError as e:
             problems += e.problems
+    cfg.output_dir = cfg.output_dir.replace("{source}", str(cfg.data.source))
     problems += cfg.problems()
     for check in checks:
         problems += check(cfg)
