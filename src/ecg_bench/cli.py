@@ -1,7 +1,10 @@
 """The ``ecg-bench`` command. ``COMMANDS`` is the one table from command name to entry function.
 
-Run-config options are generated from the config dataclasses (``--train.max_steps 50``); their help
-text is each field's docstring. Precedence: command preset < ``--config FILE`` < command-line flags.
+Each command parses its own config dataclass with draccus (``--train.max_steps 50``, choice-typed
+components as ``--model.encoder.type spectral --model.encoder.hidden 64``), so its ``--help`` shows only
+the options it uses, each with its field's docstring. Precedence: command preset < ``--config FILE`` <
+command-line flags (``config.build``). A list takes several words (``--eval.conditions real zeros``) or
+YAML (``--eval.conditions "[real, {type: noise, snr_db: 5}]"``).
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ import json
 import sys
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ecg_bench.config import RunConfig, add_flag, build, iter_leaf_fields
+from ecg_bench.config import DataConfig, EvalConfig, RunConfig, TrainConfig, build
 from ecg_bench.errors import ECGBenchError
 from ecg_bench.logging_utils import setup_logging
 
@@ -28,8 +31,8 @@ def quickstart_config() -> RunConfig:
 
 
 def _load_config(args) -> RunConfig:
-    """The command's preset < ``--config FILE`` (layered over it, section by section) < flags, every value coerced
-    by ``config.coerce`` and checked, registry names and the LLM included: one ConfigError lists every problem."""
+    """The command's preset < ``--config FILE`` (layered over it, section by section) < flags, decoded by draccus and
+    checked, component options and the LLM included: one ConfigError lists every problem."""
     from ecg_bench.pipeline import config_problems
 
     return build(args.preset(), args.config or None, args.overrides, checks=[config_problems])
@@ -54,18 +57,19 @@ def cmd_run(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    """Evaluate a checkpoint folder (its config.json, plus overrides) under the signal ablations, into a new folder
-    (<checkpoint>/eval-<time>, or --output_dir if new or empty); the training run's files are never rewritten."""
-    from ecg_bench.pipeline import evaluation_defaults, evaluation_store, run
+    """Evaluate a checkpoint folder (its config.json, plus overrides) under the evaluation conditions, into a new
+    folder (<checkpoint>/eval-<time>, or --output_dir if new or empty); the training run's files are never rewritten."""
+    from ecg_bench.pipeline import config_problems, evaluation_defaults, evaluation_store, run
 
-    if not args.checkpoint:
+    checkpoint = args.overrides.pop("checkpoint", "") or ""
+    if not checkpoint:
         raise ECGBenchError("evaluate needs --checkpoint DIR (a folder written by train/run/quickstart)")
-    args.config = args.config or str(Path(args.checkpoint) / "config.json")
-    trained = RunConfig.load(args.config)
+    args.checkpoint = checkpoint
+    trained = RunConfig.load(args.config or str(Path(checkpoint) / "config.json"))
     given = set(args.overrides)
-    for key, value in evaluation_defaults(trained, args.checkpoint).items():
+    for key, value in evaluation_defaults(trained, checkpoint).items():
         args.overrides.setdefault(key, value)
-    cfg = _load_config(args)
+    cfg = build(trained, None, args.overrides, checks=[config_problems])
     if "data.store_dir" not in given:
         cfg.data.store_dir = evaluation_store(cfg, trained, args.checkpoint)
     cfg.train.resume_from = args.checkpoint
@@ -77,9 +81,10 @@ def cmd_evaluate(args) -> int:
 def cmd_data(args) -> int:
     """Build the segment store and the conversations, assign patient-disjoint folds, and report counts."""
     from ecg_bench.data.store import skip_summary
-    from ecg_bench.pipeline import prepare_data
+    from ecg_bench.pipeline import config_problems, prepare_data
 
-    cfg = _load_config(args)
+    cmd = build(args.preset(), args.config or None, args.overrides)
+    cfg = build(RunConfig(data=cmd.data, output_dir=cmd.output_dir), checks=[config_problems])
     data = prepare_data(cfg)
     meta = data.store.meta
     print(f"store {data.store.path}: {len(data.store)} segments from {meta.get('num_records')} records")
@@ -101,10 +106,41 @@ def cmd_config(args) -> int:
 
 
 def cmd_list(args) -> int:
-    """List the registered names: sources, mapped datasets, representations, encoders, ELMs, LLMs, metrics."""
-    for kind, reg in _registries().items():
-        print(f"{kind}: {', '.join(reg.names())}")
+    """List the registered components of each kind; ``--details KIND`` prints each one's options with their docs."""
+    regs = _registries()
+    kind = args.overrides.get("details") or ""
+    if not kind:
+        for name, reg in regs.items():
+            print(f"{name}: {', '.join(reg.names())}")
+        return 0
+    if kind not in regs:
+        raise ECGBenchError(f"list --details: unknown kind {kind!r}; valid: {', '.join(regs)}")
+    print(component_details(kind, regs[kind]))
     return 0
+
+
+def component_details(kind: str, reg: Any) -> str:
+    """Each component of registry ``reg``: its name, what it is, and its options (type, default, doc), as
+    ``--<path>.type NAME --<path>.OPTION VALUE`` would set them."""
+    from ecg_bench.config import iter_options
+
+    where = {"sources": "data.source", "mapped": "data.mapped", "representations": "model.representation",
+             "encoders": "model.encoder", "projectors": "model.projector", "elms": "model.elm",
+             "conditions": "eval.conditions", "metrics": "eval.metrics", "pretrainers": "pretrain NAME"}.get(kind, "")  # fmt: skip
+    lines = [f"{kind} (set with {where})" if where else kind]
+    for name in reg.names():
+        obj = reg.get(name)
+        opts = reg.options(name) if getattr(reg, "options_base", None) is not None else None
+        doc = (opts.__doc__ if opts is not None and opts.__doc__ and not opts.__doc__.startswith(opts.__name__ + "(")
+               else getattr(obj, "__doc__", "") or "")  # fmt: skip
+        lines.append(f"\n{name}: {' '.join(doc.split())}")
+        fields = list(iter_options(opts)) if opts is not None else []
+        if not fields:
+            lines.append("    (no options)")
+        for opt, typ, default, odoc in fields:
+            tname = getattr(typ, "__name__", str(typ)).replace("typing.", "")
+            lines.append(f"    {opt} ({tname}, default {default!r}): {odoc}")
+    return "\n".join(lines)
 
 
 def cmd_tokenizer(args) -> int:
@@ -124,14 +160,8 @@ def cmd_pretrain(args) -> int:
     """Pretrain an encoder with a registered pretrainer (`ecg-bench pretrain NAME --help` shows NAME's options)."""
     from ecg_bench.training.pretrain import run
 
-    print(run(args))
+    print(run(args.pretrainer, args.options))
     return 0
-
-
-def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
-    from ecg_bench.training.pretrain import add_arguments
-
-    add_arguments(p)
 
 
 def _registries() -> dict[str, Any]:
@@ -140,11 +170,14 @@ def _registries() -> dict[str, Any]:
     from ecg_bench.evaluation.metrics import METRICS
     from ecg_bench.models.elm import ELMS
     from ecg_bench.models.encoders import ENCODERS, PRETRAINERS
+    from ecg_bench.evaluation.conditions import CONDITIONS
     from ecg_bench.models.llm import LLMS
+    from ecg_bench.models.projection import PROJECTORS
     from ecg_bench.representations.base import REPRESENTATIONS
 
     return {"sources": SOURCES, "mapped": MAPPED, "representations": REPRESENTATIONS, "encoders": ENCODERS,
-            "elms": ELMS, "llms": LLMS, "metrics": METRICS, "pretrainers": PRETRAINERS}  # fmt: skip
+            "projectors": PROJECTORS, "elms": ELMS, "llms": LLMS, "conditions": CONDITIONS, "metrics": METRICS,
+            "pretrainers": PRETRAINERS}  # fmt: skip
 
 
 def _print_results(results: dict[str, Any], cfg: RunConfig) -> None:
@@ -155,67 +188,70 @@ def _print_results(results: dict[str, Any], cfg: RunConfig) -> None:
     print(f"results: {cfg.output_dir}/results.json  ({results['seconds']:.0f} s)")
 
 
+# ------------------------------------------------------------------ per-command configs
+
+
+@dataclass
+class DataCommand:
+    """``ecg-bench data``: the data settings and the folder they are written to."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    """Data settings."""
+    output_dir: str = "runs/{source}"
+    """Folder for the store, conversations and folds; ``{source}`` stands for data.source's type."""
+
+
+@dataclass
+class EvaluateCommand:
+    """``ecg-bench evaluate``: a checkpoint, and what may differ from the run that trained it."""
+
+    checkpoint: str = ""
+    """Checkpoint folder to evaluate (its config.json is the base config)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Data settings (default: the training run's)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Device, precision and threads (train.device, train.precision, train.num_threads); the rest is unused."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation settings (default: the training run's)."""
+    output_dir: str = ""
+    """Folder for results.json (default: <checkpoint>/eval-<time>); must be new or empty."""
+
+
+@dataclass
+class ListCommand:
+    """``ecg-bench list``."""
+
+    details: str = ""
+    """A kind (sources, mapped, representations, encoders, projectors, elms, conditions, metrics, pretrainers):
+    print each component's options with their docs."""
+
+
 # ------------------------------------------------------------------ the table
 
 
 @dataclass(frozen=True)
 class Command:
     func: Callable[[argparse.Namespace], int]
-    run_options: bool = True
-    """Whether the command takes the run-config options."""
-    preset: Callable[[], RunConfig] = RunConfig
+    config: type | None = RunConfig
+    """The command's config dataclass (parsed from flags by draccus); None: the command parses its own arguments."""
+    preset: Callable[[], Any] = RunConfig
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
-    """Adds the command's own arguments (beyond the run-config options)."""
+    """Adds the arguments of a command that parses its own (``config`` None)."""
 
 
 COMMANDS: dict[str, Command] = {
     "quickstart": Command(cmd_quickstart, preset=quickstart_config),
     "run": Command(cmd_run),
-    "evaluate": Command(cmd_evaluate),
-    "data": Command(cmd_data),
+    "evaluate": Command(cmd_evaluate, EvaluateCommand, EvaluateCommand),
+    "data": Command(cmd_data, DataCommand, DataCommand),
     "config": Command(cmd_config),
-    "list": Command(cmd_list, run_options=False),
-    "tokenizer": Command(cmd_tokenizer, run_options=False, add_arguments=_tokenizer_arguments),
-    "pretrain": Command(cmd_pretrain, run_options=False, add_arguments=_pretrain_arguments),
+    "list": Command(cmd_list, ListCommand, ListCommand),
+    "tokenizer": Command(cmd_tokenizer, None, add_arguments=_tokenizer_arguments),
+    "pretrain": Command(cmd_pretrain, None),
 }
 
 
-# ------------------------------------------------------------------ parser
-
-# Short spellings of the most used run options (the dotted form always works too).
-SHORT_FLAGS: dict[str, tuple[str, ...]] = {
-    "model.llm": ("--llm",),
-    "model.elm": ("--elm",),
-    "model.encoder": ("--encoder",),
-    "train.max_steps": ("--steps",),
-    "train.device": ("--device",),
-}
-
-
-def _add_run_options(p: argparse.ArgumentParser, preset: RunConfig) -> None:
-    p.add_argument(
-        "--config", default="", metavar="FILE", help="Run config file (.yaml or .json, e.g. a recipe); flags override it."
-    )
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for dotted, typ, _, doc in iter_leaf_fields(RunConfig):
-        section = dotted.split(".")[0] if "." in dotted else "run"
-        g = groups.setdefault(section, p.add_argument_group(f"{section} options"))
-        default = _get_dotted(preset, dotted)
-        kw: dict[str, Any] = {"dest": f"opt:{dotted}", "default": argparse.SUPPRESS, "help": f"{doc} (default: {default!r})"}
-        # Flags stay strings here: config.build converts them with the same coercion as config files.
-        if typing.get_origin(typ) is list:
-            kw.update(nargs="+", metavar="X")
-        elif typ is bool:
-            kw.update(metavar="{true,false}")
-        else:
-            kw.update(metavar=getattr(typ, "__name__", "value").upper())
-        g.add_argument(f"--{dotted}", *SHORT_FLAGS.get(dotted, ()), **kw)
-
-
-def _get_dotted(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
+# ------------------------------------------------------------------ parsing
 
 
 def _version() -> str:
@@ -231,39 +267,30 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The top level: global options and the command; each command's own options are parsed by ``parse_command``."""
     parser = argparse.ArgumentParser(prog="ecg-bench", description="Build, train and benchmark ECG-language models.")
-    add_flag(parser, "log_level", default="INFO", help="Logging level (DEBUG, INFO, WARNING, ERROR).")
+    parser.add_argument("--log_level", default="INFO", help="Logging level (DEBUG, INFO, WARNING, ERROR).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
-        doc = (command.func.__doc__ or "").strip()
-        p = sub.add_parser(name, help=doc, description=doc)
-        p.set_defaults(command_spec=command)
-        if name == "evaluate":
-            p.add_argument(
-                "--checkpoint",
-                default="",
-                metavar="DIR",
-                help="Checkpoint folder to evaluate (its config.json is the base config).",
-            )
-        if command.add_arguments is not None:
-            command.add_arguments(p)
-        if command.run_options:
-            _add_run_options(p, command.preset())
+        doc = (command.func.__doc__ or "").strip().split("\n")[0]
+        sub.add_parser(name, help=doc, add_help=False, prefix_chars="\0")  # the rest of argv goes to the command
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
+    split = next((i for i, a in enumerate(argv) if a in COMMANDS), len(argv))
+    top = parser.parse_args(argv[:split])
+    if split == len(argv):
         parser.print_help()
         return 0
-    setup_logging(args.log_level)
-    spec: Command = args.command_spec
-    args.preset = spec.preset
-    args.overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt:")}
+    name, rest = argv[split], argv[split + 1 :]
+    setup_logging(top.log_level)
+    spec = COMMANDS[name]
     try:
+        args = parse_command(name, spec, rest)
         return spec.func(args)
     except (ECGBenchError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -271,6 +298,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+def parse_command(name: str, spec: Command, argv: list[str]) -> argparse.Namespace:
+    """The command's arguments: for a command with a config dataclass, ``--config FILE`` and the flags as dotted
+    overrides (strings, converted by ``config.build``); ``--help`` prints the options and exits."""
+    from ecg_bench.flags import parse_flags
+
+    args = argparse.Namespace(command=name, preset=spec.preset, config="", overrides={})
+    if name == "pretrain":
+        from ecg_bench.training.pretrain import parse_pretrain
+
+        args.pretrainer, args.options = parse_pretrain(argv)
+        return args
+    if spec.config is None:
+        p = argparse.ArgumentParser(prog=f"ecg-bench {name}", description=(spec.func.__doc__ or "").strip())
+        if spec.add_arguments is not None:
+            spec.add_arguments(p)
+        return p.parse_args(argv, namespace=args)
+    args.config, args.overrides = parse_flags(spec.config, argv, prog=f"ecg-bench {name}",
+                                              description=(spec.func.__doc__ or "").strip())  # fmt: skip
+    return args
 
 
 if __name__ == "__main__":

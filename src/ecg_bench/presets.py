@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from ecg_bench.config import DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from ecg_bench.config import (
+    DataConfig,
+    EncoderOptions,
+    EvalConfig,
+    MappedOptions,
+    MetricOptions,
+    ModelConfig,
+    RunConfig,
+    SourceOptions,
+    TrainConfig,
+    choice,
+)
 
 
 def quickstart(device: str = "auto") -> RunConfig:
@@ -17,11 +28,12 @@ def quickstart(device: str = "auto") -> RunConfig:
 
     gpu = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
     cfg = RunConfig(
-        data=DataConfig(source="synthetic", mapped="synthetic_qa", num_patients=600, records_per_patient=2,
-                        segment_seconds=5.0, question_types=["verify", "choose"], max_eval_items=200),
-        model=ModelConfig(llm="mini", full_finetune=True, elm="llava", encoder="spectral", num_ecg_tokens=4),
+        data=DataConfig(source=choice(SourceOptions, "synthetic", num_patients=600, records_per_patient=2),
+                        mapped=choice(MappedOptions, "synthetic_qa", question_types=["verify", "choose"]),
+                        segment_seconds=5.0, max_eval_items=200),
+        model=ModelConfig(llm="mini", full_finetune=True, encoder=choice(EncoderOptions, "spectral", num_tokens=4)),
         train=TrainConfig(max_steps=1500, batch_size=16, lr=1e-3, encoder_lr=1e-3, log_every=250, device=device),
-        eval=EvalConfig(batch_size=64, max_new_tokens=8, metrics=["accuracy", "bleu", "rouge"]),
+        eval=EvalConfig(batch_size=64, max_new_tokens=8, metrics=[choice(MetricOptions, m) for m in ("accuracy", "bleu", "rouge")]),
         output_dir="runs/quickstart",
     )  # fmt: skip
     if gpu:
@@ -35,11 +47,11 @@ def quickstart(device: str = "auto") -> RunConfig:
 def tiny(output_dir: str) -> RunConfig:
     """The quickstart path shrunk for tests: the random 2-layer ``tiny`` LLM and a few dozen ECGs."""
     cfg = quickstart(device="cpu")
-    cfg.data.num_patients, cfg.data.records_per_patient, cfg.data.segment_seconds = 12, 1, 2.0
-    cfg.data.num_folds, cfg.data.max_eval_items, cfg.data.multi_turn_fraction = 3, 8, 0.25
-    cfg.data.question_types = ["verify", "choose", "query"]
-    cfg.model.llm, cfg.model.full_finetune, cfg.model.encoder = "tiny", False, "conv1d"
-    cfg.model.num_ecg_tokens, cfg.model.encoder_dim = 2, 32
+    cfg.data.source = choice(SourceOptions, "synthetic", num_patients=12, records_per_patient=1)
+    cfg.data.segment_seconds, cfg.data.num_folds, cfg.data.max_eval_items = 2.0, 3, 8
+    cfg.data.mapped = choice(MappedOptions, "synthetic_qa", question_types=["verify", "choose", "query"], multi_turn_fraction=0.25)
+    cfg.model.llm, cfg.model.full_finetune = "tiny", False
+    cfg.model.encoder = choice(EncoderOptions, "conv1d", num_tokens=2, dim=32)
     cfg.train.max_steps, cfg.train.batch_size, cfg.train.log_every = 4, 4, 2
     cfg.eval.batch_size, cfg.eval.max_new_tokens = 8, 4
     cfg.output_dir = output_dir

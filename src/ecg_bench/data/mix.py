@@ -21,6 +21,8 @@ imported train/test ids per fold) and, with ``data.export_hf``, the Hugging Face
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +42,14 @@ from ecg_bench.logging_utils import get_logger
 log = get_logger(__name__)
 
 
+def mapped_specs(cfg: DataConfig) -> list[Any]:
+    """The mapped datasets a run uses, with their options: ``data.mix`` when given, else ``[data.mapped]``."""
+    return list(cfg.mix) or [cfg.mapped]
+
+
 def mapped_names(cfg: DataConfig) -> list[str]:
-    """The mapped datasets a run uses: ``data.mix`` when given, else ``[data.mapped]``."""
-    names = list(cfg.mix) or [cfg.mapped]
+    """The names of the mapped datasets a run uses: ``data.mix`` when given, else ``[data.mapped]``."""
+    names = [m.type for m in mapped_specs(cfg)]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError([f"data.mix names {', '.join(repeated)} more than once"])
@@ -55,11 +62,12 @@ def build_items(store: SegmentStore, cfg: DataConfig) -> MappedItems:
     """Items of ``data.mapped``, or of the ``data.mix`` datasets mixed; DataError if a part is empty."""
     names = mapped_names(cfg)
     mappers = [MAPPED.get(n) for n in names]  # unknown names fail before any work
+    specs = mapped_specs(cfg)
     caps = list(cfg.mix_max_items) or [0] * len(names)
     parts: dict[str, list[dict[str, Any]]] = {}
     reports: list[MappingReport] = []
     for k, (name, mapper) in enumerate(zip(names, mappers)):
-        got = mapper(store, cfg)
+        got = mapper(store, dataclasses.replace(cfg, mapped=specs[k]))
         part_reports = getattr(got, "reports", [])
         if not got:
             raise DataError(_empty_message(name, store, part_reports))

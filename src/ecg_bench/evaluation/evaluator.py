@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ecg_bench.config import EvalConfig
+from ecg_bench.config import ConditionOptions, EvalConfig, condition_label
 from ecg_bench.data.conversations import turn_labels
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.evaluation.conditions import CONDITIONS, Condition, build_condition
@@ -65,14 +65,14 @@ class EvalSample:
 def build_samples(
     dataset: ConversationDataset,
     processor: Processor,
-    condition: str | Condition,
+    condition: str | ConditionOptions | Condition,
     max_new_tokens: int = 0,
     eval_cfg: EvalConfig | None = None,
 ) -> list[EvalSample]:
-    """Every assistant turn of every conversation, with the model input of ``condition`` (a name, its options
-    read from ``eval_cfg``, or a built Condition); prompts leave room for ``max_new_tokens`` generated tokens
-    within ``max_length`` (see ``ChatFormatter.prompt_budget``)."""
-    cond = build_condition(condition, eval_cfg) if isinstance(condition, str) else condition
+    """Every assistant turn of every conversation, with the model input of ``condition`` (a name with default
+    options, an item of ``eval.conditions``, or a built Condition); prompts leave room for ``max_new_tokens``
+    generated tokens within ``max_length`` (see ``ChatFormatter.prompt_budget``)."""
+    cond = condition if isinstance(condition, Condition) else build_condition(condition)
     cond.prepare(dataset.items)
     samples = []
     for i, item in enumerate(dataset.items):
@@ -108,11 +108,13 @@ def generate(elm: ELM, processor: Processor, samples: list[EvalSample], cfg: Eva
 def evaluate(
     elm: ELM, processor: Processor, dataset: ConversationDataset, cfg: EvalConfig, device: torch.device
 ) -> dict[str, Any]:
-    """Generate and score every condition in ``cfg.ablations``; returns metrics and per-sample outputs."""
+    """Generate and score every condition in ``cfg.conditions``; returns metrics and per-sample outputs (keyed by
+    the condition's name, or ``name(option=value)`` when a condition appears more than once)."""
     results: dict[str, Any] = {"conditions": {}, "samples": []}
-    for condition in cfg.ablations:
+    for opts in cfg.conditions:
+        condition = condition_label(opts, cfg.conditions)
         t0 = time.time()
-        samples = build_samples(dataset, processor, condition, cfg.max_new_tokens, cfg)
+        samples = build_samples(dataset, processor, opts, cfg.max_new_tokens, cfg)
         truncated = sum(s.truncated for s in samples)
         if truncated:
             log.warning(
@@ -152,7 +154,8 @@ def answer_samples(items: list[dict[str, Any]], samples: list[EvalSample], preds
 
 def score_condition(answers: list[AnswerSample], cfg: EvalConfig) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """One condition's entry of results.json (see the module doc) and each answer's per-sample scores."""
-    summary = summarize_condition(answers, cfg.metrics, metric_options(cfg.metrics, cfg), n_resamples=cfg.bootstrap_resamples)
+    names = [m.type for m in cfg.metrics]
+    summary = summarize_condition(answers, names, metric_options(names, cfg), n_resamples=cfg.bootstrap_resamples)
     rows = summary.pop("per_sample")
     if "acc_normalized" in summary["ci95"]:
         summary["acc_normalized_ci95"] = summary["ci95"]["acc_normalized"]

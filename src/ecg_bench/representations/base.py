@@ -16,6 +16,7 @@ representation turns the result into model input, whatever its form. Dimensions 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from typing import ClassVar
@@ -23,6 +24,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from ecg_bench.config import RepresentationOptions
 from ecg_bench.errors import DataError
 from ecg_bench.registry import Registry
 
@@ -68,7 +70,14 @@ class Representation:
         return torch.stack([self(s) for s in segments])
 
 
-REPRESENTATIONS: Registry[type[Representation]] = Registry("representation")
+REPRESENTATIONS: Registry[type[Representation]] = Registry("representation", options=RepresentationOptions)
+"""A representation class is built from its options' fields as keyword arguments (``build_representation``)."""
+
+
+def build_representation(opts: RepresentationOptions) -> Representation:
+    """The representation ``opts`` chooses, built with its options."""
+    cls = REPRESENTATIONS.get(opts.type)
+    return cls(**{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)})
 
 # Modules whose import registers a built-in representation (imported so REPRESENTATIONS.get sees them all).
 _BUILTIN_MODULES = ("ecg_bench.representations.signal", "ecg_bench.representations.ecg_byte")

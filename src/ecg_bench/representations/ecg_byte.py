@@ -9,11 +9,13 @@ segments. It needs a tokenizer, so it cannot be built by name alone:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from ecg_bench.config import RepresentationOptions
 from ecg_bench.errors import ConfigError, DataError, ShapeError
 from ecg_bench.representations.base import REPRESENTATIONS, Representation
 
@@ -21,7 +23,19 @@ if TYPE_CHECKING:
     from ecg_bench.ecg_byte import ECGByteTokenizer
 
 
-@REPRESENTATIONS.register("ecg_byte")
+@dataclass
+class ECGByteRepresentationOptions(RepresentationOptions):
+    """ECG-Byte token ids of the signal (used inside the ecg_byte ELM and the signal2vec encoder)."""
+
+    tokenizer: str = ""
+    """ECG-Byte tokenizer JSON."""
+
+    def problems(self) -> list[str]:
+        return ["token ids are what --model.elm.type ecg_byte builds from its tokenizer itself; use that ELM with a "
+                "signal representation (default 'signal')"]  # fmt: skip
+
+
+@REPRESENTATIONS.register("ecg_byte", options=ECGByteRepresentationOptions)
 class ECGByteRepresentation(Representation):
     """Symbolize and BPE-encode one segment with an ECG-Byte tokenizer (a file path or a loaded tokenizer)."""
 

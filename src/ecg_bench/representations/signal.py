@@ -7,9 +7,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from ecg_bench.config import RepresentationOptions
 from ecg_bench.errors import DataError, ShapeError
 from ecg_bench.representations.base import REPRESENTATIONS, Representation
 from ecg_bench.signals.leads import LEADS
@@ -25,7 +28,29 @@ def _check(x: np.ndarray) -> np.ndarray:
     return x
 
 
-@REPRESENTATIONS.register("signal")
+@dataclass
+class SignalOptions(RepresentationOptions):
+    """The raw signal in millivolts, [12, L]."""
+
+    clip: float = 5.0
+    """Clip each lead (mean removed) to +-clip mV, so one artefact cannot dominate."""
+
+    def problems(self) -> list[str]:
+        return [f"clip must be positive, got {self.clip}"] if not self.clip > 0 else []
+
+
+@dataclass
+class ZScoreOptions(RepresentationOptions):
+    """The raw signal z-scored per lead, [12, L] (amplitude is lost)."""
+
+    eps: float = 1e-3
+    """Floor of the standard deviation (mV), so a flat lead becomes zeros."""
+
+    def problems(self) -> list[str]:
+        return [f"eps must be positive, got {self.eps}"] if not self.eps > 0 else []
+
+
+@REPRESENTATIONS.register("signal", options=SignalOptions)
 class SignalRepresentation(Representation):
     """Millivolts, per-lead mean removed, clipped to +-``clip`` mV (so one artefact cannot dominate)."""
 
@@ -44,7 +69,7 @@ class SignalRepresentation(Representation):
         return (len(LEADS), int(segment_len))
 
 
-@REPRESENTATIONS.register("signal_zscore")
+@REPRESENTATIONS.register("signal_zscore", options=ZScoreOptions)
 class ZScoreRepresentation(SignalRepresentation):
     """Per-lead z-score. ``eps`` (mV) floors the standard deviation so a flat lead becomes zeros."""
 

@@ -10,17 +10,19 @@ stay patient-disjoint.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import importlib
 from collections.abc import Callable
 from typing import Any
 
-from ecg_bench.config import DataConfig
+from ecg_bench.config import DataConfig, MappedOptions
 from ecg_bench.data.store import SegmentStore
 from ecg_bench.registry import Registry
 
 MappedDataset = Callable[[SegmentStore, DataConfig], list[dict[str, Any]]]
 
-MAPPED: Registry[MappedDataset] = Registry("mapped dataset")
+MAPPED: Registry[MappedDataset] = Registry("mapped dataset", options=MappedOptions)
 
 # Modules whose import registers a built-in mapped dataset (imported so MAPPED.get sees them all).
 _BUILTIN_MODULES = (

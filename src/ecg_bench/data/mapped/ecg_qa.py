@@ -38,12 +38,14 @@ mapping scripts may instead carry ``ecg_path`` (a path into the download), resol
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from ecg_bench.config import DataConfig
+from ecg_bench.config import DataConfig, MappedOptions
 from ecg_bench.data.conversations import ECG_MARKER, validate_item
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.mapped.joining import (
@@ -79,13 +81,47 @@ ANSWER_SEPARATOR = " "
 VERSIONS = {"ecg_qa_ptbxl": ("ptbxl", "ptbxl"), "ecg_qa_mimic_iv_ecg": ("mimic_iv_ecg", "mimic-iv-ecg")}
 
 
+@dataclass
+class ECGQAOptions(MappedOptions):
+    """ECG-QA (Oh et al. 2023): template and paraphrased questions about PTB-XL or MIMIC-IV-ECG records."""
+
+    question_types: list[str] = field(default_factory=lambda: ["verify", "choose", "query"])
+    """Question types: single-verify / single-choose / single-query (or verify, choose, query) and the comparison
+    types (e.g. comparison_consecutive-verify)."""
+    qa_variant: str = "both"
+    """Question wording: template, paraphrased or both (the original ECG-Bench reads both)."""
+    qa_splits: list[str] = field(default_factory=lambda: ["train", "valid", "test"])
+    """Release splits to read; folds are made over all of them, as in the original ECG-Bench."""
+
+    def problems(self) -> list[str]:
+        p = []
+        if self.qa_variant not in ("template", "paraphrased", "both"):
+            p.append(f"qa_variant must be 'template', 'paraphrased' or 'both', got {self.qa_variant!r}")
+        full = [SHORT_TYPES.get(t, t) for t in self.question_types]
+        bad = [t for t, f in zip(self.question_types, full) if f not in QUESTION_TYPES]
+        if bad or not full:
+            p.append(f"question_types: unknown for ECG-QA {bad or '(empty)'}; valid: {', '.join([*SHORT_TYPES, *QUESTION_TYPES])}")
+        return p
+
+
+@dataclass
+class ECGQAPTBXLOptions(ECGQAOptions):
+    """ECG-QA, PTB-XL version."""
+
+
+@dataclass
+class ECGQAMIMICOptions(ECGQAOptions):
+    """ECG-QA, MIMIC-IV-ECG version."""
+
+
 def question_types(cfg: DataConfig) -> list[str]:
-    """``data.question_types`` as full ECG-QA type names (short forms expanded); ConfigError if unknown."""
-    full = [SHORT_TYPES.get(t, t) for t in cfg.question_types]
-    bad = [t for t, f in zip(cfg.question_types, full) if f not in QUESTION_TYPES]
+    """``data.mapped.question_types`` as full ECG-QA type names (short forms expanded); ConfigError if unknown."""
+    types = cfg.mapped.question_types
+    full = [SHORT_TYPES.get(t, t) for t in types]
+    bad = [t for t, f in zip(types, full) if f not in QUESTION_TYPES]
     if bad or not full:
         valid = ", ".join([*SHORT_TYPES, *QUESTION_TYPES])
-        raise ConfigError([f"data.question_types: unknown for ECG-QA {bad or '(empty)'}; valid: {valid}"])
+        raise ConfigError([f"data.mapped.question_types: unknown for ECG-QA {bad or '(empty)'}; valid: {valid}"])
     return list(dict.fromkeys(full))
 
 
@@ -184,8 +220,8 @@ def map_ecg_qa(store: SegmentStore, cfg: DataConfig, name: str) -> MappedItems:
         raise ConfigError([f"{name} joins {base} ECGs, but the store {store.path} holds {held!r}; set data.source {base}"])
     policy = check_segment_policy(cfg)
     types = set(question_types(cfg))
-    variants = list(VARIANTS) if cfg.qa_variant == "both" else [cfg.qa_variant]
-    entries = read_entries(qa_root(cfg, subfolder), variants, list(cfg.qa_splits))
+    variants = list(VARIANTS) if cfg.mapped.qa_variant == "both" else [cfg.mapped.qa_variant]
+    entries = read_entries(qa_root(cfg, subfolder), variants, list(cfg.mapped.qa_splits))
     report = MappingReport(name, base, entries=len(entries))
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -260,13 +296,13 @@ def _item(
     return item
 
 
-@MAPPED.register("ecg_qa_ptbxl")
+@MAPPED.register("ecg_qa_ptbxl", options=ECGQAPTBXLOptions)
 def ecg_qa_ptbxl(store: SegmentStore, cfg: DataConfig) -> MappedItems:
     """ECG-QA, PTB-XL version, joined to a PTB-XL store."""
     return map_ecg_qa(store, cfg, "ecg_qa_ptbxl")
 
 
-@MAPPED.register("ecg_qa_mimic_iv_ecg")
+@MAPPED.register("ecg_qa_mimic_iv_ecg", options=ECGQAMIMICOptions)
 def ecg_qa_mimic_iv_ecg(store: SegmentStore, cfg: DataConfig) -> MappedItems:
     """ECG-QA, MIMIC-IV-ECG version, joined to a MIMIC-IV-ECG store."""
     return map_ecg_qa(store, cfg, "ecg_qa_mimic_iv_ecg")

@@ -23,12 +23,14 @@ and no report) is counted under ``no_labels`` in the mapping report, never dropp
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from collections import Counter
 from typing import Any
 
 import numpy as np
 
-from ecg_bench.config import DataConfig
+from ecg_bench.config import DataConfig, MappedOptions
 from ecg_bench.data.conversations import ECG_MARKER, validate_item
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.mapped.joining import MappedItems, MappingReport, check_segment_policy, segment_groups, store_dataset
@@ -40,12 +42,25 @@ FORMS = ("verify", "choose", "query", "report")
 LABEL_SEPARATOR = ", "
 
 
+@dataclass
+class LabelQAOptions(MappedOptions):
+    """Questions made from each record's diagnostic labels (PTB-XL statements, CinC SNOMED-CT names)."""
+
+    question_types: list[str] = field(default_factory=lambda: ["verify", "choose", "query"])
+    """Question forms: verify, choose, query, report."""
+
+    def problems(self) -> list[str]:
+        bad = [t for t in self.question_types if t not in FORMS]
+        return [f"question_types: {bad} not valid for {NAME}; valid: {', '.join(FORMS)}"] if bad else []
+
+
 def enabled_forms(cfg: DataConfig) -> list[str]:
-    """The question forms of ``cfg.question_types``; unknown ones are a ConfigError listing the valid forms."""
-    bad = [t for t in cfg.question_types if t not in FORMS]
+    """The question forms of ``data.mapped.question_types``; unknown ones are a ConfigError listing the valid forms."""
+    types = cfg.mapped.question_types
+    bad = [t for t in types if t not in FORMS]
     if bad:
-        raise ConfigError([f"data.question_types: {bad} not valid for {NAME}; valid: {', '.join(FORMS)}"])
-    return list(dict.fromkeys(cfg.question_types))
+        raise ConfigError([f"data.mapped.question_types: {bad} not valid for {NAME}; valid: {', '.join(FORMS)}"])
+    return list(dict.fromkeys(types))
 
 
 def _records(store: SegmentStore) -> dict[str, dict[str, Any]]:
@@ -84,7 +99,7 @@ def _conversation(form: str, labels: list[str], report: str, rng, names, weights
     return f"Does this ECG show {present if yes else other}?", "yes" if yes else "no"
 
 
-@MAPPED.register(NAME)
+@MAPPED.register(NAME, options=LabelQAOptions)
 def label_qa(store: SegmentStore, cfg: DataConfig) -> MappedItems:
     """Conversations from the store's labels and reports (see the module docstring)."""
     forms, policy = enabled_forms(cfg), check_segment_policy(cfg)

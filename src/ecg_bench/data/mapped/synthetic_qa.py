@@ -16,6 +16,8 @@ question on another topic (that user message has no ``<ecg>`` marker). Determini
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -23,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ecg_bench.config import DataConfig
+from ecg_bench.config import DataConfig, MappedOptions
 from ecg_bench.data.conversations import ECG_MARKER, validate_item
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.store import SegmentStore
@@ -128,17 +130,37 @@ class _Asker:
         return [a for a, spec in table.items() if spec[0] not in avoid_topics]
 
 
-@MAPPED.register(NAME)
+@dataclass
+class SyntheticQAOptions(MappedOptions):
+    """Questions about the synthetic ECGs' ground truth (rate, rhythm, voltage, noise)."""
+
+    question_types: list[str] = field(default_factory=lambda: ["verify", "choose", "query"])
+    """Question forms: verify (yes/no), choose (pick an option), query (name a value)."""
+    multi_turn_fraction: float = 0.0
+    """Fraction of conversations with two question-answer turns."""
+
+    def problems(self) -> list[str]:
+        p = []
+        bad = [t for t in self.question_types if t not in QUESTION_TYPES]
+        if bad or not self.question_types:
+            p.append(f"question_types: unknown {bad or '(empty)'}; valid: {', '.join(QUESTION_TYPES)}")
+        if not 0.0 <= self.multi_turn_fraction <= 1.0:
+            p.append(f"multi_turn_fraction must be in [0, 1], got {self.multi_turn_fraction}")
+        return p
+
+
+@MAPPED.register(NAME, options=SyntheticQAOptions)
 def synthetic_qa(store: SegmentStore, cfg: DataConfig) -> list[dict[str, Any]]:
     """One conversation per segment about its ground truth (see the module docstring)."""
-    bad = [t for t in cfg.question_types if t not in QUESTION_TYPES]
-    if bad or not cfg.question_types:
-        raise ConfigError([f"data.question_types: unknown {bad or '(empty)'}; valid: {', '.join(QUESTION_TYPES)}"])
+    opts = cfg.mapped
+    bad = [t for t in opts.question_types if t not in QUESTION_TYPES]
+    if bad or not opts.question_types:
+        raise ConfigError([f"data.mapped.question_types: unknown {bad or '(empty)'}; valid: {', '.join(QUESTION_TYPES)}"])
     rng = np.random.default_rng([cfg.seed, 3])
     n = len(store)
-    n_multi = int(round(cfg.multi_turn_fraction * n))
+    n_multi = int(round(opts.multi_turn_fraction * n))
     multi = set(rng.choice(n, size=n_multi, replace=False).tolist()) if n_multi else set()
-    asker = _Asker(rng, list(dict.fromkeys(cfg.question_types)))
+    asker = _Asker(rng, list(dict.fromkeys(opts.question_types)))
 
     items = []
     for row in store.index:

@@ -43,7 +43,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 
-from ecg_bench.config import DataConfig
+from ecg_bench.config import DataConfig, SourceOptions
 from ecg_bench.data.record import ECGRecord
 from ecg_bench.errors import DataError
 from ecg_bench.registry import Registry
@@ -157,7 +157,7 @@ def files_fingerprint(root: str | os.PathLike) -> dict:
 
 SourceFactory = Callable[[DataConfig], Source]
 
-SOURCES: Registry[SourceFactory] = Registry("source")
+SOURCES: Registry[SourceFactory] = Registry("source", options=SourceOptions)
 
 # Modules whose import registers a built-in source. Imported here so that importing this module is
 # enough for ``SOURCES.get(name)`` to see every built-in name.

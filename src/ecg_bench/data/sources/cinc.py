@@ -45,7 +45,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import scipy.io
 
-from ecg_bench.config import DataConfig
+from ecg_bench.config import DataConfig, SourceOptions
 from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.data.sources.base import UNREADABLE_FOLDER, Source, check_sampling_rate, data_error
 from ecg_bench.data.sources.snomed import SnomedMapping, is_code, load_mapping, report_from_names
@@ -335,6 +335,18 @@ def folder_problem(folder: Path) -> str:
     return f"{folder}: could not be walked when the records were listed (it can be now: build again to include its records)"
 
 
+@dataclass
+class CinCOptions(SourceOptions):
+    """A dataset in the PhysioNet/CinC 2020-2021 layout (.hea/.mat pairs, SNOMED-CT #Dx labels)."""
+
+    snomed_mapping: str = ""
+    """Extra SNOMED-CT code -> name table merged over the shipped one (a .json in the shipped layout, or a CSV with
+    SNOMEDCTCode, Dx[, Abbreviation] columns like the CinC dx_mapping files); empty = shipped table."""
+    verify_checksums: bool = True
+    """Skip a record whose samples or first values differ from its header ("header/data mismatch"); false = check
+    only shape and size."""
+
+
 class CinCSource(Source):
     """A dataset in the CinC layout under ``cfg.data_dir`` (any folder depth). Subclasses register a name.
 
@@ -352,12 +364,13 @@ class CinCSource(Source):
     def __init__(self, cfg: DataConfig) -> None:
         super().__init__(cfg)
         if not cfg.data_dir:
-            raise ConfigError([f"data.data_dir must name the {self.dataset} download folder (data.source={cfg.source})"])
+            raise ConfigError([f"data.data_dir must name the {self.dataset} download folder (data.source={cfg.source.type})"])
         self.root = Path(cfg.data_dir).expanduser()
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.dataset} data folder not found: {self.root} (data.data_dir)")
-        self.snomed_path = str(Path(cfg.snomed_mapping).expanduser()) if cfg.snomed_mapping else ""
-        self.verify_checksums = cfg.verify_checksums
+        opts = cfg.source
+        self.snomed_path = str(Path(opts.snomed_mapping).expanduser()) if opts.snomed_mapping else ""
+        self.verify_checksums = opts.verify_checksums
         load_mapping(self.snomed_path)  # a bad data.snomed_mapping fails here, not once per record
 
     @property

@@ -13,11 +13,18 @@ No patient ids are published: each record is its own patient (record_id = patien
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ecg_bench.data.sources.base import SOURCES
-from ecg_bench.data.sources.cinc import CinCSource
+from ecg_bench.data.sources.cinc import CinCOptions, CinCSource
 
 
-@SOURCES.register("cpsc2018")
+@dataclass
+class CPSC2018Options(CinCOptions):
+    """CPSC2018 (CinC layout): see CinCOptions."""
+
+
+@SOURCES.register("cpsc2018", options=CPSC2018Options)
 class CPSC2018(CinCSource):
     """CPSC 2018 records (``A0001`` ... ``A6877``) found anywhere under ``data.data_dir``; see CinCSource."""
 

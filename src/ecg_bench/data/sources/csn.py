@@ -13,11 +13,18 @@ codes. No patient ids are published: each record is its own patient (record_id =
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ecg_bench.data.sources.base import SOURCES
-from ecg_bench.data.sources.cinc import CinCSource
+from ecg_bench.data.sources.cinc import CinCOptions, CinCSource
 
 
-@SOURCES.register("csn")
+@dataclass
+class CSNOptions(CinCOptions):
+    """CSN (CinC layout): see CinCOptions."""
+
+
+@SOURCES.register("csn", options=CSNOptions)
 class CSN(CinCSource):
     """CSN records (``JS00001`` ...) found anywhere under ``data.data_dir``; see CinCSource."""
 

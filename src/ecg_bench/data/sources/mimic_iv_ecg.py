@@ -21,13 +21,15 @@ of ``sources.base``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ecg_bench.config import DataConfig
+from ecg_bench.config import DataConfig, SourceOptions
 from ecg_bench.data.record import ECGRecord
 from ecg_bench.data.sources.base import SOURCES, Source, check_sampling_rate
 from ecg_bench.signals.io import io_error, json_value, read_csv_table, read_wfdb
@@ -83,7 +85,16 @@ class _Tables:
         return None if pos < 0 else frame.iloc[int(pos)].to_dict()
 
 
-@SOURCES.register("mimic_iv_ecg")
+@dataclass
+class MIMICIVECGOptions(SourceOptions):
+    """MIMIC-IV-ECG (PhysioNet): WFDB records with machine measurements and reports."""
+
+    verify_checksums: bool = True
+    """Skip a record whose samples differ from its header's checksums ("checksum mismatch"); false = check only
+    shape and size."""
+
+
+@SOURCES.register("mimic_iv_ecg", options=MIMICIVECGOptions)
 class MIMICIVECG(Source):
     """MIMIC-IV-ECG records from ``data.data_dir`` (see the module docstring for the layout)."""
 
@@ -107,7 +118,7 @@ class MIMICIVECG(Source):
         return self.tables.record_list["path"].tolist()
 
     def settings(self) -> dict:
-        return {"verify_checksums": self.cfg.verify_checksums}
+        return {"verify_checksums": self.cfg.source.verify_checksums}
 
     # The tables are reloaded by each worker process rather than pickled into it.
     def __getstate__(self) -> dict[str, Any]:
@@ -124,7 +135,7 @@ class MIMICIVECG(Source):
         measures = t.row(t.by_study, t.measures, int(study))
         if measures is None:
             raise io_error(MISSING_METADATA, f"MIMIC-IV-ECG study {study} ({key}) has no row in machine_measurements.csv")
-        wf = read_wfdb(self.root / key, expect_leads=12, verify_checksum=self.cfg.verify_checksums)
+        wf = read_wfdb(self.root / key, expect_leads=12, verify_checksum=self.cfg.source.verify_checksums)
         check_sampling_rate(wf.fs, FS, "MIMIC-IV-ECG", f"{self.root / key}.hea")
         report, lines = join_report([measures[c] for c in t.report_columns])
         meta: dict[str, Any] = {

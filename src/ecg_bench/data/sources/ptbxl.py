@@ -21,11 +21,13 @@ otherwise is skipped as ``unexpected sampling rate`` (the rule of ``sources.base
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import ast
 from pathlib import Path
 from typing import Any
 
-from ecg_bench.config import DataConfig
+from ecg_bench.config import DataConfig, SourceOptions
 from ecg_bench.data.record import ECGRecord
 from ecg_bench.data.sources.base import SOURCES, Source, check_sampling_rate
 from ecg_bench.logging_utils import get_logger
@@ -84,37 +86,64 @@ class _Tables:
     def __init__(self, cfg: DataConfig) -> None:
         root = Path(cfg.data_dir)
         db = read_csv_table(
-            root / "ptbxl_database.csv", ("ecg_id", "patient_id", "report", "scp_codes", _FILENAME_COLUMN[cfg.ptbxl_folder])
+            root / "ptbxl_database.csv", ("ecg_id", "patient_id", "report", "scp_codes", _FILENAME_COLUMN[cfg.source.folder])
         )
         st = read_csv_table(root / "scp_statements.csv", ("description",), index_col=0)
         self.descriptions: dict[str, str] = {str(k): str(v) for k, v in st["description"].items()}
-        col = _FILENAME_COLUMN[cfg.ptbxl_folder]
+        col = _FILENAME_COLUMN[cfg.source.folder]
         self.rows: dict[str, dict[str, Any]] = {}
         for row in db.to_dict(orient="records"):
             if isinstance(row[col], str) and row[col].strip():
                 self.rows[row[col].strip()] = row
         self.translations: dict[str, str] | None = None
-        if cfg.report_language == "english":
+        if cfg.source.report_language == "english":
             from ecg_bench.data.translate import translate_texts
 
             reports = [r["report"] for r in self.rows.values() if isinstance(r["report"], str)]
-            self.translations = translate_texts(reports, cfg.translate_model, cfg.translation_cache or None)
+            self.translations = translate_texts(reports, cfg.source.translate_model, cfg.source.translation_cache or None)
             if self.translations is None:
                 log.info("PTB-XL reports: using the English SCP statement list as the English report")
 
 
-@SOURCES.register("ptbxl")
+@dataclass
+class PTBXLOptions(SourceOptions):
+    """PTB-XL (PhysioNet): records, reports and SCP statements."""
+
+    folder: str = "records500"
+    """Signal folder to read: records500 (500 Hz) or records100 (100 Hz)."""
+    report_language: str = "original"
+    """Report text: original (as recorded, often German) or english (translated with translate_model; when no model
+    is given or it cannot be loaded, the English SCP statement list)."""
+    translate_model: str = ""
+    """German -> English seq2seq model for the reports: a local folder or hub id (e.g. Helsinki-NLP/opus-mt-de-en);
+    empty = no translation."""
+    translation_cache: str = ""
+    """JSON file caching translations by source text; empty = ~/.cache/ecg_bench/translations-<model>.json."""
+    verify_checksums: bool = True
+    """Skip a record whose samples differ from its header's checksums ("checksum mismatch"); false = check only
+    shape and size."""
+
+    def problems(self) -> list[str]:
+        p = []
+        if self.folder not in FS:
+            p.append(f"folder must be 'records500' or 'records100', got {self.folder!r}")
+        if self.report_language not in ("original", "english"):
+            p.append(f"report_language must be 'original' or 'english', got {self.report_language!r}")
+        return p
+
+
+@SOURCES.register("ptbxl", options=PTBXLOptions)
 class PTBXL(Source):
     """PTB-XL records from ``data.data_dir`` (see the module docstring for the layout)."""
 
-    native_rate = classmethod(lambda cls, cfg: FS.get(cfg.ptbxl_folder))  # records500: 500 Hz, records100: 100 Hz
+    native_rate = classmethod(lambda cls, cfg: FS.get(cfg.source.folder))  # records500: 500 Hz, records100: 100 Hz
 
     def __init__(self, cfg: DataConfig) -> None:
         super().__init__(cfg)
         if not cfg.data_dir:
             raise FileNotFoundError("the ptbxl source needs data.data_dir: the PTB-XL folder with ptbxl_database.csv")
-        if cfg.ptbxl_folder not in FS:
-            raise ValueError(f"data.ptbxl_folder must be one of {sorted(FS)}, got {cfg.ptbxl_folder!r}")
+        if cfg.source.folder not in FS:
+            raise ValueError(f"data.source.folder must be one of {sorted(FS)}, got {cfg.source.folder!r}")
         self.root = Path(cfg.data_dir)
         self._tables: _Tables | None = None
 
@@ -126,7 +155,7 @@ class PTBXL(Source):
 
     def keys(self) -> list[str]:
         """Database rows' record paths plus records on disk without a row, sorted (= ecg_id order)."""
-        folder = self.root / self.cfg.ptbxl_folder
+        folder = self.root / self.cfg.source.folder
         on_disk = {p.relative_to(self.root).with_suffix("").as_posix() for p in folder.glob("*/*.hea")}
         return sorted(set(self.tables.rows) | on_disk)
 
@@ -139,14 +168,14 @@ class PTBXL(Source):
         if patient is None:
             raise io_error(MISSING_METADATA, f"{where}: no patient_id")
         codes = parse_scp_codes(row["scp_codes"], where)
-        wf = read_wfdb(self.root / key, expect_leads=12, verify_checksum=self.cfg.verify_checksums)
-        check_sampling_rate(wf.fs, FS[self.cfg.ptbxl_folder], f"PTB-XL {self.cfg.ptbxl_folder}", f"{self.root / key}.hea")
+        wf = read_wfdb(self.root / key, expect_leads=12, verify_checksum=self.cfg.source.verify_checksums)
+        check_sampling_rate(wf.fs, FS[self.cfg.source.folder], f"PTB-XL {self.cfg.source.folder}", f"{self.root / key}.hea")
         labels = [self.tables.descriptions.get(code, code) for code in codes]
         statements = statement_text(labels)
         original = row["report"] if isinstance(row["report"], str) else ""
         metadata = self._metadata(row, codes, statements)
         report = original
-        if self.cfg.report_language == "english":
+        if self.cfg.source.report_language == "english":
             translated = (self.tables.translations or {}).get(original)
             report = translated if translated else statements
             if translated:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ecg_bench.config import DataConfig
+from ecg_bench.config import DataConfig, SourceOptions
 from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.data.sources.base import SOURCES, Source, data_error
 
@@ -272,9 +272,22 @@ def generate_records(
         yield _record(i, num_patients, records_per_patient, seed, all_attrs, fs, duration)
 
 
-@SOURCES.register("synthetic")
+@dataclass
+class SyntheticOptions(SourceOptions):
+    """Synthetic ECGs made on the fly (no download)."""
+
+    num_patients: int = 120
+    """Number of synthetic patients."""
+    records_per_patient: int = 2
+    """ECG records per patient."""
+
+    def problems(self) -> list[str]:
+        return [f"{n} must be >= 1, got {getattr(self, n)}" for n in ("num_patients", "records_per_patient") if getattr(self, n) < 1]
+
+
+@SOURCES.register("synthetic", options=SyntheticOptions)
 class Synthetic(Source):
-    """``cfg.num_patients`` x ``cfg.records_per_patient`` synthetic 10 s, 500 Hz records seeded by ``cfg.seed``.
+    """``num_patients`` x ``records_per_patient`` (data.source options) synthetic 10 s, 500 Hz records seeded by ``cfg.seed``.
 
     Keys are record numbers ("0", "1", ...); record ``i`` is generated on its own, so any subset of
     keys can be read in any process in any order and gives the same records as ``generate_records``.
@@ -284,27 +297,28 @@ class Synthetic(Source):
 
     def __init__(self, cfg: DataConfig) -> None:
         super().__init__(cfg)
-        if cfg.num_patients < 1 or cfg.records_per_patient < 1:
+        opts = cfg.source
+        if opts.num_patients < 1 or opts.records_per_patient < 1:
             raise ValueError(
-                f"num_patients and records_per_patient must be >= 1, got {cfg.num_patients}, {cfg.records_per_patient}"
+                f"num_patients and records_per_patient must be >= 1, got {opts.num_patients}, {opts.records_per_patient}"
             )
         self._attrs: list[dict[str, Any]] | None = None
 
     def keys(self) -> list[str]:
-        return [str(i) for i in range(self.cfg.num_patients * self.cfg.records_per_patient)]
+        return [str(i) for i in range(self.cfg.source.num_patients * self.cfg.source.records_per_patient)]
 
     def read(self, key: str) -> ECGRecord:
-        c = self.cfg
-        n = c.num_patients * c.records_per_patient
+        c, o = self.cfg, self.cfg.source
+        n = o.num_patients * o.records_per_patient
         if not key.isdigit() or int(key) >= n:
             raise data_error("unknown record", f"synthetic record key {key!r}: expected an integer in [0, {n})")
         if self._attrs is None:
             self._attrs = sample_attributes(n, c.seed)
-        return _record(int(key), c.num_patients, c.records_per_patient, c.seed, self._attrs, FS, DURATION_S)
+        return _record(int(key), o.num_patients, o.records_per_patient, c.seed, self._attrs, FS, DURATION_S)
 
     def settings(self) -> dict:
-        c = self.cfg
-        return {"num_patients": c.num_patients, "records_per_patient": c.records_per_patient, "seed": c.seed}
+        c, o = self.cfg, self.cfg.source
+        return {"num_patients": o.num_patients, "records_per_patient": o.records_per_patient, "seed": c.seed}
 
     def fingerprint(self) -> dict:
         """Generated, not read: the settings are all the records depend on."""

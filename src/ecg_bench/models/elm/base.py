@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ecg_bench.config import ModelConfig
+from ecg_bench.config import ELMOptions, ModelConfig
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.chat import add_ecg_placeholder, ensure_chat_template
 from ecg_bench.models.elm.processors import IGNORE_INDEX, Processor
@@ -129,7 +129,7 @@ class ElmFamily:
         raise NotImplementedError
 
 
-ELMS: Registry[type[ElmFamily]] = Registry("elm")
+ELMS: Registry[type[ElmFamily]] = Registry("elm", options=ELMOptions)
 
 
 def build_elm(cfg: ModelConfig, seq_len: int, in_leads: int = 12, fs: float = 250.0) -> tuple[ELM, Processor]:
@@ -137,13 +137,13 @@ def build_elm(cfg: ModelConfig, seq_len: int, in_leads: int = 12, fs: float = 25
 
     An unknown family name lists the valid ones. Dimensions are passed in, never read from globals.
     """
-    family = ELMS.get(cfg.elm)()
+    family = ELMS.get(cfg.elm.type)()
     llm, tok = load_llm(cfg.llm)
     ensure_chat_template(tok)
     add_ecg_placeholder(tok)
     family.grow_llm(cfg, llm, tok)
     llm = prepare_llm(llm, cfg)
     elm, processor = family.assemble(cfg, llm, tok, InputDims(int(seq_len), int(in_leads), float(fs)))
-    log.info("built %s ELM (%s): %.2fM trainable of %.1fM parameters", cfg.elm, processor.describe(),
+    log.info("built %s ELM (%s): %.2fM trainable of %.1fM parameters", cfg.elm.type, processor.describe(),
              count_params(elm, True) / 1e6, count_params(elm) / 1e6)  # fmt: skip
     return elm, processor

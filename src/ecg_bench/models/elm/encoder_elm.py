@@ -8,16 +8,18 @@ Both are ``EncoderELM`` with a ``PlaceholderProcessor``; they differ only in the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ecg_bench.config import ModelConfig
+from ecg_bench.config import ELMOptions, EncoderOptions, ModelConfig, choice
 from ecg_bench.models.chat import ChatFormatter, add_ecg_placeholder
 from ecg_bench.models.elm.base import ELM, ELMS, ElmFamily, InputDims
 from ecg_bench.models.elm.processors import PlaceholderProcessor
-from ecg_bench.models.encoders import EncoderSpec, build_encoder
+from ecg_bench.models.encoders import build_encoder
+from ecg_bench.models.encoders.base import encoder_spec
 from ecg_bench.models.fusion import PlaceholderFusion
 from ecg_bench.models.projection import build_projector
 
@@ -55,21 +57,20 @@ class EncoderELM(ELM):
 
 
 class EncoderFamily(ElmFamily):
-    """Encoder + projector around the LLM; ``encoder_name`` None takes ``model.encoder``."""
+    """Encoder + projector around the LLM; the encoder is ``model.encoder`` unless the family fixes it."""
 
-    encoder_name: str | None = None
+    def encoder_options(self, cfg: ModelConfig) -> EncoderOptions:
+        return cfg.encoder
 
     def assemble(self, cfg: ModelConfig, llm: nn.Module, tokenizer, dims: InputDims) -> tuple[EncoderELM, PlaceholderProcessor]:
-        name = self.encoder_name or cfg.encoder
+        opts = self.encoder_options(cfg)
         hidden = llm.get_input_embeddings().embedding_dim
-        spec = EncoderSpec(in_leads=dims.in_leads, seq_len=dims.seq_len, out_dim=cfg.encoder_dim, num_tokens=cfg.num_ecg_tokens,
-                           patch_size=cfg.patch_size, fs=dims.fs, tokenizer=cfg.tokenizer, weights=cfg.signal2vec)  # fmt: skip
-        encoder = build_encoder(name, spec)
+        encoder = build_encoder(opts, encoder_spec(opts, dims.in_leads, dims.seq_len, dims.fs))
         projector = build_projector(cfg.projector, encoder.out_dim, hidden)
-        elm = EncoderELM(llm, encoder, projector, add_ecg_placeholder(tokenizer), train_encoder=cfg.train_encoder)
+        elm = EncoderELM(llm, encoder, projector, add_ecg_placeholder(tokenizer), train_encoder=not opts.freeze)
         formatter = ChatFormatter(tokenizer, system_prompt=cfg.system_prompt or None, num_ecg_tokens=elm.tokens_per_ecg,
                                   max_length=cfg.max_length)  # fmt: skip
-        return elm, PlaceholderProcessor(formatter, encoder_name=name)
+        return elm, PlaceholderProcessor(formatter, encoder_name=opts.type)
 
 
 @ELMS.register("llava")
@@ -77,8 +78,20 @@ class LlavaFamily(EncoderFamily):
     """``model.encoder`` -> projector -> placeholder embeddings."""
 
 
-@ELMS.register("encoder_free")
+@dataclass
+class EncoderFreeOptions(ELMOptions):
+    """No ECG encoder: raw-signal patches go through the projector alone (model.encoder is not used)."""
+
+    patch_size: int = 50
+    """Samples per patch of the raw signal fed to the projector (the segment length must be a multiple)."""
+
+    def problems(self) -> list[str]:
+        return [f"patch_size must be >= 1, got {self.patch_size}"] if self.patch_size < 1 else []
+
+
+@ELMS.register("encoder_free", options=EncoderFreeOptions)
 class EncoderFreeFamily(EncoderFamily):
     """Raw-signal patches -> projector -> placeholder embeddings."""
 
-    encoder_name = "patch"
+    def encoder_options(self, cfg: ModelConfig) -> EncoderOptions:
+        return choice(EncoderOptions, "patch", patch_size=cfg.elm.patch_size)

@@ -38,6 +38,8 @@ ELM was built with the same ECG vocabulary.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import json
 from pathlib import Path
 
@@ -46,7 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ecg_bench.config import ModelConfig
+from ecg_bench.config import ELMOptions, ModelConfig
 from ecg_bench.errors import DataError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.chat import ECG_PLACEHOLDER, ChatFormatter, EncodedChat, EvalTurn, _drop_oldest_pair
@@ -357,24 +359,43 @@ class TokenELM(ELM):
             raise DataError(f"{tok_file}: the ECG-Byte tokens differ from those of model.tokenizer; evaluate with it")
 
 
-@ELMS.register("ecg_byte")
+@dataclass
+class ECGByteOptions(ELMOptions):
+    """ECG-Byte: the ECG as BPE tokens of its quantized signal, added to the LLM's vocabulary."""
+
+    tokenizer: str = ""
+    """ECG-Byte tokenizer JSON (``ecg-bench tokenizer train``, or the original's imported)."""
+    min_ecg_tokens: int = 64
+    """When a sample exceeds model.max_length, each ECG's token block is cut from its end (the same cap for every ECG
+    of the sample) down to no fewer than this many tokens; only then is older history dropped and, last, the sequence
+    cut at max_length."""
+    train_new_embeddings: bool = False
+    """With LoRA: also train the embedding rows of the added ECG tokens (default frozen, as the original ECG-Bench
+    found training them hurt); with model.full_finetune every row trains anyway."""
+
+    def problems(self) -> list[str]:
+        p = [] if self.tokenizer else ["tokenizer (an ECG-Byte tokenizer JSON) is required"]
+        return p + ([f"min_ecg_tokens must be >= 1, got {self.min_ecg_tokens}"] if self.min_ecg_tokens < 1 else [])
+
+
+@ELMS.register("ecg_byte", options=ECGByteOptions)
 class TokenFamily(ElmFamily):
-    """ECG-Byte tokens (``model.tokenizer``) added to the LLM's vocabulary; the signal dimensions are unused."""
+    """ECG-Byte tokens (``model.elm.tokenizer``) added to the LLM's vocabulary; the signal dimensions are unused."""
 
     def grow_llm(self, cfg: ModelConfig, llm: nn.Module, tokenizer) -> None:
-        self.rep = ECGByteRepresentation(tokenizer=cfg.tokenizer)
+        self.rep = ECGByteRepresentation(tokenizer=cfg.elm.tokenizer)
         self.num = self.rep.tokenizer.vocab_size
         self.offset = add_ecg_tokens(tokenizer, self.num)
         old_rows = llm.get_input_embeddings().num_embeddings
         if self.offset + self.num > old_rows:
             llm.resize_token_embeddings(self.offset + self.num, mean_resizing=False)
-        self.trainable = cfg.train_new_embeddings and not cfg.full_finetune
+        self.trainable = cfg.elm.train_new_embeddings and not cfg.full_finetune
         self.vocab = EcgVocab(llm, self.offset, self.num, min(old_rows, self.offset), self.trainable)
 
     def assemble(self, cfg: ModelConfig, llm: nn.Module, tokenizer, dims: InputDims) -> tuple[TokenELM, TokenProcessor]:
         vocab = None if cfg.full_finetune else self.vocab  # fully fine-tuned: the rows are LLM weights, saved with it
         elm = TokenELM(llm, vocab, self.rep, self.offset)
-        formatter = TokenChatFormatter(tokenizer, self.num, self.offset, cfg.min_ecg_tokens, cfg.system_prompt or None,
+        formatter = TokenChatFormatter(tokenizer, self.num, self.offset, cfg.elm.min_ecg_tokens, cfg.system_prompt or None,
                                        cfg.max_length)  # fmt: skip
         log.info("ECG vocabulary rows %s", "trained" if (self.trainable or cfg.full_finetune) else "frozen")
         return elm, TokenProcessor(formatter, self.rep)

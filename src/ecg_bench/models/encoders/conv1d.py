@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ecg_bench.config import EncoderOptions
 from ecg_bench.errors import ShapeError
 from ecg_bench.models.encoders.base import ENCODERS, EncoderSpec
 
@@ -54,6 +57,19 @@ class Conv1dEncoder(nn.Module):
         return self.out(pooled.transpose(1, 2))  # [N, num_tokens, out_dim]
 
 
-@ENCODERS.register("conv1d")
-def conv1d(spec: EncoderSpec) -> nn.Module:
+@dataclass
+class Conv1dOptions(EncoderOptions):
+    """Small residual 1-D CNN trained from scratch (the quickstart's encoder)."""
+
+    dim: int = 128
+    """Width of each output token."""
+    num_tokens: int = 4
+    """Output tokens per ECG (ECG embeddings written into the prompt)."""
+
+    def problems(self) -> list[str]:
+        return [f"{n} must be >= 1, got {getattr(self, n)}" for n in ("dim", "num_tokens") if getattr(self, n) < 1]
+
+
+@ENCODERS.register("conv1d", options=Conv1dOptions)
+def conv1d(opts: Conv1dOptions, spec: EncoderSpec) -> nn.Module:
     return Conv1dEncoder(spec)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from ecg_bench.errors import ShapeError
+from ecg_bench.config import EncoderOptions
 from ecg_bench.models.encoders.base import ENCODERS, EncoderSpec
 
 
@@ -30,6 +33,17 @@ class Patchify(nn.Module):
         return x.reshape(n, self.in_leads, self.num_tokens, self.patch).permute(0, 2, 1, 3).reshape(n, self.num_tokens, -1)
 
 
-@ENCODERS.register("patch")
-def patch(spec: EncoderSpec) -> nn.Module:
+@dataclass
+class PatchOptions(EncoderOptions):
+    """No encoder: the raw signal cut into patches across all leads (one token per patch)."""
+
+    patch_size: int = 50
+    """Samples per patch (the segment length must be a multiple)."""
+
+    def problems(self) -> list[str]:
+        return [f"patch_size must be >= 1, got {self.patch_size}"] if self.patch_size < 1 else []
+
+
+@ENCODERS.register("patch", options=PatchOptions)
+def patch(opts: PatchOptions, spec: EncoderSpec) -> nn.Module:
     return Patchify(spec)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ecg_bench.config import PretrainerOptions
 from ecg_bench.registry import Registry
 
 
@@ -20,13 +21,13 @@ class Pretrainer:
     """A registered pretraining objective: its options and the function that trains and saves."""
 
     options: type
-    """Options dataclass: each field is a flag ``--field_name`` whose help is the field's docstring; a field whose
-    type is a dataclass contributes its own fields as flags; ``field(metadata={"required": True})`` makes a flag
-    required."""
+    """Options dataclass (a PretrainerOptions, registered with the same name): each field is a flag ``--field_name``
+    whose help is the field's docstring (a nested dataclass field ``x`` gives ``--x.field``);
+    ``field(metadata={"required": True})`` makes a flag required."""
     run: Callable[[Any], str]
     """Trains and saves, given an instance of ``options``; returns a one-line summary for the user."""
     description: str
     """One line shown by ``ecg-bench pretrain --help``."""
 
 
-PRETRAINERS: Registry[Pretrainer] = Registry("pretrainer")
+PRETRAINERS: Registry[Pretrainer] = Registry("pretrainer", options=PretrainerOptions)

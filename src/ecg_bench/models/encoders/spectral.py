@@ -14,12 +14,15 @@ pretrained ones see more of the waveform but need far more steps to learn these 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import math
 
 import torch
 from torch import nn
 
 from ecg_bench.errors import ShapeError
+from ecg_bench.config import EncoderOptions
 from ecg_bench.models.encoders.base import ENCODERS, EncoderSpec
 
 LAG_MIN_S, LAG_MAX_S, LAG_STEP_S = 0.25, 2.0, 0.02
@@ -72,6 +75,21 @@ class SpectralEncoder(nn.Module):
         return h.view(x.shape[0], self.num_tokens, self.out_dim)
 
 
-@ENCODERS.register("spectral")
-def spectral(spec: EncoderSpec) -> nn.Module:
-    return SpectralEncoder(spec)
+@dataclass
+class SpectralOptions(EncoderOptions):
+    """Band powers and autocorrelation of each lead -> MLP (rate and rhythm features, trained from scratch)."""
+
+    dim: int = 128
+    """Width of each output token."""
+    num_tokens: int = 4
+    """Output tokens per ECG."""
+    hidden: int = 256
+    """Width of the MLP's hidden layer."""
+
+    def problems(self) -> list[str]:
+        return [f"{n} must be >= 1, got {getattr(self, n)}" for n in ("dim", "num_tokens", "hidden") if getattr(self, n) < 1]
+
+
+@ENCODERS.register("spectral", options=SpectralOptions)
+def spectral(opts: SpectralOptions, spec: EncoderSpec) -> nn.Module:
+    return SpectralEncoder(spec, hidden=opts.hidden)

@@ -19,6 +19,8 @@ A checkpoint carries what the encoder is built from: ``ecg_byte_tokenizer.json``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import shutil
 from pathlib import Path
 
@@ -27,6 +29,7 @@ import torch
 from torch import nn
 
 from ecg_bench.errors import ConfigError, DataError, ShapeError
+from ecg_bench.config import EncoderOptions
 from ecg_bench.models.encoders.base import ENCODERS, EncoderSpec
 from ecg_bench.models.encoders.signal2vec.vectors import Signal2Vec, vocab_fingerprint
 
@@ -83,6 +86,22 @@ class Signal2VecEncoder(nn.Module):
         return (sums / counts).view(x.shape[0], self.num_tokens, self.out_dim)
 
 
-@ENCODERS.register("signal2vec")
-def signal2vec(spec: EncoderSpec) -> nn.Module:
+@dataclass
+class Signal2VecOptions(EncoderOptions):
+    """ECG-Byte tokens looked up in Signal2Vec vectors (``ecg-bench pretrain signal2vec``), averaged into tokens."""
+
+    tokenizer: str = ""
+    """ECG-Byte tokenizer JSON the vectors were trained with."""
+    weights: str = ""
+    """Signal2Vec vectors (.safetensors written by ``ecg-bench pretrain signal2vec``)."""
+    num_tokens: int = 4
+    """Output tokens per ECG."""
+
+    def problems(self) -> list[str]:
+        p = [] if (self.tokenizer and self.weights) else ["needs tokenizer (ECG-Byte JSON) and weights (Signal2Vec .safetensors)"]
+        return p + ([f"num_tokens must be >= 1, got {self.num_tokens}"] if self.num_tokens < 1 else [])
+
+
+@ENCODERS.register("signal2vec", options=Signal2VecOptions)
+def signal2vec(opts: Signal2VecOptions, spec: EncoderSpec) -> nn.Module:
     return Signal2VecEncoder(spec)

@@ -28,6 +28,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ecg_bench.config import PretrainerOptions
 from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.encoders.pretraining import PRETRAINERS, Pretrainer
@@ -163,8 +164,8 @@ def pretrain_from_store(
 
 
 @dataclass
-class Signal2VecPretrainConfig:
-    """Options of ``ecg-bench pretrain signal2vec``."""
+class Signal2VecPretrainConfig(PretrainerOptions):
+    """Skip-gram vectors of ECG-Byte tokens, for the signal2vec encoder (``ecg-bench pretrain signal2vec``)."""
 
     store: str = field(default="", metadata={"required": True})
     """Segment store folder (the corpus)."""
@@ -175,7 +176,7 @@ class Signal2VecPretrainConfig:
     num_samples: int = 0
     """Random segments to use (0 = all)."""
     skipgram: Signal2VecConfig = field(default_factory=Signal2VecConfig)
-    """The skip-gram objective; its fields are options of their own (``--dim``, ``--window``, ...)."""
+    """The skip-gram objective (``--skipgram.dim``, ``--skipgram.window``, ...)."""
 
 
 def run(opts: Signal2VecPretrainConfig) -> str:
@@ -194,6 +195,6 @@ def run(opts: Signal2VecPretrainConfig) -> str:
     )
 
 
-PRETRAINERS.register("signal2vec")(
+PRETRAINERS.register("signal2vec", options=Signal2VecPretrainConfig)(
     Pretrainer(Signal2VecPretrainConfig, run, "skip-gram vectors of ECG-Byte tokens, for the signal2vec encoder")
 )

@@ -1,0 +1,156 @@
+"""Command-line flags of a config dataclass, parsed by draccus's argument parser.
+
+draccus builds one flag per field (``--train.lr``; a choice's options as ``--model.encoder.hidden``, its
+type as ``--model.encoder.type``), with each field's docstring as help. This module asks it for the
+flags given and leaves the values to ``config.build``, which layers them over the command's preset and
+a ``--config`` file (draccus would decode them over the class defaults alone). It adds:
+
+- ``--config FILE`` (a YAML or JSON run config);
+- several words after a list flag (``--eval.conditions real zeros``) become one YAML list;
+- a flag of an older spelling (``--data.num_patients``, now ``--data.source.num_patients``) is taken and
+  migrated like the key in an old config file; a dashed spelling is refused naming the underscore one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import re
+import sys
+import typing
+from typing import Any
+
+from draccus import cfgparsing
+from draccus.argparsing import ArgumentParser
+from draccus.help_formatter import SimpleHelpFormatter
+
+from ecg_bench.config import OLD_KEYS, _hints, _is_config, _list_of_config, is_choice, load_components
+from ecg_bench.logging_utils import get_logger
+
+log = get_logger(__name__)
+
+
+def list_flags(cls: type, prefix: str = "") -> set[str]:
+    """Dotted names of the list-valued fields of ``cls`` (a choice's: those of any of its registered options)."""
+    out: set[str] = set()
+    for f in dataclasses.fields(cls):
+        hint = _hints(cls)[f.name]
+        name = f"{prefix}{f.name}"
+        if typing.get_origin(hint) is list or _list_of_config(hint) is not None:
+            out.add(name)
+        elif is_choice(hint):
+            for sub in hint.get_known_choices().values():
+                out |= list_flags(sub, f"{name}.")
+        elif _is_config(hint):
+            out |= list_flags(hint, f"{name}.")
+    return out
+
+
+def _join_lists(argv: list[str], lists: set[str]) -> list[str]:
+    """``--x a b c`` -> ``--x ["a", "b", "c"]`` for list flags given several words (one word is left as it is:
+    YAML reads ``[a, b]`` or a lone name)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        out.append(a)
+        i += 1
+        if a.startswith("--") and "=" not in a and a[2:] in lists:
+            words = []
+            while i < len(argv) and not argv[i].startswith("--"):
+                words.append(argv[i])
+                i += 1
+            out += [json.dumps(words)] if len(words) > 1 else words
+    return out
+
+
+class _HelpFormatter(SimpleHelpFormatter):
+    """draccus's help formatter, with a literal ``%`` in a docstring ("10 %") kept instead of crashing argparse."""
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        text = self._get_help_string(action) or ""
+        escaped = re.sub(r"%(?!\(\w+\)[sdr])", "%%", text)
+        return super()._expand_help(_with_help(action, escaped))
+
+
+def _with_help(action: argparse.Action, text: str) -> argparse.Action:
+    clone = copy.copy(action)
+    clone.help = text
+    return clone
+
+
+def parse_flags(cls: type, argv: list[str], prog: str, description: str = "") -> tuple[str, dict[str, Any]]:
+    """``(config file or "", {dotted name: value})`` from ``argv`` for config dataclass ``cls``; ``--help`` prints
+    the options and exits 0; an unknown flag exits 2 naming it (argparse's usage error)."""
+    load_components()
+    dp = ArgumentParser(cls, formatter_class=_HelpFormatter, prog=prog, description=description, usage=f"{prog} [--config FILE] [--SECTION.OPTION VALUE ...]")
+    parser = dp.parser
+    _tidy_help(parser, cls)
+    parser.add_argument("--config", metavar="FILE", help="Run config file (.yaml or .json, e.g. a recipe); flags override it.")
+    argv = _join_lists(list(argv), list_flags(cls))
+    config, old, rest = "", {}, []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        key, eq, val = a[2:].partition("=") if a.startswith("--") else ("", "", "")
+        if key in ("config", "config_path"):
+            config = val if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+            i += 1 if eq else 2
+            continue
+        if key in OLD_KEYS and _known(parser, key) is None:
+            value = val if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+            log.warning("--%s is now --%s (the old flag still works)", key, OLD_KEYS[key])
+            old[key] = cfgparsing.parse_string(value)
+            i += 1 if eq else 2
+            continue
+        if key and "-" in key and _known(parser, key) is None and _known(parser, key.replace("-", "_")) is not None:
+            parser.error(f"unrecognized argument --{key}: flags are spelled with underscores, --{key.replace('-', '_')}")
+        rest.append(a)
+        i += 1
+    if "-h" in rest or "--help" in rest:
+        parser.print_help()
+        sys.exit(0)
+    for action in parser._actions:  # as draccus does: values stay strings, parsed as YAML below
+        action.default = argparse.SUPPRESS
+        action.type = str
+        if action.choices:
+            action.choices = [str(c) for c in action.choices]
+    ns, unknown = parser.parse_known_args(rest)
+    if unknown:
+        parser.error("unrecognized arguments: " + " ".join(unknown))
+    flags = {k: cfgparsing.parse_string(v) for k, v in vars(ns).items() if k not in ("config", "config_path")}
+    return config, {**old, **flags}
+
+
+def _tidy_help(parser: argparse.ArgumentParser, cls: type) -> None:
+    """draccus offers ``--SECTION FILE`` (a sub-config file) for every section and choice, some twice: hide them,
+    except a choice's, which takes a component name (``--model.encoder spectral`` = ``--model.encoder.type spectral``)."""
+    choices = _choice_paths(cls)
+    seen: set[str] = set()
+    for group in parser._action_groups:
+        for action in group._group_actions:
+            opt = action.option_strings[0] if action.option_strings else ""
+            if opt == "--config_path" or (action.help or "").startswith("Config file for"):
+                dotted = opt[2:]
+                if dotted in choices and dotted not in seen:
+                    seen.add(dotted)
+                    action.help, action.metavar = f"Same as --{dotted}.type NAME.", "NAME"
+                else:
+                    action.help = argparse.SUPPRESS
+
+
+def _choice_paths(cls: type, prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for f in dataclasses.fields(cls):
+        hint = _hints(cls)[f.name]
+        if is_choice(hint):
+            out.add(f"{prefix}{f.name}")
+        elif _is_config(hint):
+            out |= _choice_paths(hint, f"{prefix}{f.name}.")
+    return out
+
+
+def _known(parser: argparse.ArgumentParser, key: str) -> Any:
+    return parser._option_string_actions.get(f"--{key}")
