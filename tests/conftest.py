@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from config_helpers import data_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ECG_BENCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -51,7 +52,7 @@ def tiny_store(tmp_path_factory):
     from ecg_bench.data.sources.base import SOURCES
     from ecg_bench.data.store import build_store
 
-    cfg = DataConfig(num_patients=12, records_per_patient=1, seed=3)
+    cfg = data_config(num_patients=12, records_per_patient=1, seed=3)
     return build_store(SOURCES.get("synthetic")(cfg), tmp_path_factory.mktemp("tiny") / "store", "synthetic", 250, 500)
 
 
@@ -60,5 +61,5 @@ def tiny_items(tiny_store):
     from ecg_bench.config import DataConfig
     from ecg_bench.data.mapped.base import MAPPED
 
-    cfg = DataConfig(num_patients=12, records_per_patient=1, seed=3, multi_turn_fraction=0.3)
+    cfg = data_config(num_patients=12, records_per_patient=1, seed=3, multi_turn_fraction=0.3)
     return MAPPED.get("synthetic_qa")(tiny_store, cfg)

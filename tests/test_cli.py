@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -24,18 +25,15 @@ def test_console_script_help():
     assert "quickstart" in out and "evaluate" in out
 
 
-@pytest.mark.parametrize("name", list(cli.COMMANDS))
-def test_every_option_of_every_command_is_documented(name):
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command").choices[name]
-    assert sub.description, f"{name} has no description"
-    options = [a for a in sub._actions if a.option_strings and a.dest != "help"]
-    for action in options:
-        assert action.help and len(action.help) > 10, f"{name} {action.option_strings} has no help"
-    if cli.COMMANDS[name].run_options:
-        flags = {s for a in options for s in a.option_strings}
-        for dotted, *_ in iter_leaf_fields(RunConfig):
-            assert f"--{dotted}" in flags
+def test_every_option_of_every_component_is_documented():
+    from ecg_bench.config import KINDS, field_docs, load_components
+
+    load_components()
+    for base in KINDS:
+        for name, cls in base.get_known_choices().items():
+            docs = field_docs(cls)
+            for f in dataclasses.fields(cls):
+                assert docs.get(f.name), f"{base.kind} {name}: option {f.name} has no docstring"
 
 
 def test_every_config_field_has_a_docstring():
@@ -54,7 +52,7 @@ def test_overrides_and_config_file(tmp_path, capsys):
                 str(f),
                 "--train.lr",
                 "0.5",
-                "--data.question_types",
+                "--data.mapped.question_types",
                 "verify",
                 "query",
                 "--model.lora",
@@ -65,14 +63,31 @@ def test_overrides_and_config_file(tmp_path, capsys):
     )
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["train"]["max_steps"] == 7 and cfg["train"]["lr"] == 0.5 and cfg["model"]["llm"] == "tiny"
-    assert cfg["data"]["question_types"] == ["verify", "query"] and cfg["model"]["lora"] is False
+    assert cfg["data"]["mapped"]["question_types"] == ["verify", "query"] and cfg["model"]["lora"] is False
 
 
-def test_short_flags(capsys):
-    assert cli.main(["config", "--llm", "org/some-model", "--encoder", "spectral", "--steps", "9"]) == 0
+def test_component_flags_choose_and_configure(capsys):
+    assert cli.main(["config", "--model.encoder", "spectral", "--model.encoder.hidden", "64", "--eval.conditions", "real",
+                     "shuffled", "{type: noise, snr_db: 5}"]) == 0  # fmt: skip
     cfg = json.loads(capsys.readouterr().out)
-    assert cfg["model"]["llm"] == "org/some-model" and cfg["model"]["encoder"] == "spectral"
-    assert cfg["train"]["max_steps"] == 9
+    assert cfg["model"]["encoder"] == {"type": "spectral", "freeze": False, "dim": 128, "num_tokens": 4, "hidden": 64}
+    assert [c["type"] for c in cfg["eval"]["conditions"]] == ["real", "shuffled", "noise"]
+    assert cfg["eval"]["conditions"][2]["snr_db"] == 5.0
+    # an option of another encoder is refused, the valid ones listed
+    assert cli.main(["config", "--model.encoder.type", "spectral", "--model.encoder.patch_size", "25"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) ['patch_size'] for model.encoder (spectral); valid: ['dim', 'freeze', 'hidden', 'num_tokens']" in err
+
+
+def test_list_details_prints_each_components_options(capsys):
+    assert cli.main(["list", "--details", "encoders"]) == 0
+    out = capsys.readouterr().out
+    assert "spectral:" in out and "hidden (int, default 256): Width of the MLP's hidden layer." in out
+    assert "patch_size (int, default 50)" in out
+    assert cli.main(["list", "--details", "conditions"]) == 0
+    assert "snr_db (float, default 10.0)" in capsys.readouterr().out
+    assert cli.main(["list", "--details", "gizmos"]) == 2
+    assert "unknown kind 'gizmos'" in capsys.readouterr().err
 
 
 def test_presets(capsys):
@@ -97,6 +112,13 @@ def test_unknown_names_and_bad_values_exit_2_with_a_clear_message(tmp_path, caps
     bad.write_text("train:\n  max_stepz: 3\n")
     assert cli.main(["config", "--config", str(bad)]) == 2
     assert "max_stepz" in capsys.readouterr().err
+
+
+def test_a_command_refuses_the_options_it_does_not_use(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["data", "--train.lr", "0.1", "--output_dir", str(tmp_path / "r")])
+    assert e.value.code == 2 and "unrecognized arguments: --train.lr" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_all_unknown_names_reported_before_any_work(tmp_path, capsys):
@@ -126,19 +148,22 @@ BAD_FLAGS = [
     (["--train.num_threads", "-1"], "train.num_threads must be >= 0"),
     (["--data.max_train_items", "-5"], "data.max_train_items must be >= 0"),
     (["--train.weight_decay", "-1"], "train.weight_decay must be >= 0"),
-    (["--device", "tpu"], "train.device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
-    (["--model.patch_size", "0"], "model.patch_size must be >= 1"),
-    (["--data.records_per_patient", "0"], "data.records_per_patient must be >= 1"),
+    (["--train.device", "tpu"], "train.device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
+    (["--model.encoder.type", "patch", "--model.encoder.patch_size", "0"], "model.encoder (patch): patch_size must be >= 1"),
+    (["--data.source.records_per_patient", "0"], "data.source (synthetic): records_per_patient must be >= 1"),
     (["--data.target_fs", "1000"], "data.target_fs 1000 Hz is above the synthetic source's own rate of 500 Hz"),
-    (["--data.source", "ptbxl", "--data.ptbxl_folder", "records100"], "above the ptbxl source's own rate of 100 Hz"),
-    (["--model.lora_r", "2.5"], "--model.lora_r: expected an integer, got '2.5'"),
+    (["--data.source", "ptbxl", "--data.source.folder", "records100"], "above the ptbxl source's own rate of 100 Hz"),
+    (["--model.lora_r", "2.5"], "--model.lora_r: expected an integer, got 2.5"),
     (["--model.full_finetune", "maybe"], "--model.full_finetune: expected true or false, got 'maybe'"),
-    (["--llm", "nope"], "model.llm 'nope' is not a known short name (mini, smollm2-135m, tiny)"),
+    (["--model.llm", "nope"], "model.llm 'nope' is not a known short name (mini, smollm2-135m, tiny)"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("command", ["quickstart", "data", "config"])
-@pytest.mark.parametrize("flags, message", BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
+CASES = [(c, f, m) for f, m in BAD_FLAGS for c in ("quickstart", "data", "config")
+         if c != "data" or all(x.startswith("--data.") for x in f if x.startswith("--"))]  # data takes only data flags
+
+
+@pytest.mark.parametrize("command, flags, message", CASES, ids=[f"{c} {' '.join(f)}" for c, f, _ in CASES])
 def test_bad_values_exit_2_before_any_work(tmp_path, capsys, command, flags, message):
     out = tmp_path / "run"
     assert cli.main([command, "--output_dir", str(out), *flags]) == 2
@@ -148,14 +173,20 @@ def test_bad_values_exit_2_before_any_work(tmp_path, capsys, command, flags, mes
 
 
 def test_all_problems_of_all_sections_reported_together(tmp_path, capsys):
-    flags = ["--train.lr", "nan", "--train.min_lr_ratio", "-5", "--data.records_per_patient", "0", "--device", "tpu",
-             "--model.patch_size", "0", "--eval.batch_size", "0", "--llm", "nope", "--model.encoder", "nope"]  # fmt: skip
+    flags = ["--train.lr", "nan", "--train.min_lr_ratio", "-5", "--data.source.records_per_patient", "0",
+             "--train.device", "tpu", "--model.elm.type", "encoder_free", "--model.elm.patch_size", "0",
+             "--eval.batch_size", "0", "--model.llm", "nope", "--model.projector", "nope"]  # fmt: skip
     assert cli.main(["quickstart", "--output_dir", str(tmp_path / "r"), *flags]) == 2
     err = capsys.readouterr().err
-    for name in ("train.lr", "train.min_lr_ratio", "data.records_per_patient", "train.device", "model.patch_size",
-                 "eval.batch_size", "model.llm 'nope'", "unknown encoder 'nope'"):  # fmt: skip
+    for name in ("train.lr", "unknown projector 'nope'"):  # type and name problems come first, before range checks
         assert name in err, name
-    assert err.count("\n  - ") == 8
+    flags = [f for f in flags if f not in ("--train.lr", "nan", "--model.projector")][:-1]
+    assert cli.main(["quickstart", "--output_dir", str(tmp_path / "r"), *flags]) == 2
+    err = capsys.readouterr().err
+    for name in ("train.min_lr_ratio", "data.source (synthetic): records_per_patient", "train.device",
+                 "model.elm (encoder_free): patch_size", "eval.batch_size", "model.llm 'nope'"):  # fmt: skip
+        assert name in err, name
+    assert err.count("\n  - ") == 6
 
 
 def test_yaml_and_json_values_are_coerced_like_flags(tmp_path, capsys):
@@ -188,10 +219,10 @@ def test_checkpoint_config_with_bad_values_exits_2(tmp_path, capsys):
 
 def test_llm_spec_is_checked_without_loading(tmp_path, capsys):
     for llm in ("tiny", "org/some-model", "Qwen/Qwen2.5-0.5B-Instruct", str(tmp_path)):
-        assert cli.main(["config", "--llm", llm]) == 0, llm
+        assert cli.main(["config", "--model.llm", llm]) == 0, llm
     capsys.readouterr()
     for llm in ("nope", "org/", "a/b/c", "org/na me", str(tmp_path / "missing.gguf"), str(tmp_path / "missing")):
-        assert cli.main(["config", "--llm", llm]) == 2, llm
+        assert cli.main(["config", "--model.llm", llm]) == 2, llm
         err = capsys.readouterr().err
         assert repr(llm) in err and ("smollm2-135m" in err or "GGUF file not found" in err), err
 
@@ -210,8 +241,8 @@ def test_quickstart_partial_config_keeps_the_preset(tmp_path, monkeypatch):
     assert cli.main(["quickstart", "--config", str(f), "--train.lr", "5e-4", "--output_dir", str(tmp_path / "q")]) == 0
     cfg, preset = seen["cfg"], cli.COMMANDS["quickstart"].preset()
     assert cfg.train.max_steps == 9 and cfg.train.lr == 5e-4  # file over preset, flag over file
-    assert (cfg.model.llm, cfg.model.encoder, cfg.data.num_patients) == (preset.model.llm, preset.model.encoder,
-                                                                        preset.data.num_patients)  # fmt: skip
+    assert (cfg.model.llm, cfg.model.encoder, cfg.data.source) == (preset.model.llm, preset.model.encoder,
+                                                                   preset.data.source)  # fmt: skip
 
 
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
@@ -222,8 +253,8 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     import time
 
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "ecg_bench", "data", "--output_dir", str(out), "--data.num_patients", "600",
-           "--data.records_per_patient", "2", "--data.workers", "2"]  # fmt: skip
+    cmd = [sys.executable, "-m", "ecg_bench", "data", "--output_dir", str(out), "--data.source.num_patients", "600",
+           "--data.source.records_per_patient", "2", "--data.workers", "2"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     settings = out / "store.partial" / "settings.json"
     deadline = time.time() + 120

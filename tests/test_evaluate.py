@@ -27,7 +27,7 @@ def trained(tmp_path_factory):
     cfg = tiny(str(out))
     cfg.train.max_steps = 2
     cfg.save(out.parent / "tiny.json")
-    assert cli.main(["run", "--config", str(out.parent / "tiny.json"), "--eval.ablations", "real"]) == 0
+    assert cli.main(["run", "--config", str(out.parent / "tiny.json"), "--eval.conditions", "real"]) == 0
     ck = out / "checkpoints" / "final"
     return out, ck
 
@@ -39,13 +39,13 @@ def _files(run):
 def test_evaluate_writes_a_new_folder_and_never_the_training_runs_files(trained, capsys):
     run, ck = trained
     before = _files(run)
-    assert cli.main(["evaluate", "--checkpoint", str(ck), "--eval.ablations", "real"]) == 0
+    assert cli.main(["evaluate", "--checkpoint", str(ck), "--eval.conditions", "real"]) == 0
     evals = sorted(ck.glob("eval-*"))
     assert len(evals) == 1 and (evals[0] / "results.json").is_file()
     assert _files(run) == before  # the training run's results.json, config.json and folds.json are untouched
     res = json.loads((evals[0] / "results.json").read_text())
     assert res["data"]["store"] == str(run / "store")  # the training run's store, read as it is
-    assert cli.main(["evaluate", "--checkpoint", str(ck), "--eval.ablations", "real", "--output_dir", str(run)]) == 2
+    assert cli.main(["evaluate", "--checkpoint", str(ck), "--eval.conditions", "real", "--output_dir", str(run)]) == 2
     assert "made by ecg-bench as a run folder, not an evaluation folder" in capsys.readouterr().err
     assert _files(run) == before
     # a new run never writes over a finished run's results either
@@ -58,7 +58,7 @@ def test_evaluate_on_a_fold_the_model_was_trained_on_is_refused(trained, capsys)
     run, ck = trained
     record = json.loads((ck / "training_data.json").read_text())
     assert record["fold"] == 0 and record["num_folds"] == 3 and len(record["patients_sha256_16"]) == 8
-    assert cli.main(["evaluate", "--checkpoint", str(ck), "--eval.ablations", "real", "--data.fold", "1"]) == 2
+    assert cli.main(["evaluate", "--checkpoint", str(ck), "--eval.conditions", "real", "--data.fold", "1"]) == 2
     err = capsys.readouterr().err
     assert "was trained on fold 0 of 3" in err and "of evaluation fold 1 of 3 were in its training data" in err
     assert "--data.fold 0" in err and "Traceback" not in err
@@ -78,14 +78,14 @@ def test_a_received_checkpoint_cannot_make_evaluate_build_or_delete_elsewhere(tr
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
-    assert cli.main(["evaluate", "--checkpoint", str(got), "--eval.ablations", "real"]) == 0
+    assert cli.main(["evaluate", "--checkpoint", str(got), "--eval.conditions", "real"]) == 0
     assert sorted(p.name for p in mine.iterdir()) == ["thesis.txt"] and (mine / "thesis.txt").read_text() == "years of work"
     (ev,) = got.glob("eval-*")
     assert (ev / "store" / "signals.npy").is_file()  # the store was built inside the evaluation folder
     # relative paths are read against the checkpoint, never the current folder
     cfg["output_dir"], cfg["data"]["store_dir"] = "runs/quickstart", "runs/quickstart/store"
     (got / "config.json").write_text(json.dumps(cfg))
-    assert cli.main(["evaluate", "--checkpoint", str(got), "--eval.ablations", "real"]) == 0
+    assert cli.main(["evaluate", "--checkpoint", str(got), "--eval.conditions", "real"]) == 0
     assert list(work.iterdir()) == [] and not (got / "runs").exists()
     assert len(list(got.glob("eval-*"))) == 2
 

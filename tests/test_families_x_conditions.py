@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ecg_bench.config import EvalConfig, ModelConfig, RunConfig
+from ecg_bench.config import ConditionOptions, ELMOptions, EncoderOptions, EvalConfig, MetricOptions, ModelConfig, RunConfig, choice
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.evaluation.conditions import CONDITIONS
 from ecg_bench.evaluation.evaluator import build_samples, evaluate
@@ -47,8 +47,9 @@ def built(tok_file):
         mp.setattr(elm_base, "load_llm", lambda name: copy.deepcopy(base))
         for family in FAMILIES:
             torch.manual_seed(0)
-            cfg = ModelConfig(elm=family, llm="tiny", num_ecg_tokens=2, encoder_dim=32, tokenizer=tok_file,
-                              max_length=192, min_ecg_tokens=16)  # fmt: skip
+            elm_opts = {"tokenizer": tok_file, "min_ecg_tokens": 16} if family == "ecg_byte" else {}
+            cfg = ModelConfig(elm=choice(ELMOptions, family, **elm_opts), llm="tiny", max_length=192,
+                              encoder=choice(EncoderOptions, "conv1d", num_tokens=2, dim=32))  # fmt: skip
             cache[family] = (cfg, *build_elm(cfg, seq_len=500, fs=250.0))
     return cache
 
@@ -59,8 +60,9 @@ def test_family_trains_one_step_and_evaluates_under_condition(family, condition,
     model_cfg, elm, processor = built[family]
     cfg = RunConfig(model=model_cfg)
     cfg.train.max_steps, cfg.train.batch_size = 1, 4
-    cfg.eval = EvalConfig(ablations=[condition], max_new_tokens=2, batch_size=4, metrics=["accuracy"], leads=["precordial"],
-                          noise_snr_db=0.0)  # fmt: skip
+    options = {"leads": {"leads": ["precordial"]}, "noise": {"snr_db": 0.0}}.get(condition, {})
+    cfg.eval = EvalConfig(conditions=[choice(ConditionOptions, condition, **options)], max_new_tokens=2, batch_size=4,
+                          metrics=[choice(MetricOptions, "accuracy")])  # fmt: skip
     train = ConversationDataset(tiny_items[:8], tiny_store, SignalRepresentation())
     loss = Trainer(elm, processor, train, cfg, tmp_path).train_step(0)
     assert math.isfinite(loss) and loss > 0
@@ -72,8 +74,8 @@ def test_family_trains_one_step_and_evaluates_under_condition(family, condition,
     assert {s["condition"] for s in res["samples"]} == {condition}
 
     # the condition reaches the model input: anything but `real` differs from `real` in the ids or the ECG tensor
-    real = build_samples(test, processor, "real", 2, cfg.eval)
-    this = build_samples(test, processor, condition, 2, cfg.eval)
+    real = build_samples(test, processor, "real", 2)
+    this = build_samples(test, processor, cfg.eval.conditions[0], 2)
     assert [s.reference for s in real] == [s.reference for s in this]
     same = [r.prompt_ids == t.prompt_ids and _same(r.ecg, t.ecg) for r, t in zip(real, this)]
     assert all(same) if condition == "real" else not any(same)

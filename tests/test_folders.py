@@ -15,8 +15,9 @@ from ecg_bench.data.sources.synthetic import Synthetic, generate_records
 from ecg_bench.data.store import SegmentStore, build_store
 from ecg_bench.folders import MARKER, FolderError
 from ecg_bench.training.checkpoint import save_checkpoint
+from config_helpers import data_config
 
-CFG = DataConfig(num_patients=4, records_per_patient=1, seed=1)
+CFG = data_config(num_patients=4, records_per_patient=1, seed=1)
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +58,7 @@ def test_claim_replace_remove(tmp_path):
 def test_store_onto_a_folder_the_tool_did_not_make_is_refused(tmp_path, capsys):
     precious = _foreign(tmp_path / "x")
     args = ["data", "--output_dir", str(tmp_path / "run"), "--data.store_dir", str(tmp_path / "x"),
-            "--data.num_patients", "5", "--data.records_per_patient", "1", "--data.workers", "1"]  # fmt: skip
+            "--data.source.num_patients", "5", "--data.source.records_per_patient", "1", "--data.workers", "1"]  # fmt: skip
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert f"error: {tmp_path / 'x'} is not empty and was not made by ecg-bench" in err and "Traceback" not in err
@@ -71,7 +72,7 @@ def test_store_is_never_the_data_dir_or_inside_it(tmp_path):
     data_dir = tmp_path / "ptb-xl"
     precious = _foreign(data_dir)
     for store in (data_dir, data_dir / "store", tmp_path):
-        src = Synthetic(DataConfig(num_patients=4, records_per_patient=1, data_dir=str(data_dir)))
+        src = Synthetic(data_config(num_patients=4, records_per_patient=1, data_dir=str(data_dir)))
         with pytest.raises(FolderError, match="data.data_dir"):
             build_store(src, store, "synthetic", 250, 500, workers=1)
     assert precious.read_text() == "years of work" and sorted(p.name for p in data_dir.iterdir()) == ["thesis.txt"]
@@ -81,7 +82,7 @@ def test_a_store_the_tool_made_is_replaced(tmp_path):
     out = tmp_path / "store"
     build_store(Synthetic(CFG), out, "synthetic", 250, 500, workers=1)
     assert folders.is_ours(out, "store")
-    again = build_store(Synthetic(DataConfig(num_patients=5, records_per_patient=1)), out, "synthetic", 250, 500, workers=1)
+    again = build_store(Synthetic(data_config(num_patients=5, records_per_patient=1)), out, "synthetic", 250, 500, workers=1)
     assert again.meta["num_records"] == 5 and folders.is_ours(out, "store")
 
 
@@ -132,13 +133,13 @@ def test_checkpoint_replaces_only_a_checkpoint(tmp_path):
 def test_a_default_store_with_other_settings_is_not_replaced_silently(tmp_path, capsys):
     """README: `ecg-bench data --data.source ptbxl ...` after the quickstart replaced its store without a word."""
     run = tmp_path / "run"
-    base = ["data", "--output_dir", str(run), "--data.records_per_patient", "1", "--data.workers", "1"]
-    assert cli.main([*base, "--data.num_patients", "6"]) == 0
+    base = ["data", "--output_dir", str(run), "--data.source.records_per_patient", "1", "--data.workers", "1"]
+    assert cli.main([*base, "--data.source.num_patients", "6"]) == 0
     signals = (run / "store" / "signals.npy").read_bytes()
     capsys.readouterr()
-    assert cli.main([*base, "--data.num_patients", "8"]) == 2
+    assert cli.main([*base, "--data.source.num_patients", "8"]) == 2
     err = capsys.readouterr().err
     assert "holds a segment store built with other settings (num_patients: 6 -> 8" in err and "--data.rebuild" in err
     assert (run / "store" / "signals.npy").read_bytes() == signals
-    assert cli.main([*base, "--data.num_patients", "8", "--data.rebuild", "true"]) == 0
+    assert cli.main([*base, "--data.source.num_patients", "8", "--data.rebuild", "true"]) == 0
     assert SegmentStore(run / "store").meta["num_records"] == 8

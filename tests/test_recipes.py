@@ -24,8 +24,11 @@ def test_there_are_recipes():
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_recipe_loads_and_names_its_command(path):
     cfg = RunConfig.load(path).validate()
+    from ecg_bench.pipeline import config_problems
+
+    assert config_problems(cfg) == []
     rel = path.relative_to(ROOT).as_posix()
     assert f"ecg-bench run --config {rel}" in path.read_text() or f"ecg-bench quickstart --config {rel}" in path.read_text()
     for reg, name in ((SOURCES, cfg.data.source), (MAPPED, cfg.data.mapped), (ELMS, cfg.model.elm),
                       (ENCODERS, cfg.model.encoder), (REPRESENTATIONS, cfg.model.representation)):  # fmt: skip
-        reg.get(name)
+        reg.get(name.type)

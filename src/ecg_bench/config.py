@@ -929,7 +929,8 @@ def _check_raw(raw: Any, cls: type, where: str, prefix: str, context: Any = None
                 d, p = _check_raw(typed, sub, where, f"{at}.", ctx)
                 problems += p
                 decoded.append(d)
-            out[k] = decoded if inner is not None else (decoded[0] if decoded else v)
+            if inner is not None or decoded:
+                out[k] = decoded if inner is not None else decoded[0]
         elif _is_config(hint):
             out[k], p = _check_raw(v, hint, where, f"{prefix}{k}.", context.get(k))
             problems += p
@@ -962,18 +963,18 @@ def layered(base: Any, layers: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple
     raw: Any = to_dict(base)
     problems: list[str] = []
     for where, layer in layers:
-        moved, p = migrate(_shorthand(layer, cls, where), raw, where) if cls is RunConfig else (_shorthand(layer, cls, where), [])
+        moved, p = migrate(_shorthand(layer, cls, where), raw, where)
         raw = merge(raw, moved)
         problems += p + _check_raw(moved, cls, where, "", raw)[1]  # each layer's problems, named by where they are
-    checked, p = _check_raw(raw, cls, "", "", raw)
+    checked, p = _check_raw(raw, cls, "", "", raw)  # a bad value is left out: its field keeps the default
+    if issubclass(cls, Options):  # a component's options as the whole config (pretrain NAME): its type is its class
+        checked.pop("type", None)
     if not problems:
         problems += p
-    if problems:
-        return None, problems
     try:
-        return _decode(cls, checked, "config"), []
+        return _decode(cls, checked, "config"), problems
     except ConfigError as e:
-        return None, e.problems
+        return None, problems + e.problems
 
 
 def from_dict(cls: type, d: Mapping[str, Any], where: str = "config") -> Any:
@@ -1030,7 +1031,7 @@ def build(
     flags = deflatten(overrides)
     if flags:
         layers.append(("flags", flags))
-    cfg, p = layered(base, layers)
+    cfg, p = layered(base, layers)  # with problems, cfg holds the defaults where values were bad
     problems += p
     if cfg is not None:
         if hasattr(cfg, "validate"):
@@ -1041,9 +1042,8 @@ def build(
         else:
             problems += check_types(cfg, "") or [m for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))
                                                   for m in tree_problems(getattr(cfg, f.name), f"{f.name}.")]
-        if not problems:
-            for check in checks:
-                problems += check(cfg)
+        for check in checks:  # registry-level checks need only well-typed values
+            problems += check(cfg)
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return cfg

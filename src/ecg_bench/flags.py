@@ -31,6 +31,9 @@ from ecg_bench.logging_utils import get_logger
 
 log = get_logger(__name__)
 
+OLD_LIST_FLAGS = {"eval.ablations", "eval.leads", "data.question_types", "data.qa_splits", "data.mix"}
+"""Flags of an older spelling that took several words."""
+
 
 def list_flags(cls: type, prefix: str = "") -> set[str]:
     """Dotted names of the list-valued fields of ``cls`` (a choice's: those of any of its registered options)."""
@@ -49,8 +52,8 @@ def list_flags(cls: type, prefix: str = "") -> set[str]:
 
 
 def _join_lists(argv: list[str], lists: set[str]) -> list[str]:
-    """``--x a b c`` -> ``--x ["a", "b", "c"]`` for list flags given several words (one word is left as it is:
-    YAML reads ``[a, b]`` or a lone name)."""
+    """``--x a b c`` -> ``--x ["a", "b", "c"]`` for list flags given several words, each word read as YAML (so
+    ``{type: noise, snr_db: 5}`` is a mapping); one word is left as it is (YAML reads ``[a, b]`` or a lone name)."""
     out: list[str] = []
     i = 0
     while i < len(argv):
@@ -62,7 +65,11 @@ def _join_lists(argv: list[str], lists: set[str]) -> list[str]:
             while i < len(argv) and not argv[i].startswith("--"):
                 words.append(argv[i])
                 i += 1
-            out += [json.dumps(words)] if len(words) > 1 else words
+            values = [cfgparsing.parse_string(w) for w in words]
+            if len(values) == 1 and isinstance(values[0], list):  # already a YAML list: [a, b]
+                out += words
+            elif values:
+                out.append(json.dumps(values))
     return out
 
 
@@ -89,7 +96,7 @@ def parse_flags(cls: type, argv: list[str], prog: str, description: str = "") ->
     parser = dp.parser
     _tidy_help(parser, cls)
     parser.add_argument("--config", metavar="FILE", help="Run config file (.yaml or .json, e.g. a recipe); flags override it.")
-    argv = _join_lists(list(argv), list_flags(cls))
+    argv = _join_lists(list(argv), list_flags(cls) | OLD_LIST_FLAGS)
     config, old, rest = "", {}, []
     i = 0
     while i < len(argv):

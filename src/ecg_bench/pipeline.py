@@ -151,7 +151,7 @@ def open_store(cfg: RunConfig, src: Any, sdir: Path) -> SegmentStore:
             log.info("the source files of segment store %s changed since it was built (%s); rebuilding it", sdir, detail)
         seg_len = int(round(d.segment_seconds * d.target_fs))
         extra = {"source_settings": settings, "source_fingerprint": fingerprint}
-        return build_store(src, sdir, d.source, d.target_fs, seg_len, extra_meta=extra, workers=d.workers,
+        return build_store(src, sdir, d.source.type, d.target_fs, seg_len, extra_meta=extra, workers=d.workers,
                            resume=not d.rebuild)  # fmt: skip
 
 

@@ -7,6 +7,7 @@ import pytest
 from ecg_bench.config import DataConfig
 from ecg_bench.data.sources.synthetic import generate_records
 from ecg_bench.data.store import SegmentStore, build_store
+from config_helpers import data_config
 
 NUM_PATIENTS = 30
 RECORDS_PER_PATIENT = 2
@@ -26,4 +27,4 @@ def store(records, tmp_path_factory) -> SegmentStore:
 
 @pytest.fixture()
 def data_cfg() -> DataConfig:
-    return DataConfig(num_patients=NUM_PATIENTS, records_per_patient=RECORDS_PER_PATIENT, target_fs=FS, seed=0)
+    return data_config(num_patients=NUM_PATIENTS, records_per_patient=RECORDS_PER_PATIENT, target_fs=FS, seed=0)

@@ -9,10 +9,11 @@ from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.data.mapped.synthetic_qa import synthetic_qa
 from ecg_bench.errors import DataError
 from ecg_bench.representations.signal import SignalRepresentation
+from config_helpers import data_config
 
 
 def test_items_joined_to_segments(store):
-    items = synthetic_qa(store, DataConfig(seed=0))
+    items = synthetic_qa(store, data_config(seed=0))
     two = {
         **items[0],
         "id": "two-ecgs",
@@ -35,7 +36,7 @@ def test_items_joined_to_segments(store):
 
 
 def test_representation_instance_and_bad_items(store):
-    items = synthetic_qa(store, DataConfig(seed=0))[:3]
+    items = synthetic_qa(store, data_config(seed=0))[:3]
     assert ConversationDataset(items, store, SignalRepresentation())[1]["ecg"].shape == (1, 12, store.segment_len)
     # the data layer does not look names up in the representations registry (layer contract): a name is refused
     with pytest.raises(TypeError, match="representation instance"):

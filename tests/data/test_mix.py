@@ -13,6 +13,7 @@ from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.data.splits import check_folds, patient_folds
 from ecg_bench.data.store import build_store
 from ecg_bench.errors import ConfigError, DataError
+from config_helpers import data_config
 
 ECG_IDS = [6000 + k for k in range(10)]
 
@@ -39,7 +40,7 @@ def ptbxl_like(tmp_path):
 
 def test_mix_two_datasets_then_fold(ptbxl_like):
     store, mapped_dir = ptbxl_like
-    cfg = DataConfig(mix=["ecg_instruct_pulse", "ecg_grounding"], mix_max_items=[0, 3], mapped_dir=mapped_dir, seed=1)
+    cfg = data_config(mix=["ecg_instruct_pulse", "ecg_grounding"], mix_max_items=[0, 3], mapped_dir=mapped_dir, seed=1)
     items = build_items(store, cfg)
     sources = [it["source"] for it in items]
     assert sources.count("ecg_instruct_pulse") == 20 and sources.count("ecg_grounding") == 3
@@ -56,7 +57,7 @@ def test_mix_two_datasets_then_fold(ptbxl_like):
 
 def test_single_mapped_is_a_mix_of_one(ptbxl_like):
     store, mapped_dir = ptbxl_like
-    items = build_items(store, DataConfig(mapped="ecg_grounding", mapped_dir=mapped_dir))
+    items = build_items(store, data_config(mapped="ecg_grounding", mapped_dir=mapped_dir))
     assert len(items) == 8 and items.reports[0].name == "ecg_grounding"
 
 
@@ -64,7 +65,7 @@ def test_part_on_another_base_dataset_is_refused(ptbxl_like, tmp_path):
     store, mapped_dir = ptbxl_like
     mimic = [{"id": "m", "ecg": "files/p1000/p10000032/s40689238/40689238", "conversations": _turns("Describe.", "AF")}]
     (tmp_path / "ecg_instruct_45k.json").write_text(json.dumps(mimic))
-    cfg = DataConfig(mix=["ecg_instruct_pulse", "ecg_instruct_45k"], mapped_dir=mapped_dir)
+    cfg = data_config(mix=["ecg_instruct_pulse", "ecg_instruct_45k"], mapped_dir=mapped_dir)
     with pytest.raises(DataError, match=r"ecg_instruct_45k produced no items.*from mimic_iv_ecg: build a store"):
         build_items(store, cfg)
 
@@ -72,9 +73,9 @@ def test_part_on_another_base_dataset_is_refused(ptbxl_like, tmp_path):
 def test_mix_config_errors(ptbxl_like):
     store, mapped_dir = ptbxl_like
     with pytest.raises(ConfigError, match="more than once"):
-        build_items(store, DataConfig(mix=["ecg_grounding", "ecg_grounding"], mapped_dir=mapped_dir))
+        build_items(store, data_config(mix=["ecg_grounding", "ecg_grounding"], mapped_dir=mapped_dir))
     with pytest.raises(ConfigError, match="2 caps for 1"):
-        build_items(store, DataConfig(mix=["ecg_grounding"], mix_max_items=[1, 2], mapped_dir=mapped_dir))
+        build_items(store, data_config(mix=["ecg_grounding"], mix_max_items=[1, 2], mapped_dir=mapped_dir))
     a = [{"id": "x-1", "patient_id": "p"}]
     with pytest.raises(DataError, match="repeat item ids: x-1"):
         mix_items({"a": a, "b": a})

@@ -20,9 +20,10 @@ from ecg_bench.data.sources.base import data_error
 from ecg_bench.data.sources.synthetic import Synthetic, generate_records
 from ecg_bench.data.store import SegmentStore, build_store, skip_summary
 from ecg_bench.errors import DataError
+from config_helpers import data_config
 
 FS, SEGMENT_LEN, SHARD = 250, 500, 5
-CFG = DataConfig(num_patients=12, records_per_patient=2, seed=4)  # 24 records -> 5 shards of <= 5
+CFG = data_config(num_patients=12, records_per_patient=2, seed=4)  # 24 records -> 5 shards of <= 5
 FILES = ("signals.npy", "index.jsonl", "meta.json")
 
 
@@ -127,7 +128,7 @@ class Slow(Synthetic):
         time.sleep(0.1)
         return super().read(key)
 
-build_store(Slow(DataConfig(num_patients=12, records_per_patient=2, seed=4)), {str(out)!r}, "synthetic", {FS}, {SEGMENT_LEN},
+build_store(Slow(data_config(num_patients=12, records_per_patient=2, seed=4)), {str(out)!r}, "synthetic", {FS}, {SEGMENT_LEN},
             shard_size={SHARD}, workers=1)
 """
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
@@ -221,7 +222,7 @@ def test_data_command_builds_with_workers_and_prints_the_skip_summary(tmp_path, 
     for attr in ("handlers", "propagate", "level"):
         monkeypatch.setattr(package_log, attr, list(package_log.handlers) if attr == "handlers" else getattr(package_log, attr))
 
-    args = ["data", "--output_dir", str(tmp_path), "--data.num_patients", "10", "--data.records_per_patient", "1",
+    args = ["data", "--output_dir", str(tmp_path), "--data.source.num_patients", "10", "--data.source.records_per_patient", "1",
             "--data.workers", "2"]  # fmt: skip
     assert cli.main(args) == 0
     out = capsys.readouterr().out
@@ -235,7 +236,7 @@ def test_data_command_builds_with_workers_and_prints_the_skip_summary(tmp_path, 
 def test_real_ptbxl_records_through_the_pool(shared_data, tmp_path):
     from ecg_bench.data.sources.ptbxl import PTBXL
 
-    src = PTBXL(DataConfig(source="ptbxl", data_dir=str(shared_data / "ptbxl")))
+    src = PTBXL(data_config(source="ptbxl", data_dir=str(shared_data / "ptbxl")))
     one = build_store(src, tmp_path / "one", "ptbxl", FS, SEGMENT_LEN, shard_size=3, workers=1)
     two = build_store(src, tmp_path / "two", "ptbxl", FS, SEGMENT_LEN, shard_size=3, workers=2)  # the reader is pickled
     same_files(one.path, two.path)
@@ -285,7 +286,7 @@ class Slow(Synthetic):
         return super().read(key)
 
 if __name__ == "__main__":
-    build_store(Slow(DataConfig(num_patients=40, records_per_patient=2, seed=4)), {str(out)!r}, "synthetic", {FS}, {SEGMENT_LEN},
+    build_store(Slow(data_config(num_patients=40, records_per_patient=2, seed=4)), {str(out)!r}, "synthetic", {FS}, {SEGMENT_LEN},
                 shard_size=2, workers=2)
 """
     script = tmp_path / "slow_build.py"

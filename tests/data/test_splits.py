@@ -9,11 +9,12 @@ from ecg_bench.config import DataConfig
 from ecg_bench.data.mapped.synthetic_qa import synthetic_qa
 from ecg_bench.data.splits import check_folds, check_patient_disjoint, patient_folds, patient_groups, split
 from ecg_bench.errors import DataError
+from config_helpers import data_config
 
 
 @pytest.fixture(scope="module")
 def items(store):
-    return synthetic_qa(store, DataConfig(seed=0))
+    return synthetic_qa(store, data_config(seed=0))
 
 
 def test_folds_are_patient_disjoint_and_balanced(items):

@@ -13,6 +13,7 @@ from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.data.sources.synthetic import generate_records
 from ecg_bench.data.store import SegmentStore, build_store
 from ecg_bench.signals.processing import resample, segment
+from config_helpers import data_config
 
 
 def listing(folder) -> list[str]:
@@ -270,7 +271,7 @@ def test_a_second_writer_stops_with_a_message_after_its_timeout(tmp_path):
     proc = _start_holder(tmp_path, sdir)
     try:
         with pytest.raises(DataError, match=rf"another process \(pid {proc.pid} on .*\) is building the store"):
-            build_store(Synthetic(DataConfig(num_patients=2, records_per_patient=1)), sdir, "synthetic", FS, SEGMENT_LEN,
+            build_store(Synthetic(data_config(num_patients=2, records_per_patient=1)), sdir, "synthetic", FS, SEGMENT_LEN,
                         workers=1, lock_timeout=0.5)  # fmt: skip
     finally:
         proc.kill()

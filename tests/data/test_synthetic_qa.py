@@ -10,6 +10,7 @@ from ecg_bench.data.conversations import ECG_MARKER, turn_labels, validate_item
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.mapped.synthetic_qa import round_to_10, synthetic_qa
 from ecg_bench.errors import ConfigError, DataError
+from config_helpers import data_config
 
 
 def expected_answer(turn: dict, question: str, m: dict) -> str:
@@ -50,7 +51,7 @@ def expected_answer(turn: dict, question: str, m: dict) -> str:
 def items(store):
     from ecg_bench.config import DataConfig
 
-    return synthetic_qa(store, DataConfig(seed=0, multi_turn_fraction=0.25))
+    return synthetic_qa(store, data_config(seed=0, multi_turn_fraction=0.25))
 
 
 def test_registered():

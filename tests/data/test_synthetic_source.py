@@ -13,6 +13,7 @@ from ecg_bench.config import DataConfig
 from ecg_bench.data.record import LEADS
 from ecg_bench.data.sources.base import SOURCES
 from ecg_bench.data.sources.synthetic import FS, HR_RANGES, generate_records
+from config_helpers import data_config
 
 LIMB = slice(0, 6)
 
@@ -173,5 +174,5 @@ def test_patients_have_their_own_morphology():
 
 def test_registered_source_reads_config():
     assert "synthetic" in SOURCES
-    recs = list(SOURCES.get("synthetic")(DataConfig(num_patients=3, records_per_patient=1, seed=2)))
+    recs = list(SOURCES.get("synthetic")(data_config(num_patients=3, records_per_patient=1, seed=2)))
     assert [r.patient_id for r in recs] == ["synth-p0000", "synth-p0001", "synth-p0002"]

@@ -13,6 +13,7 @@ from ecg_bench.errors import ConfigError, DataError, UnknownNameError
 from ecg_bench.evaluation.conditions import CONDITIONS, LeadsOptions, NoiseOptions, build_condition
 from ecg_bench.pipeline import config_problems
 from ecg_bench.representations.signal import SignalRepresentation
+from config_helpers import eval_config
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_real_zeros_no_signal(ds):
 
 
 def test_shuffled_pairs_every_item_with_another_patients_ecg(ds):
-    cond = build_condition("shuffled", EvalConfig(condition_seed=1))
+    cond = build_condition("shuffled", eval_config(condition_seed=1))
     got = _all(cond, ds)
     own = {seg: it["patient_id"] for it in ds.items for seg in it["segment_ids"]}
     used = set()
@@ -53,8 +54,8 @@ def test_shuffled_pairs_every_item_with_another_patients_ecg(ds):
         assert own[donor["segment_ids"][0]] != it["patient_id"]
         used.add(donor["patient_id"])
     assert len(used) == len({it["patient_id"] for it in ds.items})  # every patient's ECG is shown to someone
-    again = build_condition("shuffled", EvalConfig(condition_seed=1))
-    other = build_condition("shuffled", EvalConfig(condition_seed=2))
+    again = build_condition("shuffled", eval_config(condition_seed=1))
+    other = build_condition("shuffled", eval_config(condition_seed=2))
     assert [np.array_equal(a, b) for a, b in zip(got, _all(again, ds))] == [True] * len(ds)  # seeded
     assert _all(other, ds) and other.donor != cond.donor
 
@@ -67,7 +68,7 @@ def test_shuffled_needs_two_patients(ds):
 
 def test_leads_keeps_only_the_named_leads(ds):
     for leads, kept in ((["I"], [0]), (["limb"], list(range(6))), (["V1", "aVF"], [5, 6])):
-        for i, x in enumerate(_all(build_condition("leads", EvalConfig(leads=leads)), ds)):
+        for i, x in enumerate(_all(build_condition("leads", eval_config(leads=leads)), ds)):
             nonzero = [k for k in range(len(LEADS)) if x[:, k].any()]
             assert nonzero == kept
             assert np.array_equal(x[:, kept], ds.signals(i)[:, kept])
@@ -75,7 +76,7 @@ def test_leads_keeps_only_the_named_leads(ds):
 
 @pytest.mark.parametrize("snr_db", [0.0, 10.0, 20.0])
 def test_noise_has_the_requested_snr(ds, snr_db):
-    cfg = EvalConfig(noise_snr_db=snr_db, condition_seed=5)
+    cfg = eval_config(noise_snr_db=snr_db, condition_seed=5)
     got = _all(build_condition("noise", cfg), ds)
     measured = []
     for i, x in enumerate(got):

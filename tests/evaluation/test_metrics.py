@@ -11,6 +11,7 @@ import pytest
 from ecg_bench.config import EvalConfig
 from ecg_bench.errors import UnknownNameError
 from ecg_bench.evaluation import metrics as M
+from config_helpers import eval_config
 
 slow = pytest.mark.slow  # loads the MiniLM BERTScore model (first load ~5 s on CPU)
 
@@ -228,7 +229,7 @@ def test_registry_names():
 
 
 def test_compute_metrics_merges(nltk_data):
-    cfg = EvalConfig(nltk_data=nltk_data)
+    cfg = eval_config(nltk_data=nltk_data)
     out = M.compute_metrics(["accuracy", "bleu", "rouge", "meteor"], LONG, LONG, cfg)
     assert set(out) == {"acc_exact", "acc_normalized", "bleu", "rouge1", "rouge2", "rougeL", "meteor"}
     assert all(0.99 < v <= 1.0 + 1e-9 for v in out.values())
@@ -236,11 +237,11 @@ def test_compute_metrics_merges(nltk_data):
 
 @slow
 def test_compute_metrics_bertscore_uses_cfg():
-    cfg = EvalConfig(bertscore_layers=3)
+    cfg = eval_config(bertscore_layers=3)
     out = M.compute_metrics(["bertscore"], ["sinus rhythm"], ["sinus rhythm"], cfg)
     assert out["bertscore_f1"] > 0.99
     with pytest.raises(ValueError, match="got 9"):
-        M.compute_metrics(["bertscore"], ["a"], ["a"], EvalConfig(bertscore_layers=9))
+        M.compute_metrics(["bertscore"], ["a"], ["a"], eval_config(bertscore_layers=9))
 
 
 def test_compute_metrics_unknown_name_lists_valid():
@@ -261,7 +262,7 @@ def test_compute_metrics_length_mismatch():
 
 
 def test_metrics_are_registered_with_options_read_from_eval_config():
-    cfg = EvalConfig(nltk_data="/data/nltk", bertscore_model="/m", bertscore_layers=3, batch_size=8)
+    cfg = eval_config(nltk_data="/data/nltk", bertscore_model="/m", bertscore_layers=3, batch_size=8)
     opts = M.metric_options(["accuracy", "meteor", "bertscore"], cfg)
     assert opts["accuracy"] == M.NoOptions()
     assert opts["meteor"] == M.MeteorOptions(nltk_data="/data/nltk")

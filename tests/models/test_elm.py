@@ -13,6 +13,7 @@ from ecg_bench.models.elm import ELMS, build_elm, pad_batch
 from ecg_bench.models.encoders import ENCODERS, EncoderSpec, build_encoder
 from ecg_bench.models.llm import LLMS, load_llm
 from ecg_bench.representations.signal import SignalRepresentation
+from config_helpers import model_config
 
 
 def _batch(elm, proc, items, store, with_ecg=True):
@@ -69,7 +70,7 @@ def test_batched_left_padded_generation_equals_one_by_one(tiny_store, tiny_items
 
 def test_unknown_names_list_valid_ones():
     with pytest.raises(UnknownNameError, match="llava"):
-        build_elm(ModelConfig(elm="nope"), seq_len=500)
+        build_elm(model_config(elm="nope"), seq_len=500)
     with pytest.raises(UnknownNameError, match="conv1d"):
         build_encoder("nope", EncoderSpec(12, 500, 8, 2))
     with pytest.raises(UnknownNameError, match="smollm2-135m"):

@@ -24,6 +24,7 @@ from ecg_bench.models.encoders.signal2vec import (
 )
 from ecg_bench.representations.signal import SignalRepresentation
 from ecg_bench.training.trainer import Trainer
+from config_helpers import model_config
 
 GROUPS, PER_GROUP = 4, 10
 
@@ -114,7 +115,7 @@ def test_encoder_pools_token_vectors_into_chunks(s2v_files, tiny_store):
 def test_llava_with_signal2vec_trains_a_step(s2v_files, tiny_store, tiny_items, tmp_path):
     tok, weights = s2v_files
     torch.manual_seed(0)
-    cfg = RunConfig(model=ModelConfig(llm="tiny", elm="llava", encoder="signal2vec", tokenizer=tok, signal2vec=weights,
+    cfg = RunConfig(model=model_config(llm="tiny", elm="llava", encoder="signal2vec", tokenizer=tok, signal2vec=weights,
                                       num_ecg_tokens=4))  # fmt: skip
     cfg.train.max_steps, cfg.train.batch_size = 2, 4
     cfg.validate()
@@ -127,7 +128,7 @@ def test_llava_with_signal2vec_trains_a_step(s2v_files, tiny_store, tiny_items, 
     assert not torch.equal(elm.projector[0].weight, proj)
     assert not torch.equal(elm.encoder.embed.weight, before["embed.weight"])
     with pytest.raises(ConfigError, match="signal2vec"):
-        RunConfig(model=ModelConfig(encoder="signal2vec", tokenizer=tok)).validate()
+        RunConfig(model=model_config(encoder="signal2vec", tokenizer=tok)).validate()
 
 
 def test_signal2vec_checkpoint_stands_alone(s2v_files, tmp_path):
@@ -151,7 +152,7 @@ def test_signal2vec_checkpoint_stands_alone(s2v_files, tmp_path):
     for f in ("ecg_byte_tokenizer.json", "signal2vec.safetensors", "signal2vec.json", "encoder.safetensors"):
         assert (ck / f).is_file(), f
     shutil.rmtree(src)
-    argv = ["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval"), "--eval.ablations", "real"]
+    argv = ["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval"), "--eval.conditions", "real"]
     assert cli.main(argv) == 0
     again = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert again["config"]["model"]["signal2vec"] == str(ck / "signal2vec.safetensors")

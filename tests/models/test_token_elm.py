@@ -22,6 +22,7 @@ from ecg_bench.representations.ecg_byte import ECGByteRepresentation
 from ecg_bench.representations.signal import SignalRepresentation
 from ecg_bench.training.checkpoint import load_checkpoint, save_checkpoint
 from ecg_bench.training.trainer import Trainer
+from config_helpers import model_config
 
 VOCAB = 48
 
@@ -49,7 +50,7 @@ def ds(tiny_store, tiny_items):
 
 def _build(tok_file, **kw):
     torch.manual_seed(0)
-    cfg = ModelConfig(elm="ecg_byte", llm="tiny", tokenizer=tok_file, **kw)
+    cfg = model_config(elm="ecg_byte", llm="tiny", tokenizer=tok_file, **kw)
     return cfg, *build_elm(cfg, seq_len=500)
 
 
@@ -303,11 +304,11 @@ def test_representation_and_config_errors(tok_file, tiny_store):
     with pytest.raises(ConfigError, match="tokenizer"):
         REPRESENTATIONS.get("ecg_byte")()
     with pytest.raises(ConfigError, match="model.tokenizer"):
-        RunConfig(model=ModelConfig(elm="ecg_byte")).validate()
+        RunConfig(model=model_config(elm="ecg_byte")).validate()
     with pytest.raises(ConfigError, match="min_ecg_tokens"):
-        RunConfig(model=ModelConfig(elm="ecg_byte", tokenizer=tok_file, min_ecg_tokens=0)).validate()
+        RunConfig(model=model_config(elm="ecg_byte", tokenizer=tok_file, min_ecg_tokens=0)).validate()
     with pytest.raises(ConfigError, match="--model.elm ecg_byte"):
-        RunConfig(model=ModelConfig(representation="ecg_byte", tokenizer=tok_file)).validate()
+        RunConfig(model=model_config(representation="ecg_byte", tokenizer=tok_file)).validate()
 
 
 def test_pipeline_trains_and_evaluates_the_token_elm(tok_file, tmp_path, capsys):
@@ -331,7 +332,7 @@ def test_pipeline_trains_and_evaluates_the_token_elm(tok_file, tmp_path, capsys)
     assert not (ck / "projector.safetensors").exists()
 
     assert (
-        cli.main(["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval"), "--eval.ablations", "real"]) == 0
+        cli.main(["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval"), "--eval.conditions", "real"]) == 0
     )
     again = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert again["config"]["model"]["tokenizer"] == str(ck / "ecg_byte_tokenizer.json")
@@ -343,7 +344,7 @@ def test_token_elm_on_real_smollm2(tok_file, tiny_store, tiny_items, tmp_path):
     """SmolLM2-135M-Instruct with ECG tokens: untied-or-tied head handled, adapter saved without embeddings."""
     from safetensors.torch import load_file
 
-    cfg = RunConfig(model=ModelConfig(elm="ecg_byte", llm="smollm2-135m", tokenizer=tok_file, max_length=128,
+    cfg = RunConfig(model=model_config(elm="ecg_byte", llm="smollm2-135m", tokenizer=tok_file, max_length=128,
                                       min_ecg_tokens=16, lora_r=4, train_new_embeddings=True))  # fmt: skip
     elm, fmt = build_elm(cfg.model, seq_len=500)
     assert elm.base_llm.get_input_embeddings().weight.shape == (fmt.offset + VOCAB, 576)

@@ -301,7 +301,7 @@ def test_cli_evaluate_refuses_a_checkpoint_with_nan_weights(trained_checkpoint, 
     tensors[name] = torch.full_like(tensors[name], float("nan"))
     save_file(tensors, str(f))
     rc, err = _cli(
-        capsys, ["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval"), "--eval.ablations", "real"]
+        capsys, ["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval"), "--eval.conditions", "real"]
     )
     assert rc == 2 and "\nerror: " in "\n" + err and f"{f}: tensor '{name}' holds" in err and "NaN" in err
     assert not (tmp_path / "eval" / "results.json").exists()

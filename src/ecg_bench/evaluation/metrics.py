@@ -496,6 +496,10 @@ class BertScoreOptions(MetricOptions):
     batch_size: int = 32
     """Texts embedded per forward pass."""
 
+    def problems(self) -> list[str]:
+        p = [f"num_layers must be >= 0 (0 = the embedding layer), got {self.num_layers}"] if self.num_layers < 0 else []
+        return p + ([f"batch_size must be >= 1, got {self.batch_size}"] if self.batch_size < 1 else [])
+
 
 @register_metric("bertscore", BertScoreOptions)
 def bertscore_metric(samples: Sequence[AnswerSample], options: BertScoreOptions) -> Scores:

@@ -10,6 +10,7 @@ from ecg_bench.config import DataConfig
 from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.data.sources.base import SOURCES
 from ecg_bench.data.store import SegmentStore, build_store
+from config_helpers import data_config
 
 FS = 250
 SEGMENT_LEN = 500  # 2 s: a 10 s record gives 5 segments
@@ -18,7 +19,7 @@ SEGMENT_LEN = 500  # 2 s: a 10 s record gives 5 segments
 @pytest.fixture(scope="session")
 def ptbxl_store(shared_data, tmp_path_factory) -> SegmentStore:
     """The 10 real PTB-XL records (ecg_id 6000-6009) read by the ptbxl source: 5 segments of 2 s each."""
-    records = list(SOURCES.get("ptbxl")(DataConfig(source="ptbxl", data_dir=str(shared_data / "ptbxl"))))
+    records = list(SOURCES.get("ptbxl")(data_config(source="ptbxl", data_dir=str(shared_data / "ptbxl"))))
     return build_store(records, tmp_path_factory.mktemp("ptbxl") / "store", "ptbxl", FS, SEGMENT_LEN)
 
 

@@ -12,6 +12,7 @@ from ecg_bench.data.conversations import validate_item
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.mapped.ecg_qa import question_types
 from ecg_bench.errors import ConfigError
+from config_helpers import data_config
 
 # The three single-verify questions of template/train/120000.json whose ECG is among ecg_id 6000-6009.
 ANSWERABLE = {
@@ -24,7 +25,7 @@ N_TEMPLATE, N_SINGLE_VERIFY = 24348, 10000
 
 
 def _cfg(shared_data, **kw) -> DataConfig:
-    return DataConfig(source="ptbxl", mapped="ecg_qa_ptbxl", mapped_dir=str(shared_data / "ecg-qa"), **kw)
+    return data_config(source="ptbxl", mapped="ecg_qa_ptbxl", mapped_dir=str(shared_data / "ecg-qa"), **kw)
 
 
 def test_answerable_questions_join_their_segments(ptbxl_store, shared_data):
@@ -62,7 +63,7 @@ def test_comparison_question_gets_one_marker_per_ecg(ptbxl_store, shared_data, t
              "answer": ["qrs duration", "rr interval"], "ecg_id": [6001, 6003], "attribute": None}  # fmt: skip
     (tmp_path / "ptbxl" / "template" / "test").mkdir(parents=True)
     (tmp_path / "ptbxl" / "template" / "test" / "80000.json").write_text(json.dumps([entry]))
-    cfg = DataConfig(mapped_dir=str(tmp_path), qa_variant="template", question_types=["comparison_consecutive-query"])
+    cfg = data_config(mapped="ecg_qa_ptbxl", mapped_dir=str(tmp_path), qa_variant="template", question_types=["comparison_consecutive-query"])
     items = MAPPED.get("ecg_qa_ptbxl")(ptbxl_store, cfg)
     first, second = ptbxl_store.by_record("6001"), ptbxl_store.by_record("6003")
     assert [it["segment_ids"] for it in items] == [[a, b] for a, b in zip(first, second)]
@@ -75,7 +76,7 @@ def test_comparison_question_gets_one_marker_per_ecg(ptbxl_store, shared_data, t
 
 def test_mimic_version_joins_study_ids(make_store, shared_data):
     store = make_store("mimic_iv_ecg", [("43402541", "p1"), ("41006988", "p2"), ("40518667", "p3")])
-    cfg = DataConfig(mapped_dir=str(shared_data / "ecg-qa"), question_types=["comparison_irrelevant-query"],
+    cfg = data_config(mapped="ecg_qa_ptbxl", mapped_dir=str(shared_data / "ecg-qa"), question_types=["comparison_irrelevant-query"],
                      qa_variant="paraphrased", mapped_segments="first")  # fmt: skip
     items = MAPPED.get("ecg_qa_mimic_iv_ecg")(store, cfg)
     assert len(items) == 1 and items[0]["segment_ids"] == [store.by_record("43402541")[0], store.by_record("41006988")[0]]
@@ -87,10 +88,10 @@ def test_mimic_version_joins_study_ids(make_store, shared_data):
 
 def test_question_types_and_store_checked(ptbxl_store, make_store, shared_data):
     assert question_types(DataConfig()) == ["single-verify", "single-choose", "single-query"]
-    assert question_types(DataConfig(question_types=["verify", "comparison_irrelevant-verify"])) == [
+    assert question_types(data_config(mapped="ecg_qa_ptbxl", question_types=["verify", "comparison_irrelevant-verify"])) == [
         "single-verify", "comparison_irrelevant-verify"]  # fmt: skip
     with pytest.raises(ConfigError, match="single-whatever"):
-        question_types(DataConfig(question_types=["single-whatever"]))
+        question_types(data_config(mapped="ecg_qa_ptbxl", question_types=["single-whatever"]))
     with pytest.raises(ConfigError, match="holds 'csn'"):
         MAPPED.get("ecg_qa_ptbxl")(make_store("csn", [("JS20001", "p1")]), _cfg(shared_data))
 
@@ -111,7 +112,7 @@ def test_data_command_end_to_end_with_hf_round_trip(shared_data, tmp_path, capsy
 
     common = ["--data.source", "ptbxl", "--data.data_dir", str(shared_data / "ptbxl"), "--data.num_folds", "3"]
     out = tmp_path / "run"
-    mapped = ["--data.mapped", "ecg_qa_ptbxl", "--data.mapped_dir", str(shared_data / "ecg-qa"), "--data.qa_variant", "template"]
+    mapped = ["--data.mapped", "ecg_qa_ptbxl", "--data.mapped_dir", str(shared_data / "ecg-qa"), "--data.mapped.qa_variant", "template"]
     assert cli.main(["data", *common, *mapped, "--data.export_hf", str(out / "hf"), "--output_dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "ecg_qa_ptbxl: 24348 entries -> 15 conversations" in printed and "'missing_from_store': 9997" in printed
@@ -133,7 +134,7 @@ def test_entries_with_ecg_path_from_ecgqa_mapping_scripts(ptbxl_store, tmp_path)
     folder = tmp_path / "paraphrased" / "valid"
     folder.mkdir(parents=True)
     (folder / "0.json").write_text(json.dumps([entry, {**entry, "sample_id": 6, "ecg_path": ["/elsewhere/x.dat"]}]))
-    items = MAPPED.get("ecg_qa_ptbxl")(ptbxl_store, DataConfig(mapped_dir=str(tmp_path), mapped_segments="first"))
+    items = MAPPED.get("ecg_qa_ptbxl")(ptbxl_store, data_config(mapped="ecg_qa_ptbxl", mapped_dir=str(tmp_path), mapped_segments="first"))
     assert [it["segment_ids"] for it in items] == [ptbxl_store.by_record("6005")[:1]]
     assert items.reports[0].to_dict()["skipped"] == {"unresolved_reference": 1}
 
@@ -178,7 +179,7 @@ def test_each_entry_is_read_correctly_or_skipped_by_name(ptbxl_store, tmp_path):
     ]
     (tmp_path / "template" / "train").mkdir(parents=True)
     (tmp_path / "template" / "train" / "0.json").write_text(json.dumps(entries))
-    cfg = DataConfig(mapped_dir=str(tmp_path), qa_variant="template", question_types=["verify"], mapped_segments="first")
+    cfg = data_config(mapped="ecg_qa_ptbxl", mapped_dir=str(tmp_path), qa_variant="template", question_types=["verify"], mapped_segments="first")
     with _Lines("ecg_bench.data.mapped.joining") as log:
         items = MAPPED.get("ecg_qa_ptbxl")(ptbxl_store, cfg)
     assert [(it["meta"]["sample_id"], it["messages"][1]["content"]) for it in items] == [(1, "yes"), (9, "no")]

@@ -9,12 +9,13 @@ import pytest
 from ecg_bench.config import DataConfig
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.errors import ConfigError, DataError
+from config_helpers import data_config
 
 ALL = ["verify", "choose", "query", "report"]
 
 
 def _cfg(**kw) -> DataConfig:
-    return DataConfig(source="ptbxl", mapped="label_qa", **kw)
+    return data_config(source="ptbxl", mapped="label_qa", **kw)
 
 
 def test_every_form_is_true_to_the_record(ptbxl_store):

@@ -14,6 +14,7 @@ from ecg_bench.data.conversations import validate_item
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.mapped.joining import convert_turns, resolve_ecg_ref
 from ecg_bench.errors import ConfigError, DataError
+from config_helpers import data_config
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,7 @@ def test_ecg_chat_files_join_mimic_studies(make_store, tmp_path):
     ]  # fmt: skip
     (tmp_path / "pretrain_mimic.json").write_text(json.dumps(pretrain))
     (tmp_path / "ecg_instruct_45k.json").write_text(json.dumps(pretrain[:1]))
-    cfg = DataConfig(mapped_dir=str(tmp_path), mapped_segments="all")
+    cfg = data_config(mapped_dir=str(tmp_path), mapped_segments="all")
     items = MAPPED.get("pretrain_mimic")(store, cfg)
     assert [it["id"] for it in items] == ["pretrain_mimic-000000-0", "pretrain_mimic-000000-1",
                                           "pretrain_mimic-000001-0", "pretrain_mimic-000001-1"]  # fmt: skip
@@ -90,7 +91,7 @@ def test_pulse_instruct_counts_other_base_datasets(ptbxl_store, tmp_path):
         {"id": "p5", "image": "ptb-xl/records500/21000/21837_hr-0.png", "conversations": _chat("Rhythm?", "AF.")},
     ]  # fmt: skip
     (tmp_path / "ECGInstruct.json").write_text(json.dumps(entries))
-    items = MAPPED.get("ecg_instruct_pulse")(ptbxl_store, DataConfig(mapped_dir=str(tmp_path), mapped_segments="first"))
+    items = MAPPED.get("ecg_instruct_pulse")(ptbxl_store, data_config(mapped_dir=str(tmp_path), mapped_segments="first"))
     assert [it["meta"]["source_id"] for it in items] == ["p1"]
     assert items[0]["segment_ids"] == ptbxl_store.by_record("6002")[:1]
     report = items.reports[0].to_dict()
@@ -113,7 +114,7 @@ def test_pulse_ecgbench_parquet_download(ptbxl_store, tmp_path):
     for subset, data in rows.items():
         (tmp_path / "ECGBench" / subset).mkdir(parents=True)
         pd.DataFrame(data).to_parquet(tmp_path / "ECGBench" / subset / "test-00000-of-00001.parquet")
-    items = MAPPED.get("ecg_bench_pulse")(ptbxl_store, DataConfig(mapped_dir=str(tmp_path), mapped_segments="first"))
+    items = MAPPED.get("ecg_bench_pulse")(ptbxl_store, data_config(mapped_dir=str(tmp_path), mapped_segments="first"))
     by_subset = {it["meta"]["subset"]: it for it in items}
     assert set(by_subset) == {"ptb-test", "ecgqa-test"}
     assert by_subset["ecgqa-test"]["messages"] == [{"role": "user", "content": "<ecg>\nIs there noise?"},
@@ -121,7 +122,7 @@ def test_pulse_ecgbench_parquet_download(ptbxl_store, tmp_path):
     assert by_subset["ptb-test"]["segment_ids"] == ptbxl_store.by_record("6004")[:1]
     report = items.reports[0].to_dict()
     assert report["entries"] == 4 and report["skipped"] == {"filtered": 1, "other_base_dataset": 1}
-    direct = MAPPED.get("ecg_bench_pulse")(ptbxl_store, DataConfig(mapped_dir=str(tmp_path / "ECGBench")))
+    direct = MAPPED.get("ecg_bench_pulse")(ptbxl_store, data_config(mapped_dir=str(tmp_path / "ECGBench")))
     assert len(direct) == 2 * 5  # mapped_dir = the ECGBench folder itself; all 5 segments of each record
 
 
@@ -132,7 +133,7 @@ def test_gem_grounding(ptbxl_store, tmp_path):
         {"id": "g2", "ecg": "mimic-iv/files/p1000/p10000032/s40689238/40689238", "conversations": _chat("Interpret.", "AF")},
     ]  # fmt: skip
     (tmp_path / "ECG_Grounding_30k.json").write_text(json.dumps(entries))
-    items = MAPPED.get("ecg_grounding")(ptbxl_store, DataConfig(mapped_dir=str(tmp_path)))
+    items = MAPPED.get("ecg_grounding")(ptbxl_store, data_config(mapped_dir=str(tmp_path)))
     assert [it["segment_ids"] for it in items] == [[s] for s in ptbxl_store.by_record("6009")]
     for it in items:
         validate_item(it, len(ptbxl_store))
@@ -141,7 +142,7 @@ def test_gem_grounding(ptbxl_store, tmp_path):
 
 def test_missing_download_is_named(ptbxl_store, tmp_path):
     with pytest.raises(DataError, match="ECG_Grounding_30k.json"):
-        MAPPED.get("ecg_grounding")(ptbxl_store, DataConfig(mapped_dir=str(tmp_path)))
+        MAPPED.get("ecg_grounding")(ptbxl_store, data_config(mapped_dir=str(tmp_path)))
     with pytest.raises(ConfigError, match="data.mapped_dir is empty"):
         MAPPED.get("pretrain_mimic")(ptbxl_store, DataConfig())
 
@@ -199,7 +200,7 @@ def test_pulse_published_test_file(ptbxl_store, tmp_path, mapped):
     path = tmp_path / "ptb-test-report.json"
     path.write_text(json.dumps(PULSE_REPORT_TEST))
     with _Lines() as log:
-        items = MAPPED.get(mapped)(ptbxl_store, DataConfig(mapped_dir=str(path), mapped_segments="first"))
+        items = MAPPED.get(mapped)(ptbxl_store, data_config(mapped_dir=str(path), mapped_segments="first"))
     assert [(it["meta"]["source_id"], it["segment_ids"]) for it in items] == [
         ("ptb-report-0", ptbxl_store.by_record("6002")[:1]),
         ("ptb-report-1", ptbxl_store.by_record("6005")[:1]),
@@ -227,7 +228,7 @@ def test_log_agrees_with_the_report(ptbxl_store, tmp_path):
     ]  # fmt: skip
     (tmp_path / "ecg_bench_pulse.json").write_text(json.dumps(entries))
     with _Lines() as log:
-        items = MAPPED.get("ecg_bench_pulse")(ptbxl_store, DataConfig(mapped_dir=str(tmp_path), mapped_segments="first"))
+        items = MAPPED.get("ecg_bench_pulse")(ptbxl_store, data_config(mapped_dir=str(tmp_path), mapped_segments="first"))
     report = items.reports[0].to_dict()
     assert len(items) == 1 and report["skipped"] == {"bad_conversation": 1, "bad_entry": 1, "filtered": 2}
     assert report["details"] == {

@@ -11,6 +11,7 @@ import scipy.io
 
 from ecg_bench.config import DataConfig
 from ecg_bench.data.sources.base import SOURCES
+from config_helpers import data_config
 
 
 def copy_record(src_dir: Path, stem: str, dst_dir: Path, new_stem: str | None = None) -> Path:
@@ -38,4 +39,4 @@ def edit_header(hea: Path, edit: Callable[[list[str]], list[str]]) -> None:
 
 
 def source(name: str, data_dir: Path, **kw):
-    return SOURCES.get(name)(DataConfig(source=name, data_dir=str(data_dir), **kw))
+    return SOURCES.get(name)(data_config(source=name, data_dir=str(data_dir), **kw))

@@ -15,10 +15,11 @@ from ecg_bench.data.sources.base import SOURCES
 from ecg_bench.data.sources.code15 import strip_padding
 from ecg_bench.data.store import build_store
 from ecg_bench.errors import DataError
+from config_helpers import data_config
 
 
 def _source(root):
-    return SOURCES.get("code15")(DataConfig(data_dir=str(root)))
+    return SOURCES.get("code15")(data_config(data_dir=str(root)))
 
 
 @pytest.fixture(scope="module")

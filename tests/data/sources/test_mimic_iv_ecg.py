@@ -15,6 +15,7 @@ from ecg_bench.data.sources.base import SOURCES
 from ecg_bench.data.store import build_store
 from ecg_bench.errors import DataError
 from ecg_bench.signals.processing import resample, to_canonical_leads
+from config_helpers import data_config
 
 GAIN_STEP = 1 / 200  # MIMIC-IV-ECG stores 200 adu/mV: values are exact to half a step
 
@@ -31,7 +32,7 @@ GOOD = [
 
 
 def _source(root):
-    return SOURCES.get("mimic_iv_ecg")(DataConfig(data_dir=str(root)))
+    return SOURCES.get("mimic_iv_ecg")(data_config(data_dir=str(root)))
 
 
 @pytest.fixture(scope="module")

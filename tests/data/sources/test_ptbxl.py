@@ -18,10 +18,11 @@ from ecg_bench.data.sources.ptbxl import BAD_METADATA, parse_scp_codes, statemen
 from ecg_bench.data.store import build_store
 from ecg_bench.errors import DataError
 from ecg_bench.signals.processing import resample, to_canonical_leads
+from config_helpers import data_config
 
 
 def _source(data_dir, **kw):
-    return SOURCES.get("ptbxl")(DataConfig(data_dir=str(data_dir), **kw))
+    return SOURCES.get("ptbxl")(data_config(data_dir=str(data_dir), **kw))
 
 
 @pytest.fixture(scope="module")

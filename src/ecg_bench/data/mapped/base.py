@@ -24,6 +24,11 @@ MappedDataset = Callable[[SegmentStore, DataConfig], list[dict[str, Any]]]
 
 MAPPED: Registry[MappedDataset] = Registry("mapped dataset", options=MappedOptions)
 
+
+def mapped_options(cfg: DataConfig, cls: type) -> Any:
+    """``cfg.mapped`` when it holds options of ``cls``, else ``cls``'s defaults (a mapper called directly)."""
+    return cfg.mapped if isinstance(cfg.mapped, cls) else cls()
+
 # Modules whose import registers a built-in mapped dataset (imported so MAPPED.get sees them all).
 _BUILTIN_MODULES = (
     "ecg_bench.data.mapped.synthetic_qa",

@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 
 from ecg_bench.config import DataConfig, MappedOptions
 from ecg_bench.data.conversations import ECG_MARKER, validate_item
-from ecg_bench.data.mapped.base import MAPPED
+from ecg_bench.data.mapped.base import MAPPED, mapped_options
 from ecg_bench.data.mapped.joining import (
     BAD_ENTRY,
     DUPLICATE,
@@ -116,7 +116,7 @@ class ECGQAMIMICOptions(ECGQAOptions):
 
 def question_types(cfg: DataConfig) -> list[str]:
     """``data.mapped.question_types`` as full ECG-QA type names (short forms expanded); ConfigError if unknown."""
-    types = cfg.mapped.question_types
+    types = mapped_options(cfg, ECGQAOptions).question_types
     full = [SHORT_TYPES.get(t, t) for t in types]
     bad = [t for t, f in zip(types, full) if f not in QUESTION_TYPES]
     if bad or not full:
@@ -220,8 +220,9 @@ def map_ecg_qa(store: SegmentStore, cfg: DataConfig, name: str) -> MappedItems:
         raise ConfigError([f"{name} joins {base} ECGs, but the store {store.path} holds {held!r}; set data.source {base}"])
     policy = check_segment_policy(cfg)
     types = set(question_types(cfg))
-    variants = list(VARIANTS) if cfg.mapped.qa_variant == "both" else [cfg.mapped.qa_variant]
-    entries = read_entries(qa_root(cfg, subfolder), variants, list(cfg.mapped.qa_splits))
+    opts = mapped_options(cfg, ECGQAOptions)
+    variants = list(VARIANTS) if opts.qa_variant == "both" else [opts.qa_variant]
+    entries = read_entries(qa_root(cfg, subfolder), variants, list(opts.qa_splits))
     report = MappingReport(name, base, entries=len(entries))
     items: list[dict[str, Any]] = []
     seen: set[str] = set()

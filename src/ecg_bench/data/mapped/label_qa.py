@@ -32,7 +32,7 @@ import numpy as np
 
 from ecg_bench.config import DataConfig, MappedOptions
 from ecg_bench.data.conversations import ECG_MARKER, validate_item
-from ecg_bench.data.mapped.base import MAPPED
+from ecg_bench.data.mapped.base import MAPPED, mapped_options
 from ecg_bench.data.mapped.joining import MappedItems, MappingReport, check_segment_policy, segment_groups, store_dataset
 from ecg_bench.data.store import SegmentStore
 from ecg_bench.errors import ConfigError, DataError
@@ -56,7 +56,7 @@ class LabelQAOptions(MappedOptions):
 
 def enabled_forms(cfg: DataConfig) -> list[str]:
     """The question forms of ``data.mapped.question_types``; unknown ones are a ConfigError listing the valid forms."""
-    types = cfg.mapped.question_types
+    types = mapped_options(cfg, LabelQAOptions).question_types
     bad = [t for t in types if t not in FORMS]
     if bad:
         raise ConfigError([f"data.mapped.question_types: {bad} not valid for {NAME}; valid: {', '.join(FORMS)}"])

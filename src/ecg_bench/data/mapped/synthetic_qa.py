@@ -27,7 +27,7 @@ import numpy as np
 
 from ecg_bench.config import DataConfig, MappedOptions
 from ecg_bench.data.conversations import ECG_MARKER, validate_item
-from ecg_bench.data.mapped.base import MAPPED
+from ecg_bench.data.mapped.base import MAPPED, mapped_options
 from ecg_bench.data.store import SegmentStore
 from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.logging_utils import get_logger
@@ -152,7 +152,7 @@ class SyntheticQAOptions(MappedOptions):
 @MAPPED.register(NAME, options=SyntheticQAOptions)
 def synthetic_qa(store: SegmentStore, cfg: DataConfig) -> list[dict[str, Any]]:
     """One conversation per segment about its ground truth (see the module docstring)."""
-    opts = cfg.mapped
+    opts = mapped_options(cfg, SyntheticQAOptions)
     bad = [t for t in opts.question_types if t not in QUESTION_TYPES]
     if bad or not opts.question_types:
         raise ConfigError([f"data.mapped.question_types: unknown {bad or '(empty)'}; valid: {', '.join(QUESTION_TYPES)}"])

@@ -36,6 +36,8 @@ Rules every reader follows, so that a skip means the same thing whatever the dat
 
 from __future__ import annotations
 
+from typing import Any
+
 import hashlib
 import importlib
 import math
@@ -80,8 +82,13 @@ class Source(ABC):
     native_fs: float | None = None
     """Sampling rate (Hz) of the dataset's records; a data.target_fs above it is refused before any work (None = not fixed)."""
 
+    options_type: type = SourceOptions
+    """This source's options dataclass (registered with it)."""
+
     def __init__(self, cfg: DataConfig) -> None:
         self.cfg = cfg
+        self.opts = source_options(cfg, self.options_type)
+        """This source's options: ``cfg.source`` when it is this source's, else the defaults (a direct call)."""
 
     @classmethod
     def native_rate(cls, cfg: DataConfig) -> float | None:
@@ -119,6 +126,11 @@ class Source(ABC):
                 yield self.read(key)
             except DataError as e:
                 log.warning("skipping %s record %s (%s): %s", type(self).__name__, key, getattr(e, "reason", "error"), e)
+
+
+def source_options(cfg: DataConfig, cls: type) -> Any:
+    """``cfg.source`` when it holds options of ``cls``, else ``cls``'s defaults (a source built directly)."""
+    return cfg.source if isinstance(cfg.source, cls) else cls()
 
 
 def files_fingerprint(root: str | os.PathLike) -> dict:

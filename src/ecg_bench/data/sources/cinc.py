@@ -356,6 +356,8 @@ class CinCSource(Source):
     ``age``, ``sex``, ``dx_codes``, ``dx_abbreviations`` and ``path`` (the key).
     """
 
+    options_type = CinCOptions
+
     dataset = "cinc"
     """Dataset name used in messages."""
     native_fs = 500.0
@@ -368,7 +370,7 @@ class CinCSource(Source):
         self.root = Path(cfg.data_dir).expanduser()
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.dataset} data folder not found: {self.root} (data.data_dir)")
-        opts = cfg.source
+        opts = self.opts
         self.snomed_path = str(Path(opts.snomed_mapping).expanduser()) if opts.snomed_mapping else ""
         self.verify_checksums = opts.verify_checksums
         load_mapping(self.snomed_path)  # a bad data.snomed_mapping fails here, not once per record

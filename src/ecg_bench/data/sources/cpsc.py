@@ -28,4 +28,6 @@ class CPSC2018Options(CinCOptions):
 class CPSC2018(CinCSource):
     """CPSC 2018 records (``A0001`` ... ``A6877``) found anywhere under ``data.data_dir``; see CinCSource."""
 
+    options_type = CPSC2018Options
+
     dataset = "CPSC 2018"

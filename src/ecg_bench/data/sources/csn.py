@@ -28,4 +28,6 @@ class CSNOptions(CinCOptions):
 class CSN(CinCSource):
     """CSN records (``JS00001`` ...) found anywhere under ``data.data_dir``; see CinCSource."""
 
+    options_type = CSNOptions
+
     dataset = "CSN"

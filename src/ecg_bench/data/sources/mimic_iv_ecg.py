@@ -98,6 +98,8 @@ class MIMICIVECGOptions(SourceOptions):
 class MIMICIVECG(Source):
     """MIMIC-IV-ECG records from ``data.data_dir`` (see the module docstring for the layout)."""
 
+    options_type = MIMICIVECGOptions
+
     native_fs = FS
 
     def __init__(self, cfg: DataConfig) -> None:
@@ -118,7 +120,7 @@ class MIMICIVECG(Source):
         return self.tables.record_list["path"].tolist()
 
     def settings(self) -> dict:
-        return {"verify_checksums": self.cfg.source.verify_checksums}
+        return {"verify_checksums": self.opts.verify_checksums}
 
     # The tables are reloaded by each worker process rather than pickled into it.
     def __getstate__(self) -> dict[str, Any]:
@@ -135,7 +137,7 @@ class MIMICIVECG(Source):
         measures = t.row(t.by_study, t.measures, int(study))
         if measures is None:
             raise io_error(MISSING_METADATA, f"MIMIC-IV-ECG study {study} ({key}) has no row in machine_measurements.csv")
-        wf = read_wfdb(self.root / key, expect_leads=12, verify_checksum=self.cfg.source.verify_checksums)
+        wf = read_wfdb(self.root / key, expect_leads=12, verify_checksum=self.opts.verify_checksums)
         check_sampling_rate(wf.fs, FS, "MIMIC-IV-ECG", f"{self.root / key}.hea")
         report, lines = join_report([measures[c] for c in t.report_columns])
         meta: dict[str, Any] = {

@@ -29,7 +29,7 @@ from typing import Any
 
 from ecg_bench.config import DataConfig, SourceOptions
 from ecg_bench.data.record import ECGRecord
-from ecg_bench.data.sources.base import SOURCES, Source, check_sampling_rate
+from ecg_bench.data.sources.base import SOURCES, Source, check_sampling_rate, source_options
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.signals.io import io_error, json_value, read_csv_table, read_wfdb
 
@@ -83,24 +83,24 @@ def statement_text(descriptions: list[str]) -> str:
 class _Tables:
     """The two CSVs of one PTB-XL folder, indexed for read(); loaded once per process."""
 
-    def __init__(self, cfg: DataConfig) -> None:
+    def __init__(self, cfg: DataConfig, opts: "PTBXLOptions") -> None:
         root = Path(cfg.data_dir)
         db = read_csv_table(
-            root / "ptbxl_database.csv", ("ecg_id", "patient_id", "report", "scp_codes", _FILENAME_COLUMN[cfg.source.folder])
+            root / "ptbxl_database.csv", ("ecg_id", "patient_id", "report", "scp_codes", _FILENAME_COLUMN[opts.folder])
         )
         st = read_csv_table(root / "scp_statements.csv", ("description",), index_col=0)
         self.descriptions: dict[str, str] = {str(k): str(v) for k, v in st["description"].items()}
-        col = _FILENAME_COLUMN[cfg.source.folder]
+        col = _FILENAME_COLUMN[opts.folder]
         self.rows: dict[str, dict[str, Any]] = {}
         for row in db.to_dict(orient="records"):
             if isinstance(row[col], str) and row[col].strip():
                 self.rows[row[col].strip()] = row
         self.translations: dict[str, str] | None = None
-        if cfg.source.report_language == "english":
+        if opts.report_language == "english":
             from ecg_bench.data.translate import translate_texts
 
             reports = [r["report"] for r in self.rows.values() if isinstance(r["report"], str)]
-            self.translations = translate_texts(reports, cfg.source.translate_model, cfg.source.translation_cache or None)
+            self.translations = translate_texts(reports, opts.translate_model, opts.translation_cache or None)
             if self.translations is None:
                 log.info("PTB-XL reports: using the English SCP statement list as the English report")
 
@@ -136,26 +136,27 @@ class PTBXLOptions(SourceOptions):
 class PTBXL(Source):
     """PTB-XL records from ``data.data_dir`` (see the module docstring for the layout)."""
 
-    native_rate = classmethod(lambda cls, cfg: FS.get(cfg.source.folder))  # records500: 500 Hz, records100: 100 Hz
+    options_type = PTBXLOptions
+    native_rate = classmethod(lambda cls, cfg: FS.get(source_options(cfg, PTBXLOptions).folder))  # records500: 500 Hz, records100: 100 Hz
 
     def __init__(self, cfg: DataConfig) -> None:
         super().__init__(cfg)
         if not cfg.data_dir:
             raise FileNotFoundError("the ptbxl source needs data.data_dir: the PTB-XL folder with ptbxl_database.csv")
-        if cfg.source.folder not in FS:
-            raise ValueError(f"data.source.folder must be one of {sorted(FS)}, got {cfg.source.folder!r}")
+        if self.opts.folder not in FS:
+            raise ValueError(f"data.source.folder must be one of {sorted(FS)}, got {self.opts.folder!r}")
         self.root = Path(cfg.data_dir)
         self._tables: _Tables | None = None
 
     @property
     def tables(self) -> _Tables:
         if self._tables is None:
-            self._tables = _Tables(self.cfg)
+            self._tables = _Tables(self.cfg, self.opts)
         return self._tables
 
     def keys(self) -> list[str]:
         """Database rows' record paths plus records on disk without a row, sorted (= ecg_id order)."""
-        folder = self.root / self.cfg.source.folder
+        folder = self.root / self.opts.folder
         on_disk = {p.relative_to(self.root).with_suffix("").as_posix() for p in folder.glob("*/*.hea")}
         return sorted(set(self.tables.rows) | on_disk)
 
@@ -168,14 +169,14 @@ class PTBXL(Source):
         if patient is None:
             raise io_error(MISSING_METADATA, f"{where}: no patient_id")
         codes = parse_scp_codes(row["scp_codes"], where)
-        wf = read_wfdb(self.root / key, expect_leads=12, verify_checksum=self.cfg.source.verify_checksums)
-        check_sampling_rate(wf.fs, FS[self.cfg.source.folder], f"PTB-XL {self.cfg.source.folder}", f"{self.root / key}.hea")
+        wf = read_wfdb(self.root / key, expect_leads=12, verify_checksum=self.opts.verify_checksums)
+        check_sampling_rate(wf.fs, FS[self.opts.folder], f"PTB-XL {self.opts.folder}", f"{self.root / key}.hea")
         labels = [self.tables.descriptions.get(code, code) for code in codes]
         statements = statement_text(labels)
         original = row["report"] if isinstance(row["report"], str) else ""
         metadata = self._metadata(row, codes, statements)
         report = original
-        if self.cfg.source.report_language == "english":
+        if self.opts.report_language == "english":
             translated = (self.tables.translations or {}).get(original)
             report = translated if translated else statements
             if translated:

@@ -293,11 +293,13 @@ class Synthetic(Source):
     keys can be read in any process in any order and gives the same records as ``generate_records``.
     """
 
+    options_type = SyntheticOptions
+
     native_fs = FS
 
     def __init__(self, cfg: DataConfig) -> None:
         super().__init__(cfg)
-        opts = cfg.source
+        opts = self.opts
         if opts.num_patients < 1 or opts.records_per_patient < 1:
             raise ValueError(
                 f"num_patients and records_per_patient must be >= 1, got {opts.num_patients}, {opts.records_per_patient}"
@@ -305,10 +307,10 @@ class Synthetic(Source):
         self._attrs: list[dict[str, Any]] | None = None
 
     def keys(self) -> list[str]:
-        return [str(i) for i in range(self.cfg.source.num_patients * self.cfg.source.records_per_patient)]
+        return [str(i) for i in range(self.opts.num_patients * self.opts.records_per_patient)]
 
     def read(self, key: str) -> ECGRecord:
-        c, o = self.cfg, self.cfg.source
+        c, o = self.cfg, self.opts
         n = o.num_patients * o.records_per_patient
         if not key.isdigit() or int(key) >= n:
             raise data_error("unknown record", f"synthetic record key {key!r}: expected an integer in [0, {n})")
@@ -317,7 +319,7 @@ class Synthetic(Source):
         return _record(int(key), o.num_patients, o.records_per_patient, c.seed, self._attrs, FS, DURATION_S)
 
     def settings(self) -> dict:
-        c, o = self.cfg, self.cfg.source
+        c, o = self.cfg, self.opts
         return {"num_patients": o.num_patients, "records_per_patient": o.records_per_patient, "seed": c.seed}
 
     def fingerprint(self) -> dict:
