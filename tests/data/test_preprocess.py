@@ -120,7 +120,7 @@ def test_killed_process_leaves_no_store_and_resumes(reference, tmp_path):
     code = f"""
 import time
 from ecg_bench.config import DataConfig
-from ecg_bench.data.sources.synthetic import Synthetic
+from ecg_bench.data.sources.synthetic import Synthetic, SyntheticOptions
 from ecg_bench.data.store import build_store
 
 class Slow(Synthetic):
@@ -128,7 +128,7 @@ class Slow(Synthetic):
         time.sleep(0.1)
         return super().read(key)
 
-build_store(Slow(data_config(num_patients=12, records_per_patient=2, seed=4)), {str(out)!r}, "synthetic", {FS}, {SEGMENT_LEN},
+build_store(Slow(DataConfig(source=SyntheticOptions(num_patients=12, records_per_patient=2), seed=4)), {str(out)!r}, "synthetic", {FS}, {SEGMENT_LEN},
             shard_size={SHARD}, workers=1)
 """
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
@@ -277,7 +277,7 @@ def test_workers_fork_server_and_resource_tracker_die_with_a_killed_build(tmp_pa
     code = f"""
 import time
 from ecg_bench.config import DataConfig
-from ecg_bench.data.sources.synthetic import Synthetic
+from ecg_bench.data.sources.synthetic import Synthetic, SyntheticOptions
 from ecg_bench.data.store import build_store
 
 class Slow(Synthetic):
@@ -286,7 +286,7 @@ class Slow(Synthetic):
         return super().read(key)
 
 if __name__ == "__main__":
-    build_store(Slow(data_config(num_patients=40, records_per_patient=2, seed=4)), {str(out)!r}, "synthetic", {FS}, {SEGMENT_LEN},
+    build_store(Slow(DataConfig(source=SyntheticOptions(num_patients=40, records_per_patient=2), seed=4)), {str(out)!r}, "synthetic", {FS}, {SEGMENT_LEN},
                 shard_size=2, workers=2)
 """
     script = tmp_path / "slow_build.py"

@@ -163,12 +163,12 @@ def _ptbxl_run(tmp_path, shared_data):
     import shutil
 
     from ecg_bench.config import RunConfig
-    from ecg_bench.data.sources.ptbxl import PTBXL
+    from ecg_bench.data.sources.ptbxl import PTBXL, PTBXLOptions
 
     data_dir = tmp_path / "ptbxl"
     shutil.copytree(shared_data / "ptbxl", data_dir)
     cfg = RunConfig(output_dir=str(tmp_path / "run"))
-    cfg.data.source, cfg.data.data_dir, cfg.data.workers = "ptbxl", str(data_dir), 1
+    cfg.data.source, cfg.data.data_dir, cfg.data.workers = PTBXLOptions(), str(data_dir), 1
     return cfg, PTBXL(cfg.data), data_dir
 
 
@@ -216,7 +216,7 @@ class Slow(Synthetic):
         return super().read(key)
 
 cfg = RunConfig()
-cfg.data.num_patients, cfg.data.records_per_patient, cfg.data.seed, cfg.data.workers = 12, 1, 5, 1
+cfg.data.source.num_patients, cfg.data.source.records_per_patient, cfg.data.seed, cfg.data.workers = 12, 1, 5, 1
 open_store(cfg, Slow(cfg.data), sys.argv[1])
 """
 
@@ -252,7 +252,7 @@ def test_a_second_writer_waits_for_the_first_then_reuses_its_store(tmp_path, cap
     sdir = tmp_path / "store"
     proc = _start_holder(tmp_path, sdir)
     cfg = RunConfig()
-    cfg.data.num_patients, cfg.data.records_per_patient, cfg.data.seed, cfg.data.workers = 12, 1, 5, 1
+    cfg.data.source.num_patients, cfg.data.source.records_per_patient, cfg.data.seed, cfg.data.workers = 12, 1, 5, 1
     try:
         with caplog.at_level(logging.INFO, logger="ecg_bench"):
             store = open_store(cfg, Counting(cfg.data), sdir)

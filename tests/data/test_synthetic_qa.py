@@ -11,6 +11,7 @@ from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.mapped.synthetic_qa import round_to_10, synthetic_qa
 from ecg_bench.errors import ConfigError, DataError
 from config_helpers import data_config
+from ecg_bench.config import MappedOptions, choice
 
 
 def expected_answer(turn: dict, question: str, m: dict) -> str:
@@ -139,11 +140,11 @@ def test_deterministic_and_seeded(store, data_cfg):
 
 
 def test_question_types_subset(store, data_cfg):
-    only = synthetic_qa(store, dataclasses.replace(data_cfg, question_types=["verify"]))
+    only = synthetic_qa(store, dataclasses.replace(data_cfg, mapped=choice(MappedOptions, "synthetic_qa", question_types=["verify"])))
     assert {it["meta"]["question_type"] for it in only} == {"verify"}
     assert {it["messages"][1]["content"] for it in only} == {"yes", "no"}
     with pytest.raises(ConfigError, match="bogus"):
-        synthetic_qa(store, dataclasses.replace(data_cfg, question_types=["bogus"]))
+        synthetic_qa(store, dataclasses.replace(data_cfg, mapped=choice(MappedOptions, "synthetic_qa", question_types=["bogus"])))
 
 
 def test_round_to_10():

@@ -6,14 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecg_bench.config import EvalConfig, RunConfig
+from ecg_bench.config import RunConfig, build
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.data.record import LEADS
 from ecg_bench.errors import ConfigError, DataError, UnknownNameError
-from ecg_bench.evaluation.conditions import CONDITIONS, LeadsOptions, NoiseOptions, build_condition
-from ecg_bench.pipeline import config_problems
+from ecg_bench.evaluation.conditions import CONDITIONS, LeadsOptions, NoiseOptions, ShuffledOptions, build_condition
 from ecg_bench.representations.signal import SignalRepresentation
-from config_helpers import eval_config
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +28,7 @@ def test_registry_holds_every_condition_with_an_options_dataclass():
     assert CONDITIONS.names() == ["leads", "no_signal", "noise", "real", "shuffled", "zeros"]
     for name in CONDITIONS:
         cond = build_condition(name)
-        assert isinstance(cond.options, CONDITIONS.get(name).options_type)
+        assert isinstance(cond.options, CONDITIONS.options(name)) and cond.name == name
     with pytest.raises(UnknownNameError, match="leads, no_signal, noise, real, shuffled, zeros"):
         build_condition("shuffle")
 
@@ -42,7 +40,7 @@ def test_real_zeros_no_signal(ds):
 
 
 def test_shuffled_pairs_every_item_with_another_patients_ecg(ds):
-    cond = build_condition("shuffled", eval_config(condition_seed=1))
+    cond = build_condition(ShuffledOptions(seed=1))
     got = _all(cond, ds)
     own = {seg: it["patient_id"] for it in ds.items for seg in it["segment_ids"]}
     used = set()
@@ -54,8 +52,8 @@ def test_shuffled_pairs_every_item_with_another_patients_ecg(ds):
         assert own[donor["segment_ids"][0]] != it["patient_id"]
         used.add(donor["patient_id"])
     assert len(used) == len({it["patient_id"] for it in ds.items})  # every patient's ECG is shown to someone
-    again = build_condition("shuffled", eval_config(condition_seed=1))
-    other = build_condition("shuffled", eval_config(condition_seed=2))
+    again = build_condition(ShuffledOptions(seed=1))
+    other = build_condition(ShuffledOptions(seed=2))
     assert [np.array_equal(a, b) for a, b in zip(got, _all(again, ds))] == [True] * len(ds)  # seeded
     assert _all(other, ds) and other.donor != cond.donor
 
@@ -68,7 +66,7 @@ def test_shuffled_needs_two_patients(ds):
 
 def test_leads_keeps_only_the_named_leads(ds):
     for leads, kept in ((["I"], [0]), (["limb"], list(range(6))), (["V1", "aVF"], [5, 6])):
-        for i, x in enumerate(_all(build_condition("leads", eval_config(leads=leads)), ds)):
+        for i, x in enumerate(_all(build_condition(LeadsOptions(leads=leads)), ds)):
             nonzero = [k for k in range(len(LEADS)) if x[:, k].any()]
             assert nonzero == kept
             assert np.array_equal(x[:, kept], ds.signals(i)[:, kept])
@@ -76,8 +74,8 @@ def test_leads_keeps_only_the_named_leads(ds):
 
 @pytest.mark.parametrize("snr_db", [0.0, 10.0, 20.0])
 def test_noise_has_the_requested_snr(ds, snr_db):
-    cfg = eval_config(noise_snr_db=snr_db, condition_seed=5)
-    got = _all(build_condition("noise", cfg), ds)
+    cfg = NoiseOptions(snr_db=snr_db, seed=5)
+    got = _all(build_condition(cfg), ds)
     measured = []
     for i, x in enumerate(got):
         clean = ds.signals(i)
@@ -87,24 +85,19 @@ def test_noise_has_the_requested_snr(ds, snr_db):
         measured.append(10 * np.log10(sig[live] / np.square(noise).mean(-1)[live]))
     measured = np.concatenate(measured)
     assert abs(measured.mean() - snr_db) < 0.1 and np.abs(measured - snr_db).max() < 1.5
-    again = _all(build_condition("noise", cfg), ds)
+    again = _all(build_condition(cfg), ds)
     assert all(np.array_equal(a, b) for a, b in zip(got, again))  # seeded per item
 
 
 def test_options_are_checked_with_the_valid_values_named():
     with pytest.raises(ConfigError, match="valid: I, II, III, aVR"):
-        LeadsOptions(leads=("X1",))
+        build_condition(LeadsOptions(leads=["X1"]))
     with pytest.raises(ConfigError, match="snr_db"):
-        NoiseOptions(snr_db=float("nan"))
-    cfg = RunConfig()
-    cfg.model.llm = "tiny"
-    cfg.eval.ablations, cfg.eval.leads = ["real", "noise", "leads", "shufled"], ["I", "V7"]
-    problems = "\n".join(config_problems(cfg))
-    assert "'shufled'" in problems and "shuffled" in problems and "V7" in problems
-    cfg.eval.ablations = ["real"]  # an option is checked even when its condition is not run
-    assert any("V7" in p for p in config_problems(cfg))
-    cfg.eval.noise_snr_db, cfg.eval.condition_seed = 500.0, -1
-    assert [p for p in config_problems(cfg) if "snr_db" in p] == [
-        "eval.noise_snr_db, eval.condition_seed: noise condition: snr_db must be a number in [-30, 100] dB, got 500.0"
-    ]
-    assert any("eval.condition_seed" in p for p in cfg.problems())
+        build_condition(NoiseOptions(snr_db=float("nan")))
+    with pytest.raises(ConfigError) as e:
+        build(RunConfig(), overrides={"eval.conditions": ["real", {"type": "leads", "leads": ["I", "V7"]}, "shufled",
+                                                          {"type": "noise", "snr_db": 500}]})  # fmt: skip
+    problems = "\n".join(e.value.problems)
+    assert "unknown condition 'shufled'; valid: leads, no_signal, noise, real, shuffled, zeros" in problems
+    assert "eval.conditions[1] (leads): unknown leads ['V7']" in problems
+    assert "(noise): snr_db must be a number in [-30, 100] dB, got 500" in problems

@@ -59,7 +59,7 @@ def test_empty_generations_are_wrong_not_dropped(tiny, monkeypatch):
         return [s.reference if i % 2 == 0 else "" for i, s in enumerate(samples)]
 
     monkeypatch.setattr(evaluator, "generate", fake_generate)
-    res = evaluate(elm, proc, ds, eval_config(ablations=["real"]), torch.device("cpu"))
+    res = evaluate(elm, proc, ds, eval_config(conditions=["real"]), torch.device("cpu"))
     r = res["conditions"]["real"]
     assert r["num_samples"] == n and r["num_empty"] == n // 2
     assert r["metrics"]["acc_exact"] == pytest.approx(((n + 1) // 2) / n)
@@ -68,7 +68,7 @@ def test_empty_generations_are_wrong_not_dropped(tiny, monkeypatch):
 
 def test_real_generation_writes_per_sample_outputs(tiny):
     elm, proc, ds = tiny
-    cfg = eval_config(ablations=["real", "no_signal"], max_new_tokens=3, batch_size=4)
+    cfg = eval_config(conditions=["real", "no_signal"], max_new_tokens=3, batch_size=4)
     res = evaluate(elm, proc, ds, cfg, torch.device("cpu"))
     assert set(res["conditions"]) == {"real", "no_signal"}
     for cond in res["conditions"].values():
@@ -112,7 +112,7 @@ def test_long_questions_are_cut_to_max_length_and_counted(tiny_store, tiny_items
         return generate(self, input_ids, *args, **kwargs)
 
     monkeypatch.setattr(type(elm), "generate", spy)
-    cfg = eval_config(ablations=["real", "no_signal"], max_new_tokens=new_tokens, batch_size=4)
+    cfg = eval_config(conditions=["real", "no_signal"], max_new_tokens=new_tokens, batch_size=4)
     res = evaluate(elm, proc, ds, cfg, torch.device("cpu"))
     assert lengths and max(lengths) <= budget
     for name, cond in res["conditions"].items():
@@ -128,7 +128,7 @@ def test_results_carry_patient_clustered_cis_and_per_type_scores(tiny, monkeypat
         return [s.reference if i % 2 == 0 else "wrong" for i, s in enumerate(samples)]
 
     monkeypatch.setattr(evaluator, "generate", fake_generate)
-    cfg = eval_config(ablations=["real", "no_signal"], metrics=["accuracy", "bleu", "rouge"], bootstrap_resamples=200)
+    cfg = eval_config(conditions=["real", "no_signal"], metrics=["accuracy", "bleu", "rouge"], bootstrap_resamples=200)
     res = evaluate(elm, fmt, ds, cfg, torch.device("cpu"))
     items = {it["id"]: it for it in ds.items}
     for name, cond in res["conditions"].items():

@@ -8,10 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from ecg_bench.config import EvalConfig
+from ecg_bench.config import EvalConfig, MetricOptions, RunConfig, build, choice
 from ecg_bench.errors import UnknownNameError
 from ecg_bench.evaluation import metrics as M
-from config_helpers import eval_config
 
 slow = pytest.mark.slow  # loads the MiniLM BERTScore model (first load ~5 s on CPU)
 
@@ -229,7 +228,7 @@ def test_registry_names():
 
 
 def test_compute_metrics_merges(nltk_data):
-    cfg = eval_config(nltk_data=nltk_data)
+    cfg = EvalConfig(metrics=[choice(MetricOptions, "meteor", nltk_data=nltk_data)])
     out = M.compute_metrics(["accuracy", "bleu", "rouge", "meteor"], LONG, LONG, cfg)
     assert set(out) == {"acc_exact", "acc_normalized", "bleu", "rouge1", "rouge2", "rougeL", "meteor"}
     assert all(0.99 < v <= 1.0 + 1e-9 for v in out.values())
@@ -237,11 +236,11 @@ def test_compute_metrics_merges(nltk_data):
 
 @slow
 def test_compute_metrics_bertscore_uses_cfg():
-    cfg = eval_config(bertscore_layers=3)
+    cfg = EvalConfig(metrics=[choice(MetricOptions, "bertscore", num_layers=3)])
     out = M.compute_metrics(["bertscore"], ["sinus rhythm"], ["sinus rhythm"], cfg)
     assert out["bertscore_f1"] > 0.99
     with pytest.raises(ValueError, match="got 9"):
-        M.compute_metrics(["bertscore"], ["a"], ["a"], eval_config(bertscore_layers=9))
+        M.compute_metrics(["bertscore"], ["a"], ["a"], EvalConfig(metrics=[choice(MetricOptions, "bertscore", num_layers=9)]))
 
 
 def test_compute_metrics_unknown_name_lists_valid():
@@ -262,9 +261,10 @@ def test_compute_metrics_length_mismatch():
 
 
 def test_metrics_are_registered_with_options_read_from_eval_config():
-    cfg = eval_config(nltk_data="/data/nltk", bertscore_model="/m", bertscore_layers=3, batch_size=8)
+    cfg = build(RunConfig(), overrides={"eval.metrics": ["accuracy", {"type": "meteor", "nltk_data": "/data/nltk"},
+                                                         {"type": "bertscore", "model": "/m", "num_layers": 3, "batch_size": 8}]}).eval  # fmt: skip
     opts = M.metric_options(["accuracy", "meteor", "bertscore"], cfg)
-    assert opts["accuracy"] == M.NoOptions()
+    assert opts["accuracy"] == M.METRICS.options("accuracy")() and dataclasses.fields(opts["accuracy"]) == ()
     assert opts["meteor"] == M.MeteorOptions(nltk_data="/data/nltk")
     assert opts["bertscore"] == M.BertScoreOptions(model="/m", num_layers=3, batch_size=8)
     assert M.metric_options(["bertscore"])["bertscore"] == M.BertScoreOptions()  # no config: the defaults
@@ -301,8 +301,8 @@ def test_a_metric_returning_the_wrong_number_of_scores_is_refused(monkeypatch):
     with pytest.raises(ValueError, match="'bad' key 'x': 3 scores for 2 samples"):
         M.score_samples(["bad"], [M.AnswerSample("a", "a"), M.AnswerSample("b", "b")])
     with pytest.raises(TypeError, match="takes MeteorOptions"):
-        M.score_samples(["meteor"], [M.AnswerSample("a", "a")], {"meteor": M.NoOptions()})
-    with pytest.raises(TypeError, match="must be a dataclass"):
+        M.score_samples(["meteor"], [M.AnswerSample("a", "a")], {"meteor": M.METRICS.options("accuracy")()})
+    with pytest.raises(TypeError, match="must be a MetricOptions dataclass"):
         M.register_metric("nope", options=dict)
 
 

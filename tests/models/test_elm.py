@@ -6,9 +6,9 @@ import pytest
 import torch
 from elm_fixtures import make_tiny_elm
 
-from ecg_bench.config import ModelConfig
+from ecg_bench.config import choice, EncoderOptions, ModelConfig
 from ecg_bench.data.dataset import ConversationDataset
-from ecg_bench.errors import ShapeError, UnknownNameError
+from ecg_bench.errors import ConfigError, ShapeError, UnknownNameError
 from ecg_bench.models.elm import ELMS, build_elm, pad_batch
 from ecg_bench.models.encoders import ENCODERS, EncoderSpec, build_encoder
 from ecg_bench.models.llm import LLMS, load_llm
@@ -69,10 +69,10 @@ def test_batched_left_padded_generation_equals_one_by_one(tiny_store, tiny_items
 
 
 def test_unknown_names_list_valid_ones():
-    with pytest.raises(UnknownNameError, match="llava"):
-        build_elm(model_config(elm="nope"), seq_len=500)
+    with pytest.raises(ConfigError, match="unknown elm 'nope'; valid: ecg_byte, encoder_free, llava"):
+        model_config(elm="nope")
     with pytest.raises(UnknownNameError, match="conv1d"):
-        build_encoder("nope", EncoderSpec(12, 500, 8, 2))
+        choice(EncoderOptions, "nope")
     with pytest.raises(UnknownNameError, match="smollm2-135m"):
         load_llm("not-a-model")
     assert {"llava", "encoder_free"} <= set(ELMS.names())
@@ -88,11 +88,11 @@ def test_missing_paths_are_named(tmp_path):
 
 
 def test_encoders_name_the_expected_shape():
-    enc = build_encoder("conv1d", EncoderSpec(12, 500, 16, 3))
+    enc = build_encoder(choice(EncoderOptions, "conv1d"), EncoderSpec(12, 500, 16, 3))
     assert enc(torch.randn(2, 12, 500)).shape == (2, 3, 16)
     with pytest.raises(ShapeError, match=r"\[N, 12, samples\]"):
         enc(torch.randn(2, 11, 500))
-    patch = build_encoder("patch", EncoderSpec(12, 500, 16, 3, patch_size=50))
+    patch = build_encoder(choice(EncoderOptions, "patch"), EncoderSpec(12, 500, 16, 3, patch_size=50))
     x = torch.randn(2, 12, 500)
     out = patch(x)
     assert out.shape == (2, 10, 600)

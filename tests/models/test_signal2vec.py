@@ -15,6 +15,7 @@ from ecg_bench.ecg_byte import train_tokenizer
 from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.models.elm import build_elm
 from ecg_bench.models.encoders import EncoderSpec, build_encoder
+from ecg_bench.models.encoders.base import encoder_spec
 from ecg_bench.models.encoders.signal2vec import (
     Signal2Vec,
     Signal2VecConfig,
@@ -25,6 +26,7 @@ from ecg_bench.models.encoders.signal2vec import (
 from ecg_bench.representations.signal import SignalRepresentation
 from ecg_bench.training.trainer import Trainer
 from config_helpers import model_config
+from ecg_bench.config import EncoderOptions, choice
 
 GROUPS, PER_GROUP = 4, 10
 
@@ -85,7 +87,7 @@ def s2v_files(tiny_store, tmp_path_factory):
     d = tmp_path_factory.mktemp("s2v")
     tok = train_tokenizer(tiny_store, vocab_size=48, num_samples=0).save(d / "tok.json")
     args = ["--store", str(tiny_store.path), "--tokenizer", str(tok), "--out", str(d / "s2v.safetensors"),
-            "--num_samples", "12", "--dim", "16", "--epochs", "1", "--batch_size", "4096"]  # fmt: skip
+            "--num_samples", "12", "--skipgram.dim", "16", "--skipgram.epochs", "1", "--skipgram.batch_size", "4096"]  # fmt: skip
     assert cli.main(["pretrain", "signal2vec", *args]) == 0
     assert Signal2Vec.load(d / "s2v.safetensors").dim == 16
     return str(tok), str(d / "s2v.safetensors")
@@ -93,7 +95,8 @@ def s2v_files(tiny_store, tmp_path_factory):
 
 def test_encoder_pools_token_vectors_into_chunks(s2v_files, tiny_store):
     tok, weights = s2v_files
-    enc = build_encoder("signal2vec", EncoderSpec(12, 500, out_dim=999, num_tokens=12, tokenizer=tok, weights=weights))
+    s2v = choice(EncoderOptions, "signal2vec", tokenizer=tok, weights=weights, num_tokens=12)
+    enc = build_encoder(s2v, encoder_spec(s2v, 12, 500, 250.0))
     x = torch.from_numpy(tiny_store.signals([0, 1, 2]))
     y = enc(x)
     assert y.shape == (3, 12, 16) and enc.out_dim == 16 and enc.num_tokens == 12 and torch.isfinite(y).all()
@@ -105,18 +108,18 @@ def test_encoder_pools_token_vectors_into_chunks(s2v_files, tiny_store):
     torch.testing.assert_close(y[1], want)
     y.sum().backward()
     assert enc.embed.weight.grad.abs().sum() > 0  # fine-tunable
-    with pytest.raises(ConfigError, match="model.signal2vec"):
-        build_encoder("signal2vec", EncoderSpec(12, 500, 16, 4, tokenizer=tok))
+    with pytest.raises(ConfigError, match="model.encoder.weights"):
+        build_encoder(choice(EncoderOptions, "signal2vec", tokenizer=tok), EncoderSpec(12, 500, 16, 4, tokenizer=tok))
     other = train_tokenizer(tiny_store, vocab_size=40, num_samples=0).save(tiny_store.path.parent / "other_tok.json")
     with pytest.raises(DataError, match="not trained with"):
-        build_encoder("signal2vec", EncoderSpec(12, 500, 16, 4, tokenizer=str(other), weights=weights))
+        build_encoder(choice(EncoderOptions, "signal2vec"), EncoderSpec(12, 500, 16, 4, tokenizer=str(other), weights=weights))
 
 
 def test_llava_with_signal2vec_trains_a_step(s2v_files, tiny_store, tiny_items, tmp_path):
     tok, weights = s2v_files
     torch.manual_seed(0)
-    cfg = RunConfig(model=model_config(llm="tiny", elm="llava", encoder="signal2vec", tokenizer=tok, signal2vec=weights,
-                                      num_ecg_tokens=4))  # fmt: skip
+    cfg = RunConfig(model=ModelConfig(llm="tiny", encoder=choice(EncoderOptions, "signal2vec", tokenizer=tok, weights=weights,
+                                                                 num_tokens=4)))  # fmt: skip
     cfg.train.max_steps, cfg.train.batch_size = 2, 4
     cfg.validate()
     elm, proc = build_elm(cfg.model, seq_len=500, fs=250.0)
@@ -145,7 +148,7 @@ def test_signal2vec_checkpoint_stands_alone(s2v_files, tmp_path):
     weights = shutil.copy(s2v_files[1], src / "s2v.safetensors")
     shutil.copy(s2v_files[1].replace(".safetensors", ".json"), src / "s2v.json")
     cfg = tiny(str(tmp_path / "run"))
-    cfg.model.encoder, cfg.model.tokenizer, cfg.model.signal2vec = "signal2vec", str(tok), str(weights)
+    cfg.model.encoder = choice(EncoderOptions, "signal2vec", tokenizer=str(tok), weights=str(weights))
     cfg.data.max_eval_items = 4
     res = run(cfg)
     ck = tmp_path / "run" / "checkpoints" / "final"
@@ -155,5 +158,5 @@ def test_signal2vec_checkpoint_stands_alone(s2v_files, tmp_path):
     argv = ["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval"), "--eval.conditions", "real"]
     assert cli.main(argv) == 0
     again = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert again["config"]["model"]["signal2vec"] == str(ck / "signal2vec.safetensors")
+    assert again["config"]["model"]["encoder"]["weights"] == str(ck / "signal2vec.safetensors")
     assert [s["prediction"] for s in again["samples"]] == [s["prediction"] for s in res["samples"] if s["condition"] == "real"]

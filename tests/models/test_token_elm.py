@@ -23,6 +23,7 @@ from ecg_bench.representations.signal import SignalRepresentation
 from ecg_bench.training.checkpoint import load_checkpoint, save_checkpoint
 from ecg_bench.training.trainer import Trainer
 from config_helpers import model_config
+from ecg_bench.config import ELMOptions, RepresentationOptions, choice
 
 VOCAB = 48
 
@@ -303,12 +304,12 @@ def test_representation_and_config_errors(tok_file, tiny_store):
         rep.represent(tiny_store.signals([0, 1]))
     with pytest.raises(ConfigError, match="tokenizer"):
         REPRESENTATIONS.get("ecg_byte")()
-    with pytest.raises(ConfigError, match="model.tokenizer"):
+    with pytest.raises(ConfigError, match=r"model.elm \(ecg_byte\): tokenizer .* is required"):
         RunConfig(model=model_config(elm="ecg_byte")).validate()
     with pytest.raises(ConfigError, match="min_ecg_tokens"):
         RunConfig(model=model_config(elm="ecg_byte", tokenizer=tok_file, min_ecg_tokens=0)).validate()
-    with pytest.raises(ConfigError, match="--model.elm ecg_byte"):
-        RunConfig(model=model_config(representation="ecg_byte", tokenizer=tok_file)).validate()
+    with pytest.raises(ConfigError, match="--model.elm.type ecg_byte"):
+        RunConfig(model=ModelConfig(representation=choice(RepresentationOptions, "ecg_byte", tokenizer=tok_file))).validate()
 
 
 def test_pipeline_trains_and_evaluates_the_token_elm(tok_file, tmp_path, capsys):
@@ -319,7 +320,7 @@ def test_pipeline_trains_and_evaluates_the_token_elm(tok_file, tmp_path, capsys)
 
     out = tmp_path / "run"
     cfg = tiny(str(out))
-    cfg.model.elm, cfg.model.tokenizer, cfg.model.max_length, cfg.model.min_ecg_tokens = "ecg_byte", tok_file, 160, 16
+    cfg.model.elm, cfg.model.max_length = choice(ELMOptions, "ecg_byte", tokenizer=tok_file, min_ecg_tokens=16), 160
     cfg.data.max_eval_items = 4
     res = run(cfg)
     assert res["training"]["steps"] == cfg.train.max_steps and res["training"]["loss_first"] > 0
@@ -335,7 +336,7 @@ def test_pipeline_trains_and_evaluates_the_token_elm(tok_file, tmp_path, capsys)
         cli.main(["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval"), "--eval.conditions", "real"]) == 0
     )
     again = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert again["config"]["model"]["tokenizer"] == str(ck / "ecg_byte_tokenizer.json")
+    assert again["config"]["model"]["elm"]["tokenizer"] == str(ck / "ecg_byte_tokenizer.json")
     assert [s["prediction"] for s in again["samples"]] == [s["prediction"] for s in res["samples"] if s["condition"] == "real"]
 
 

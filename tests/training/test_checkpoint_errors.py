@@ -21,6 +21,7 @@ from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.models.llm import check_gguf, load_llm
 from ecg_bench.safe_files import load_safetensors, read_json_file
 from ecg_bench.training.checkpoint import load_checkpoint, read_trainer_state, save_checkpoint
+from ecg_bench.config import ConditionOptions, EncoderOptions, choice
 
 # ---------------------------------------------------------------- safetensors
 
@@ -125,7 +126,7 @@ def checkpoint(tmp_path_factory):
     """A checkpoint of the tiny ELM (LoRA r=16) with optimizer moments, as the trainer writes it."""
     elm, _ = make_tiny_elm()
     cfg = RunConfig()
-    cfg.model.llm, cfg.model.num_ecg_tokens, cfg.model.encoder_dim = "tiny", 2, 32
+    cfg.model.llm, cfg.model.encoder = "tiny", choice(EncoderOptions, "conv1d", num_tokens=2, dim=32)
     opt = torch.optim.AdamW([p for p in elm.parameters() if p.requires_grad])
     for p in opt.param_groups[0]["params"]:
         p.grad = torch.ones_like(p)
@@ -286,7 +287,7 @@ def trained_checkpoint(tmp_path_factory):
     from ecg_bench.presets import tiny
 
     cfg = tiny(str(tmp_path_factory.mktemp("run")))
-    cfg.train.max_steps, cfg.eval.ablations = 1, ["real"]
+    cfg.train.max_steps, cfg.eval.conditions = 1, [choice(ConditionOptions, "real")]
     run(cfg)
     return tmp_path_factory.getbasetemp() / cfg.output_dir / "checkpoints" / "final"
 

@@ -11,11 +11,12 @@ from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.errors import ECGBenchError
 from ecg_bench.representations.signal import SignalRepresentation
 from ecg_bench.training.trainer import NonFiniteError, Trainer
+from ecg_bench.config import EncoderOptions, choice
 
 
 def _trainer(tiny_store, tiny_items, out, **train):
     cfg = RunConfig()
-    cfg.model.llm, cfg.model.num_ecg_tokens, cfg.model.encoder_dim = "tiny", 2, 32
+    cfg.model.llm, cfg.model.encoder = "tiny", choice(EncoderOptions, "conv1d", num_tokens=2, dim=32)
     for k, v in {"max_steps": 4, "batch_size": 4, "log_every": 1, **train}.items():
         setattr(cfg.train, k, v)
     elm, proc = make_tiny_elm()

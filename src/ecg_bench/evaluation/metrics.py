@@ -106,13 +106,13 @@ class Metric:
 
     score: Callable[[Sequence[AnswerSample], Any], Scores]
     """``score(samples, options) -> Scores``."""
-    name: str
+    name: str = ""
     """The registered name."""
 
     @property
     def options(self) -> type:
         """The options dataclass (a MetricOptions; every field documented)."""
-        return METRICS.options(self.name)
+        return METRICS.options(self.name) if self.name in METRICS else MetricOptions
 
 
 METRICS: Registry[Metric] = Registry("metric", options=MetricOptions)

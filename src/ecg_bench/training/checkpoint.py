@@ -145,8 +145,9 @@ def check_run_inputs(cfg: RunConfig, train: bool = True) -> None:
 
     if str(cfg.model.llm).endswith(".gguf"):
         check_gguf(cfg.model.llm)
-    if cfg.model.signal2vec and Path(cfg.model.signal2vec).is_file():
-        check_safetensors_header(cfg.model.signal2vec)
+    weights = getattr(cfg.model.encoder, "weights", "")  # an encoder's pretrained weights file (e.g. signal2vec)
+    if weights and Path(weights).is_file():
+        check_safetensors_header(weights)
     if not cfg.train.resume_from:
         return
     path = Path(cfg.train.resume_from)

@@ -22,7 +22,7 @@ from config_helpers import data_config
 
 
 def _source(data_dir, **kw):
-    return SOURCES.get("ptbxl")(data_config(data_dir=str(data_dir), **kw))
+    return SOURCES.get("ptbxl")(data_config(source="ptbxl", data_dir=str(data_dir), **kw))
 
 
 @pytest.fixture(scope="module")

@@ -209,9 +209,9 @@ class PTBXL(Source):
         return meta
 
     def settings(self) -> dict:
-        c = self.cfg
+        c = self.opts  # the keys stores have recorded since these were flat data fields
         s: dict[str, Any] = {
-            "ptbxl_folder": c.ptbxl_folder,
+            "ptbxl_folder": c.folder,
             "report_language": c.report_language,
             "verify_checksums": c.verify_checksums,
         }

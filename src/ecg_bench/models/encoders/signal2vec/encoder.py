@@ -45,7 +45,7 @@ class Signal2VecEncoder(nn.Module):
         from ecg_bench.representations.ecg_byte import ECGByteRepresentation
 
         if not spec.tokenizer or not spec.weights:
-            raise ConfigError(["encoder signal2vec needs model.tokenizer (ECG-Byte JSON) and model.signal2vec (.safetensors)"])
+            raise ConfigError(["encoder signal2vec needs model.encoder.tokenizer (ECG-Byte JSON) and model.encoder.weights (.safetensors)"])
         self.rep = ECGByteRepresentation(tokenizer=spec.tokenizer)
         s2v = Signal2Vec.load(spec.weights)
         strings = self.rep.tokenizer.token_strings()
