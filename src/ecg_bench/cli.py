@@ -134,6 +134,25 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments(p)
 
 
+def cmd_report(args) -> int:
+    """Benchmark report over finished runs: tables (md, csv, tex), figures and one static index.html."""
+    from ecg_bench.evaluation.report import default_out, options_from_args, write_report
+
+    out = Path(args.out) if args.out else default_out(args.runs)
+    report = write_report(args.runs, out, options_from_args(args))
+    print(report.tables["summary"].markdown())
+    if "signal_audit" in report.tables:
+        print(report.tables["signal_audit"].markdown())
+    print(f"report: {report.folder / 'index.html'} ({len(report.configurations)} configurations, {len(report.figures)} figures)")
+    return 0
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    from ecg_bench.evaluation.report import report_arguments
+
+    report_arguments(p)
+
+
 def _registries() -> dict[str, Any]:
     from ecg_bench.data.mapped.base import MAPPED
     from ecg_bench.data.sources.base import SOURCES
@@ -177,6 +196,7 @@ COMMANDS: dict[str, Command] = {
     "list": Command(cmd_list, run_options=False),
     "tokenizer": Command(cmd_tokenizer, run_options=False, add_arguments=_tokenizer_arguments),
     "pretrain": Command(cmd_pretrain, run_options=False, add_arguments=_pretrain_arguments),
+    "report": Command(cmd_report, run_options=False, add_arguments=_report_arguments),
 }
 
 
