@@ -167,6 +167,19 @@ def test_report_folder_is_replaced_as_a_whole(known, tmp_path):
     assert {p.name for p in again.figures} == {"scores.png", "per_question_type.png"}  # no loss history, no store
 
 
+def test_loss_history_reads_metrics_jsonl_and_skips_a_cut_line(known):
+    from ecg_bench.evaluation.report.figures import loss_history
+
+    root, _ = known
+    run = load_runs([root / "conv-f0-s0"])[0]
+    assert loss_history(run) is None  # no metrics.jsonl and no checkpoint
+    rows = [{"step": s, "loss": 3.0 / s, "lr": 1e-3} for s in range(1, 6)]
+    text = "\n".join(json.dumps(r) for r in rows) + '\n{"step": 6, "lo'
+    (root / "conv-f0-s0" / "metrics.jsonl").write_text(text)
+    steps, losses = loss_history(run)
+    assert steps.tolist() == [1, 2, 3, 4, 5] and losses.tolist() == pytest.approx([3.0 / s for s in range(1, 6)])
+
+
 # ---------------------------------------------------------------- the command on real tiny runs
 
 

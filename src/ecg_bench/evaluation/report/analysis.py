@@ -20,6 +20,9 @@ import numpy as np
 
 from ecg_bench.evaluation.comparisons import holm, mcnemar, paired_difference, t_interval
 from ecg_bench.evaluation.report.runs import Configuration, Run
+from ecg_bench.logging_utils import get_logger
+
+log = get_logger(__name__)
 
 ALL = "all"
 """The question-type value of a row over every question."""
@@ -132,6 +135,8 @@ def comparison_records(
             pairs = [(ra, condition, rb, condition) for ra, rb in run_pairs(ca, cb)]
             a, b, patients, folds = _paired_rows(pairs, metric)
             if not a.size:
+                log.info("report: %s and %s share no test items under %s (other folds or items); not compared",
+                         ca.name, cb.name, condition)  # fmt: skip
                 continue
             row = {"condition": condition, "metric": metric, "a": ca.name, "b": cb.name, "folds": len(folds),
                    **_difference(a, b, patients, n_resamples, seed)}  # fmt: skip

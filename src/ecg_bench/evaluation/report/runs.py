@@ -23,10 +23,11 @@ FOLD_KEY, SEED_KEY = "data.fold", "train.seed"
 NOT_CONFIGURATION = (
     "output_dir", FOLD_KEY, SEED_KEY, "data.workers", "data.rebuild", "data.store_dir", "data.export_hf",
     "data.export_hf_signals", "data.translation_cache", "train.device", "train.num_threads", "train.log_every",
-    "train.save_every", "eval.batch_size", "eval.nltk_data",
+    "train.save_every", "eval.batch_size", "eval.nltk_data", "eval.ablations", "eval.bootstrap_resamples",
 )  # fmt: skip
 """Flattened config keys that never split runs into different configurations (``train.resume_from`` too
-for a run that trained: it only says where training continued from)."""
+for a run that trained: it only says where training continued from). The conditions a run was evaluated
+under (``eval.ablations``) are rows of its configuration, not another configuration."""
 
 
 @dataclass
