@@ -86,7 +86,7 @@ def test_runs_are_grouped_by_everything_but_fold_and_seed_and_named_by_what_diff
 def test_summary_is_mean_sd_and_t_interval_over_runs(known):
     root, real = known
     configs = group_runs(load_runs([root]))
-    rows = {(r["configuration"], r["condition"], r["question_type"], r["metric"]): r for r in summary_records(configs)}
+    rows = {(r["configuration"], r["condition"], r["group"], r["metric"]): r for r in summary_records(configs)}
     x = np.array([np.mean(v) for v in real.values()])
     row = rows[("encoder=conv1d", "real", "all", "acc_normalized")]
     lo, hi = stats.t.interval(0.95, df=3, loc=x.mean(), scale=stats.sem(x))
@@ -227,7 +227,7 @@ def test_report_command_on_real_runs_writes_tables_figures_and_html(tiny_runs, t
     assert "num_ecg_tokens=2" in printed and "num_ecg_tokens=1" in printed and "index.html" in printed
 
     tables = out / "tables"
-    for name in ("configurations", "summary", "per_question_type", "comparisons", "signal_audit"):
+    for name in ("configurations", "summary", "per_question_type", "per_topic", "comparisons", "signal_audit"):
         assert all((tables / f"{name}.{ext}").stat().st_size > 0 for ext in ("md", "csv", "tex")), name
     md = (tables / "summary.md").read_text()
     assert "| configuration | condition | runs | acc_exact | acc_normalized |" in md
@@ -250,10 +250,11 @@ def test_report_command_on_real_runs_writes_tables_figures_and_html(tiny_runs, t
         assert (r["verdict"] == DOES_NOT_USE) == covers
 
     figs = {p.name for p in (out / "figures").iterdir()}
-    assert figs == {"scores.png", "per_question_type.png", "training_loss.png", "example_1.png", "example_2.png"}
+    assert figs == {"scores.png", "per_question_type.png", "per_topic.png", "training_loss.png", "example_1.png",
+                    "example_2.png"}  # fmt: skip
     html = (out / "index.html").read_text()
-    assert html.count("<img ") == 5 and "http://" not in html and "https://" not in html and "<table" in html
+    assert html.count("<img ") == 6 and "http://" not in html and "https://" not in html and "<table" in html
     if _chromium() is None:
         pytest.skip("no chromium installed (apt-get install chromium): the figures' rendering in a browser is not checked")
     widths = _images_loaded(out / "index.html", tmp_path)
-    assert len(widths) == 5 and all(w > 0 for w in widths), widths
+    assert len(widths) == 6 and all(w > 0 for w in widths), widths

@@ -6,11 +6,11 @@ into the report folder ``out`` (made by ecg-bench, marked ``report``; replaced a
 
     index.html                  every table and figure, self-contained (figures as base64 PNG)
     report.md                   the tables in markdown
-    tables/<name>.{md,csv,tex}  configurations, summary, per_question_type, comparisons, signal_audit
-    figures/*.png               scores, per_question_type, training_loss, example_<n>
+    tables/<name>.{md,csv,tex}  configurations, summary, per_question_type, per_topic, comparisons, signal_audit
+    figures/*.png               scores, per_question_type, per_topic, training_loss, example_<n>
 
 The numbers (``analysis``): per configuration mean ± sd and 95 % t-interval over runs, per condition,
-metric and question type; paired comparisons between configurations on the same items (patient-
+metric, question type and topic; paired comparisons between configurations on the same items (patient-
 clustered bootstrap CI, McNemar, Holm); the signal-dependence audit (real - zeros / shuffled /
 no_signal with patient-clustered CIs, "does not use the ECG" when the interval covers 0).
 """
@@ -132,7 +132,8 @@ def _write(configs: list[Configuration], root: Path, o: ReportOptions) -> tuple[
     comparisons = analysis.comparison_records(configs, compare, per_sample, o.bootstrap_resamples, o.seed)
     audit = analysis.audit_records(configs, o.metric, o.bootstrap_resamples, o.seed)
     made = [tables.configurations_table(configs), tables.summary_table(summary, metrics),
-            tables.per_type_table(summary, o.metric, conditions), tables.comparisons_table(comparisons, o.metric),
+            *(tables.per_group_table(summary, o.metric, conditions, g) for g in analysis.GROUPINGS),
+            tables.comparisons_table(comparisons, o.metric),
             tables.audit_table(audit, o.metric)]  # fmt: skip
     made = [t for t in made if t.rows or t.name in ("configurations", "summary")]
     for t in made:
@@ -146,9 +147,11 @@ def _write(configs: list[Configuration], root: Path, o: ReportOptions) -> tuple[
                  f"{o.metric} per configuration and condition; error bars: 95 % t-interval over runs "
                  "(one run: its patient-clustered bootstrap CI)"))  # fmt: skip
     heat_condition = "real" if "real" in conditions else conditions[0]
-    heat = figures.type_heatmap(summary, o.metric, names, heat_condition, fig_dir / "per_question_type.png")
-    if heat:
-        figs.append((heat, f"{o.metric} per question type and configuration, mean over runs ({heat_condition})"))
+    for group_by in analysis.GROUPINGS:
+        heat = figures.group_heatmap(summary, o.metric, names, heat_condition, fig_dir / f"per_{group_by}.png", group_by)
+        if heat:
+            what = group_by.replace("_", " ")
+            figs.append((heat, f"{o.metric} per {what} and configuration, mean over runs ({heat_condition})"))
     loss = figures.loss_figure(configs, fig_dir / "training_loss.png")
     if loss:
         figs.append((loss, "training loss per step (metrics.jsonl, or the final checkpoint's loss history)"))

@@ -1,7 +1,7 @@
 """The numbers of the report, as records (one dict per table row, numbers unrounded).
 
-* ``summary_records``: per configuration, condition, question type ("all" = every question) and
-  metric, mean, sd and the 95 % Student-t interval over the configuration's runs (folds x seeds);
+* ``summary_records``: per configuration, condition, group (every question, each question type, each
+  topic) and metric, mean, sd and the 95 % Student-t interval over the configuration's runs (folds x seeds);
 * ``comparison_records``: per pair of configurations, condition and per-sample metric, the paired
   difference on the test items both answered (same fold, same item and turn; runs paired by seed),
   its patient-clustered bootstrap CI, McNemar's test for 0/1 metrics, and Holm-adjusted p-values over
@@ -42,31 +42,40 @@ def sample_keys(configs: Sequence[Configuration]) -> list[str]:
     return [k for k in metric_keys(configs) if k in present]
 
 
-def _block_value(run: Run, condition: str, group: str, metric: str) -> tuple[float, list[float] | None] | None:
+GROUPINGS = {"question_type": "per_type", "topic": "per_topic"}
+"""Record ``group_by`` -> the results.json block of a condition that holds its groups."""
+
+
+def _block_value(run: Run, condition: str, group_by: str, group: str, metric: str) -> tuple[float, list[float] | None] | None:
     cond = run.conditions.get(condition)
     if cond is None:
         return None
-    block = cond if group == ALL else cond.get("per_type", {}).get(group)
+    block = cond if group_by == ALL else cond.get(GROUPINGS[group_by], {}).get(group)
     if not block or metric not in block.get("metrics", {}):
         return None
     return float(block["metrics"][metric]), block.get("ci95", {}).get(metric)
 
 
-def question_types(config: Configuration) -> list[str]:
-    return sorted({t for r in config.runs for c in r.conditions.values() for t in c.get("per_type", {})})
+def groups(config: Configuration) -> list[tuple[str, str]]:
+    """``(group_by, group)`` of the configuration's rows: ("all", "all"), then each question type, each topic."""
+    out = [(ALL, ALL)]
+    for group_by, key in GROUPINGS.items():
+        out += [(group_by, g) for g in sorted({g for r in config.runs for c in r.conditions.values() for g in c.get(key, {})})]
+    return out
 
 
 def summary_records(configs: Sequence[Configuration], confidence: float = 0.95) -> list[dict[str, Any]]:
-    """Mean, sd and t-interval over runs of every (configuration, condition, question type, metric)."""
+    """Mean, sd and t-interval over runs of every (configuration, condition, group, metric); a group is every
+    question (group_by "all"), a question type or a topic."""
     out = []
     metrics = metric_keys(configs)
     for c in configs:
-        for condition, group, metric in itertools.product(c.conditions, [ALL, *question_types(c)], metrics):
-            got = [v for v in (_block_value(r, condition, group, metric) for r in c.runs) if v is not None]
+        for condition, (group_by, group), metric in itertools.product(c.conditions, groups(c), metrics):
+            got = [v for v in (_block_value(r, condition, group_by, group, metric) for r in c.runs) if v is not None]
             if not got:
                 continue
             s = t_interval([v for v, _ in got], confidence)
-            row = {"configuration": c.name, "condition": condition, "question_type": group, "metric": metric,
+            row = {"configuration": c.name, "condition": condition, "group_by": group_by, "group": group, "metric": metric,
                    "runs": s["n"], "mean": s["mean"], "sd": s["std"], "ci_low": s["ci_low"], "ci_high": s["ci_high"],
                    "ci": "t over runs"}  # fmt: skip
             if s["n"] == 1 and got[0][1]:  # one run: its own patient-clustered bootstrap CI

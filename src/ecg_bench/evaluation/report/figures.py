@@ -4,7 +4,7 @@
 drawn inside another program (a notebook, a sweep) changes nothing there.
 
 * ``scores_figure``: the primary metric per configuration and condition, CI error bars;
-* ``type_heatmap``: the primary metric per question type x configuration (real ECG);
+* ``group_heatmap``: the primary metric per question type (or topic) x configuration (real ECG);
 * ``loss_figure``: training loss per step of every run (``metrics.jsonl`` in the run folder when there,
   else the loss history of the final checkpoint's trainer_state.json); None when no run has one;
 * ``example_figure``: one test item's 12-lead ECG with its question, reference and predictions.
@@ -43,7 +43,7 @@ def _plain(text: str) -> str:
 
 
 def scores_figure(records: list[dict[str, Any]], metric: str, configs: Sequence[str], conditions: Sequence[str], path: Path) -> Path:
-    rows = {(r["configuration"], r["condition"]): r for r in records if r["question_type"] == ALL and r["metric"] == metric}
+    rows = {(r["configuration"], r["condition"]): r for r in records if r["group_by"] == ALL and r["metric"] == metric}
     fig = Figure(figsize=(max(5.0, 1.2 + 1.1 * len(configs) * max(1, len(conditions)) * 0.45), 3.8))
     ax = fig.subplots()
     width = 0.8 / max(1, len(conditions))
@@ -62,15 +62,16 @@ def scores_figure(records: list[dict[str, Any]], metric: str, configs: Sequence[
     return _save(fig, path)
 
 
-def type_heatmap(records: list[dict[str, Any]], metric: str, configs: Sequence[str], condition: str, path: Path) -> Path | None:
-    rows = [r for r in records if r["question_type"] != ALL and r["metric"] == metric and r["condition"] == condition]
-    types = sorted({r["question_type"] for r in rows})
+def group_heatmap(records: list[dict[str, Any]], metric: str, configs: Sequence[str], condition: str, path: Path,
+                  group_by: str = "question_type") -> Path | None:  # fmt: skip
+    rows = [r for r in records if r["group_by"] == group_by and r["metric"] == metric and r["condition"] == condition]
+    types = sorted({r["group"] for r in rows})
     if not types:
         return None
     values = np.full((len(types), len(configs)), np.nan)
     for r in rows:
         if r["configuration"] in configs:
-            values[types.index(r["question_type"]), list(configs).index(r["configuration"])] = 100 * r["mean"]
+            values[types.index(r["group"]), list(configs).index(r["configuration"])] = 100 * r["mean"]
     fig = Figure(figsize=(max(4.5, 1.5 + 1.3 * len(configs)), max(2.5, 0.9 + 0.45 * len(types))))
     ax = fig.subplots()
     im = ax.imshow(values, cmap="viridis", vmin=0, vmax=100, aspect="auto")
@@ -79,7 +80,7 @@ def type_heatmap(records: list[dict[str, Any]], metric: str, configs: Sequence[s
             ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8, color="white" if v < 60 else "black")
     ax.set_xticks(range(len(configs)), [textwrap.fill(_plain(c), 18) for c in configs], fontsize=8)
     ax.set_yticks(range(len(types)), [_plain(t) for t in types], fontsize=8)
-    ax.set_title(f"{metric} (%) per question type, condition {condition}")
+    ax.set_title(f"{metric} (%) per {group_by.replace('_', ' ')}, condition {condition}")
     fig.colorbar(im, ax=ax, fraction=0.05)
     return _save(fig, path)
 

@@ -105,24 +105,24 @@ def summary_table(records: list[dict[str, Any]], metrics: Sequence[str]) -> Tabl
     cells: dict[tuple[str, str], dict[str, str]] = {}
     runs: dict[tuple[str, str], int] = {}
     for r in records:
-        if r["question_type"] == ALL:
+        if r["group_by"] == ALL:
             cells.setdefault((r["configuration"], r["condition"]), {})[r["metric"]] = _cell(r)
             runs[(r["configuration"], r["condition"])] = r["runs"]
     rows = [[cfg, cond, str(runs[(cfg, cond)]), *(v.get(m, "-") for m in metrics)] for (cfg, cond), v in cells.items()]
     return Table("summary", "Scores per configuration and condition", ["configuration", "condition", "runs", *metrics],
-                 rows, [r for r in records if r["question_type"] == ALL], SUMMARY_NOTE)  # fmt: skip
+                 rows, [r for r in records if r["group_by"] == ALL], SUMMARY_NOTE)  # fmt: skip
 
 
-def per_type_table(records: list[dict[str, Any]], metric: str, conditions: Sequence[str]) -> Table:
-    """One row per configuration and question type, one column per condition, for ``metric``."""
+def per_group_table(records: list[dict[str, Any]], metric: str, conditions: Sequence[str], group_by: str) -> Table:
+    """One row per configuration and group (question type or topic), one column per condition, for ``metric``."""
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for r in records:
-        if r["question_type"] != ALL and r["metric"] == metric:
-            cells.setdefault((r["configuration"], r["question_type"]), {})[r["condition"]] = _cell(r)
-    rows = [[cfg, qt, *(v.get(c, "-") for c in conditions)] for (cfg, qt), v in cells.items()]
-    kept = [r for r in records if r["question_type"] != ALL]
-    return Table("per_question_type", f"{metric} per question type", ["configuration", "question type", *conditions],
-                 rows, kept, SUMMARY_NOTE)  # fmt: skip
+        if r["group_by"] == group_by and r["metric"] == metric:
+            cells.setdefault((r["configuration"], r["group"]), {})[r["condition"]] = _cell(r)
+    rows = [[cfg, g, *(v.get(c, "-") for c in conditions)] for (cfg, g), v in cells.items()]
+    what = group_by.replace("_", " ")
+    return Table(f"per_{group_by}", f"{metric} per {what}", ["configuration", what, *conditions], rows,
+                 [r for r in records if r["group_by"] == group_by], SUMMARY_NOTE)  # fmt: skip
 
 
 def _p(p: float | None) -> str:
