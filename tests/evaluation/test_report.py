@@ -180,6 +180,15 @@ def test_loss_history_reads_metrics_jsonl_and_skips_a_cut_line(known):
     assert steps.tolist() == [1, 2, 3, 4, 5] and losses.tolist() == pytest.approx([3.0 / s for s in range(1, 6)])
 
 
+def test_paths_recorded_relative_to_where_the_run_started_are_found_again(known, monkeypatch, tmp_path_factory):
+    root, _ = known
+    run = load_runs([root / "conv-f0-s0"])[0]
+    (root / "store").mkdir()
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    assert run.locate("store") == root / "store"  # the run was started in root, its results say "store"
+    assert run.locate(str(root / "store")) == root / "store" and run.locate("nowhere") is None and run.locate("") is None
+
+
 # ---------------------------------------------------------------- the command on real tiny runs
 
 

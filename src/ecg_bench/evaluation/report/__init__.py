@@ -157,14 +157,19 @@ def _write(configs: list[Configuration], root: Path, o: ReportOptions) -> tuple[
         figs.append((loss, "training loss per step (metrics.jsonl, or the final checkpoint's loss history)"))
     else:
         log.info("report: no run has a loss history (metrics.jsonl or trainer_state.json); no loss figure")
-    figs += _examples(configs, o.examples, fig_dir)
+    examples = _examples(configs, o.examples, fig_dir)
     intro = [f"{sum(len(c.runs) for c in configs)} runs in {len(configs)} configurations; metric of the figures, "
              f"comparisons and audit: {o.metric}. Tables also as markdown, CSV and LaTeX (booktabs) in tables/."]  # fmt: skip
-    flagged = sorted({r["configuration"] for r in audit if r["verdict"] == analysis.DOES_NOT_USE})
+    flagged: dict[str, list[str]] = {}
+    for r in audit:
+        if r["verdict"] == analysis.DOES_NOT_USE:
+            flagged.setdefault(r["configuration"], []).append(r["comparison"])
     if flagged:
-        intro.append(f"Does not use the ECG (an audit interval covers 0): {', '.join(flagged)}.")
-    (root / "index.html").write_text(render("ECG-Bench report", intro, made, figs, root))
-    return {t.name: t for t in made}, [p for p, _ in figs]
+        shown = "; ".join(f"{c} ({', '.join(v)})" for c, v in flagged.items())
+        intro.append(f"Does not use the ECG (the audit interval of {o.metric} covers 0): {shown}.")
+    sections = [made[0], *figs, *made[1:], *examples]
+    (root / "index.html").write_text(render("ECG-Bench report", intro, sections, root))
+    return {t.name: t for t in made}, [p for p, _ in figs + examples]
 
 
 def _examples(configs: list[Configuration], k: int, fig_dir: Path) -> list[tuple[Path, str]]:
@@ -176,15 +181,19 @@ def _examples(configs: list[Configuration], k: int, fig_dir: Path) -> list[tuple
         return []
     first = configs[0].by_fold()
     run = next(iter(first.values()))[0]
-    store_path = (run.results.get("data") or {}).get("store")
+    recorded = (run.results.get("data") or {}).get("store")
+    store_path = run.locate(recorded)
     condition = "real" if "real" in run.conditions else next(iter(run.conditions))
     items = [s for s in run.samples(condition) if s.get("turn", 0) == 0 and s.get("segment_ids")][:k]
     if not items:
         log.info("report: %s records no segment_ids per sample (older results.json); no example figures", run.path)
         return []
+    if store_path is None:
+        log.warning("report: the store of %s (%s) is not found; no example figures", run.path, recorded)
+        return []
     try:
         store = SegmentStore(store_path)
-    except (FileNotFoundError, TypeError, DataError) as e:
+    except (FileNotFoundError, DataError) as e:
         log.warning("report: the store of %s cannot be read (%s); no example figures", run.path, e)
         return []
     out = []

@@ -51,14 +51,15 @@ def scores_figure(records: list[dict[str, Any]], metric: str, configs: Sequence[
     for j, cond in enumerate(conditions):
         got = [rows.get((c, cond)) for c in configs]
         mean = np.array([100 * r["mean"] if r else np.nan for r in got])
-        low = np.array([100 * (r["mean"] - r["ci_low"]) if r else 0 for r in got])
-        high = np.array([100 * (r["ci_high"] - r["mean"]) if r else 0 for r in got])
+        # a t-interval over 2-3 runs can reach past 0 or 100 %; drawn clipped to the scale (the tables give it whole)
+        low = np.array([100 * (r["mean"] - max(0.0, r["ci_low"])) if r else 0 for r in got])
+        high = np.array([100 * (min(1.0, r["ci_high"]) - r["mean"]) if r else 0 for r in got])
         ax.bar(x + (j - (len(conditions) - 1) / 2) * width, mean, width, yerr=[low, high], capsize=3, label=cond)
     ax.set_xticks(x, [textwrap.fill(_plain(c), 22) for c in configs], fontsize=8)
     ax.set_ylabel(f"{metric} (%)")
     ax.set_ylim(0, 100)
     ax.set_title(f"{metric} per configuration and condition (95 % CI)")
-    ax.legend(fontsize=8, ncols=min(len(conditions), 6))
+    ax.legend(fontsize=8, title="condition", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)
 
 
@@ -101,10 +102,8 @@ def loss_history(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
                 losses.append(row["loss"])
         if losses:
             return np.asarray(steps, float), np.asarray(losses, float)
-    ck = (run.results.get("training") or {}).get("checkpoint")
-    state = Path(ck) / "trainer_state.json" if ck else None
-    if state is not None and not state.is_absolute():
-        state = run.path / state
+    ck = run.locate((run.results.get("training") or {}).get("checkpoint"))
+    state = ck / "trainer_state.json" if ck else None
     if state is not None and state.is_file():
         try:
             losses = json.loads(state.read_text()).get("losses") or []

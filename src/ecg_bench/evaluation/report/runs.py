@@ -58,6 +58,17 @@ class Run:
     def label(self) -> str:
         return f"fold {self.fold}, seed {self.seed}"
 
+    def locate(self, recorded: str | None) -> Path | None:
+        """A path results.json records (the store, the checkpoint), found again: as written when absolute or when
+        it exists from here, else against the run folder and each folder above it (a relative path was relative to
+        the folder the run was started in, which holds its output_dir). None when not found."""
+        if not recorded:
+            return None
+        p = Path(recorded)
+        if p.is_absolute() or p.exists():
+            return p if p.exists() else None
+        return next((base / p for base in (self.path, *self.path.parents) if (base / p).exists()), None)
+
 
 @dataclass
 class Configuration:
