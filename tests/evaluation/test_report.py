@@ -157,6 +157,17 @@ def test_bad_inputs_are_refused_by_name(known, tmp_path):
     assert (someone / "notes.txt").read_text() == "mine"
 
 
+def test_results_without_samples_still_give_the_summary(tmp_path):
+    for seed in (0, 1):
+        res = _results("conv1d", 0, seed, {"real": ONES if seed else HALF})
+        del res["samples"]
+        _write(tmp_path / "runs", f"s{seed}", res)
+    rep = write_report([tmp_path / "runs"], tmp_path / "report")
+    assert set(rep.tables) == {"configurations", "summary", "per_question_type"}
+    (row,) = [r for r in rep.tables["summary"].records if r["metric"] == "acc_normalized"]
+    assert (row["runs"], row["mean"]) == (2, pytest.approx(0.75))
+
+
 def test_report_folder_is_replaced_as_a_whole(known, tmp_path):
     root, _ = known
     out = tmp_path / "report"

@@ -93,6 +93,9 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
 def check_metric(configs: Sequence[Configuration], metric: str) -> None:
     """ConfigError before any work when ``metric`` is not a per-sample key of the runs, listing the ones there."""
     keys = analysis.sample_keys(configs)
+    if not keys:  # results.json without per-sample scores: the summary only
+        log.warning("report: no run records per-sample scores (results.json samples); no comparisons, audit or examples")
+        return
     if metric not in keys:
         everything = analysis.metric_keys(configs)
         why = "a corpus-level score (items cannot be paired on it)" if metric in everything else "not in these runs"
