@@ -164,6 +164,25 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """Benchmark report over finished runs: tables (md, csv, tex), figures and one static index.html."""
+    from ecg_bench.evaluation.report import default_out, options_from_args, write_report
+
+    out = Path(args.out) if args.out else default_out(args.runs)
+    report = write_report(args.runs, out, options_from_args(args))
+    print(report.tables["summary"].markdown())
+    if "signal_audit" in report.tables:
+        print(report.tables["signal_audit"].markdown())
+    print(f"report: {report.folder / 'index.html'} ({len(report.configurations)} configurations, {len(report.figures)} figures)")
+    return 0
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    from ecg_bench.evaluation.report import report_arguments
+
+    report_arguments(p)
+
+
 def _registries() -> dict[str, Any]:
     from ecg_bench.data.mapped.base import MAPPED
     from ecg_bench.data.sources.base import SOURCES
@@ -248,6 +267,7 @@ COMMANDS: dict[str, Command] = {
     "list": Command(cmd_list, ListCommand, ListCommand),
     "tokenizer": Command(cmd_tokenizer, None, add_arguments=_tokenizer_arguments),
     "pretrain": Command(cmd_pretrain, None),
+    "report": Command(cmd_report, None, add_arguments=_report_arguments),
 }
 
 

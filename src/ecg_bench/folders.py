@@ -28,9 +28,10 @@ from typing import Any
 from ecg_bench.errors import DataError
 
 MARKER = ".ecg-bench.json"
-KINDS = ("store", "work", "run", "eval", "checkpoint", "hf_export")
+KINDS = ("store", "work", "run", "eval", "checkpoint", "hf_export", "report")
 _WHAT = {"store": "a segment store", "work": "an unfinished store build", "run": "a run folder",
-         "eval": "an evaluation folder", "checkpoint": "a checkpoint", "hf_export": "a Hugging Face export"}  # fmt: skip
+         "eval": "an evaluation folder", "checkpoint": "a checkpoint", "hf_export": "a Hugging Face export",
+         "report": "a benchmark report"}  # fmt: skip
 
 
 class FolderError(DataError):

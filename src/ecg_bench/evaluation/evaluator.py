@@ -21,6 +21,11 @@ topic. A condition in results.json::
      "num_samples", "clusters" (patients), "num_empty", "truncated_prompts", "seconds",
      "per_type": {type: {"num_samples", "clusters", "metrics", "ci95"}}, "per_topic": {...}}
 
+results.json ``samples`` holds one row per condition and answer: condition, id, turn, question, reference,
+prediction, truncated, patient_id, question_type, topic, segment_ids (the store segments the item shows)
+and the per-sample score of every per-sample metric key; ``ecg-bench report`` pairs rows across runs and
+conditions by (id, turn) and resamples them by patient.
+
 ``acc_normalized_ci95`` (kept from before, when accuracy is measured) equals ``ci95["acc_normalized"]``;
 ``per_type`` / ``per_topic`` appear when the items carry a type / topic.
 """
@@ -111,6 +116,7 @@ def evaluate(
     """Generate and score every condition in ``cfg.conditions``; returns metrics and per-sample outputs (keyed by
     the condition's name, or ``name(option=value)`` when a condition appears more than once)."""
     results: dict[str, Any] = {"conditions": {}, "samples": []}
+    segments = {it["id"]: [int(i) for i in it.get("segment_ids", [])] for it in dataset.items}
     for opts in cfg.conditions:
         condition = condition_label(opts, cfg.conditions)
         t0 = time.time()
@@ -133,7 +139,8 @@ def evaluate(
             results["samples"].append(
                 {"condition": condition, "id": s.item_id, "turn": s.turn_index, "question": s.question,
                  "reference": s.reference, "prediction": a.prediction, "truncated": s.truncated,
-                 "patient_id": a.patient_id, "question_type": a.question_type, "topic": a.topic, **row}
+                 "patient_id": a.patient_id, "question_type": a.question_type, "topic": a.topic,
+                 "segment_ids": segments[s.item_id], **row}
             )  # fmt: skip
     return results
 
