@@ -206,6 +206,7 @@ def test_paths_recorded_relative_to_where_the_run_started_are_found_again(known,
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
     """Two real tiny runs (train 4 steps + evaluate under 4 conditions) of two configurations on the same fold."""
+    from ecg_bench.config import ConditionOptions, choice
     from ecg_bench.pipeline import run
     from ecg_bench.presets import tiny
 
@@ -213,8 +214,8 @@ def tiny_runs(tmp_path_factory):
     for tokens in (2, 1):
         cfg = tiny(str(root / f"tokens{tokens}"))
         cfg.data.store_dir = str(root.parent / f"{root.name}-store")  # one store for both, outside the runs folder
-        cfg.model.num_ecg_tokens = tokens
-        cfg.eval.ablations = ["real", "zeros", "shuffled", "no_signal"]
+        cfg.model.encoder.num_tokens = tokens
+        cfg.eval.conditions = [choice(ConditionOptions, c) for c in ("real", "zeros", "shuffled", "no_signal")]
         run(cfg)
     return root
 
@@ -244,7 +245,7 @@ def test_report_command_on_real_runs_writes_tables_figures_and_html(tiny_runs, t
     assert cli.main(["report", str(tiny_runs), "--out", str(out), "--report.examples", "2",
                      "--report.bootstrap_resamples", "200"]) == 0  # fmt: skip
     printed = capsys.readouterr().out
-    assert "num_ecg_tokens=2" in printed and "num_ecg_tokens=1" in printed and "index.html" in printed
+    assert "num_tokens=2" in printed and "num_tokens=1" in printed and "index.html" in printed
 
     tables = out / "tables"
     for name in ("configurations", "summary", "per_question_type", "per_topic", "comparisons", "signal_audit"):
@@ -253,14 +254,14 @@ def test_report_command_on_real_runs_writes_tables_figures_and_html(tiny_runs, t
     assert "| configuration | condition | runs | acc_exact | acc_normalized |" in md
     rows = list(csv.DictReader((tables / "summary.csv").open()))
     real = json.loads((tiny_runs / "tokens2" / "results.json").read_text())["conditions"]["real"]
-    got = next(r for r in rows if r["configuration"] == "num_ecg_tokens=2" and r["condition"] == "real"
+    got = next(r for r in rows if r["configuration"] == "num_tokens=2" and r["condition"] == "real"
                and r["metric"] == "acc_normalized")  # fmt: skip
     assert float(got["mean"]) == pytest.approx(real["metrics"]["acc_normalized"]) and got["runs"] == "1"
     assert [float(got["ci_low"]), float(got["ci_high"])] == pytest.approx(real["ci95"]["acc_normalized"])
     tex = (tables / "comparisons.tex").read_text()
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and "num\\_ecg\\_tokens=2" in tex
     comp = list(csv.DictReader((tables / "comparisons.csv").open()))
-    assert {(r["a"], r["b"]) for r in comp} == {("num_ecg_tokens=1", "num_ecg_tokens=2")}  # configurations in path order
+    assert {(r["a"], r["b"]) for r in comp} == {("num_tokens=1", "num_tokens=2")}  # configurations in path order
     n = real["num_samples"]
     assert all(int(r["pairs"]) == n and r["test"].startswith("McNemar") for r in comp if r["metric"] == "acc_normalized")
     audit = list(csv.DictReader((tables / "signal_audit.csv").open()))

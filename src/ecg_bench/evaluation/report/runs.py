@@ -185,6 +185,7 @@ def group_runs(runs: Sequence[Run], ignore: Sequence[str] = ()) -> list[Configur
 
 
 def _short_names(keys: Sequence[str]) -> dict[str, str]:
-    """The last part of each dotted key, or the whole key when two keys share it."""
-    last = [k.rsplit(".", 1)[-1] for k in keys]
+    """The last part of each dotted key (a component's choice ``model.encoder.type`` as ``encoder``), or the whole
+    key when two keys share it."""
+    last = [k.rsplit(".", 2)[-2] if k.endswith(".type") and k.count(".") >= 2 else k.rsplit(".", 1)[-1] for k in keys]
     return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
