@@ -259,7 +259,7 @@ def test_report_command_on_real_runs_writes_tables_figures_and_html(tiny_runs, t
     assert float(got["mean"]) == pytest.approx(real["metrics"]["acc_normalized"]) and got["runs"] == "1"
     assert [float(got["ci_low"]), float(got["ci_high"])] == pytest.approx(real["ci95"]["acc_normalized"])
     tex = (tables / "comparisons.tex").read_text()
-    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and "num\\_ecg\\_tokens=2" in tex
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and "num\\_tokens=2" in tex
     comp = list(csv.DictReader((tables / "comparisons.csv").open()))
     assert {(r["a"], r["b"]) for r in comp} == {("num_tokens=1", "num_tokens=2")}  # configurations in path order
     n = real["num_samples"]
