@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ecg_bench.config import EvalConfig
 from ecg_bench.data.conversations import turn_labels
@@ -40,7 +39,7 @@ from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.evaluation.conditions import CONDITIONS, Condition, build_condition
 from ecg_bench.evaluation.metrics import AnswerSample, metric_options
 from ecg_bench.evaluation.statistics import summarize_condition
-from ecg_bench.logging_utils import get_logger
+from ecg_bench.logging_utils import get_logger, progress
 from ecg_bench.models.elm import ELM, Processor
 
 log = get_logger(__name__)
@@ -93,7 +92,7 @@ def generate(elm: ELM, processor: Processor, samples: list[EvalSample], cfg: Eva
     elm.eval()
     order = sorted(range(len(samples)), key=lambda i: len(samples[i].prompt_ids))
     out: list[str] = [""] * len(samples)
-    for start in tqdm(range(0, len(order), cfg.batch_size), desc="generate", leave=False):
+    for start in progress(range(0, len(order), cfg.batch_size), desc="generate", leave=False):
         idx = order[start : start + cfg.batch_size]
         batch = processor.collate_generation([samples[i] for i in idx]).to(device)
         new = elm.generate(
