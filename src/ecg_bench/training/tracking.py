@@ -26,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -61,6 +62,7 @@ class MetricsFile:
 
     def __init__(self, path: str | Path, start_step: int = 0):
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = self._lines_up_to(start_step)
         if self.path.exists():
             tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
@@ -147,7 +149,7 @@ class WandbBackend(_Backend):
         import wandb
 
         id_file = run_dir / "wandb_run_id"
-        run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
         id_file.write_text(run_id + "\n")
         (run_dir / "wandb").mkdir(exist_ok=True)
         self.run = wandb.init(
@@ -170,7 +172,11 @@ class MlflowBackend(_Backend):
         import mlflow
 
         self.mlflow = mlflow
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or (run_dir / "mlruns").resolve().as_uri()
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:  # a local store needing no server nor database package (mlflow-skinny has no SQLAlchemy);
+            # MLflow 3 keeps the file store in maintenance mode and asks for this opt-in to use it
+            uri = (run_dir / "mlruns").resolve().as_uri()
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "ecg-bench"))
         id_file = run_dir / "mlflow_run_id"
