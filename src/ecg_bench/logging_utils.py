@@ -33,6 +33,9 @@ def setup_logging(level: str | int | None = None) -> None:
         root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else str(level).upper())
     root.propagate = False  # libraries that configure the root logger would print every line twice
+    if not _is_terminal(sys.stderr):  # libraries' own tqdm bars (transformers, datasets, the hub) would fill a
+        os.environ.setdefault("TQDM_DISABLE", "1")  # log file with carriage returns; ours go through ``progress``
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 @contextlib.contextmanager
