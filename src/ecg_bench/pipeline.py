@@ -438,7 +438,8 @@ def _run(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]:
     if cfg.train.ecg == "none" and [c for c in cfg.eval.ablations if c != "no_signal"]:
         log.info("train.ecg none (text-only baseline): its fair condition is no_signal; the others show it ECGs it never saw")
     results = evaluate(elm, processor, test_ds, cfg.eval, device)
-    results["baselines"] = {"majority": majority_baseline(data.train, data.test, cfg.eval)}
+    baselines = {"majority": majority_baseline(data.train, data.test, cfg.eval)}  # next to the conditions, before samples
+    results = {"conditions": results.pop("conditions"), "baselines": baselines, **results}
     results = {
         "config": cfg.to_dict(),
         "training": training,
