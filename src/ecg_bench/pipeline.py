@@ -13,7 +13,8 @@ import os
 import platform
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,10 @@ from ecg_bench.training.trainer import Trainer, resolve_device, resolve_dtype, s
 log = get_logger(__name__)
 
 
-ZERO_SHOT_NOTE = ("the LLM's own weights; the ELM's new parts (encoder, projector, ECG-token embeddings) untrained, "
-                  "so the fair zero-shot score of the base LLM is its no_signal condition")
+ZERO_SHOT_NOTE = (
+    "the LLM's own weights; the ELM's new parts (encoder, projector, ECG-token embeddings) untrained, "
+    "so the fair zero-shot score of the base LLM is its no_signal condition"
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -58,7 +61,7 @@ class PreparedData:
     train: list[dict]
     test: list[dict]
     folds_file: Path
-    val: list[dict] = field(default_factory=list)
+    val: list[dict] = dataclass_field(default_factory=list)
     """Held-out training patients' conversations for the validation loss (train.val_fraction), or the release's
     valid split (data.split official); never trained on."""
 
@@ -319,7 +322,8 @@ def check_not_trained_on(checkpoint: str | Path, test: list[dict], cfg: RunConfi
     overlap = len(test_patients & trained)
     if overlap and rec.get("split") == "official" and cfg.data.split == "official":
         log.warning("%d of the %d test patients of the official split were in the training data of %s: the release's "
-                    "split shares them (see official_split.json); scored as released", overlap, len(test_patients), checkpoint)  # fmt: skip
+                    "split shares them (see official_split.json); scored as released",
+                    overlap, len(test_patients), checkpoint)  # fmt: skip
         return
     if overlap:
         raise DataError(

@@ -56,8 +56,11 @@ def release(shared_data, tmp_path):
     train = [e for e in real if e["ecg_id"][0] in (6002, 6007, 6008)]
     assert len(train) == 3
     root = tmp_path / "ecgqa" / "ptbxl" / "template"
-    layout = {"train": train, "valid": [_entry(train[0], 900001, 6001)],
-              "test": [_entry(train[1], 900002, 6005), _entry(train[1], 900003, 6009), _entry(train[2], 900004, 6002)]}
+    layout = {
+        "train": train,
+        "valid": [_entry(train[0], 900001, 6001)],
+        "test": [_entry(train[1], 900002, 6005), _entry(train[1], 900003, 6009), _entry(train[2], 900004, 6002)],
+    }
     for split, entries in layout.items():
         (root / split).mkdir(parents=True)
         (root / split / "1.json").write_text(json.dumps(entries))

@@ -34,8 +34,11 @@ def test_majority_answer_per_question_type():
     got = majority_answers(train)
     # verify: yes x2 (two spellings; the first in A-Z order of equally used spellings) beats no; choose: a tie -> A-Z
     assert got == {"choose": "irregular", "query": "60", "verify": "Yes", ANY_TYPE: "Yes"}
-    test = [_item(5, "p", [("verify", "yes"), ("choose", "regular")]), _item(6, "q", [("verify", "no")]),
-            _item(7, "r", [("compare", "yes")])]  # a type never seen in training gets the overall majority
+    test = [
+        _item(5, "p", [("verify", "yes"), ("choose", "regular")]),
+        _item(6, "q", [("verify", "no")]),
+        _item(7, "r", [("compare", "yes")]),
+    ]  # a type never seen in training gets the overall majority
     res = majority_baseline(train, test, EvalConfig(metrics=["accuracy"], bootstrap_resamples=50))
     assert res["num_samples"] == 4 and res["clusters"] == 3
     assert res["metrics"]["acc_normalized"] == pytest.approx(2 / 4)  # verify yes (right), choose irregular (wrong),
@@ -46,10 +49,9 @@ def test_majority_answer_per_question_type():
 
 @pytest.fixture(scope="module")
 def families(tiny_store, tmp_path_factory):
+    import ecg_bench.models.elm.base as elm_base
     from ecg_bench.ecg_byte import train_tokenizer
     from ecg_bench.models.llm import load_llm
-
-    import ecg_bench.models.elm.base as elm_base
 
     tok = str(train_tokenizer(tiny_store, vocab_size=48, num_samples=0).save(tmp_path_factory.mktemp("tok") / "tok.json"))
     base = load_llm("tiny")

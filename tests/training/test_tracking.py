@@ -171,7 +171,7 @@ def test_metrics_file_keeps_only_steps_up_to_the_resume_point(tmp_path):
 def test_progress_is_periodic_log_lines_without_carriage_returns(monkeypatch, caplog):
     monkeypatch.setattr(logging_utils, "PROGRESS_SECONDS", 0.0)
     caplog.set_level(logging.INFO, logger="ecg_bench")
-    bar = logging_utils.progress(range(3, 5), desc="train", initial=3, total=5)  # resumed at step 3 of 5  # stderr is not a TTY under pytest
+    bar = logging_utils.progress(range(3, 5), desc="train", initial=3, total=5)  # resumed at step 3 of 5
     assert isinstance(bar, logging_utils.LogProgress)
     for _ in bar:
         bar.set_postfix(loss="0.5")

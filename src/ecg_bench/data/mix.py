@@ -168,7 +168,8 @@ def _official(items: list[dict[str, Any]], cfg: DataConfig, out_dir: Path, repor
     for pair, o in report["overlap"].items():
         if o["patients"]:
             log.warning("official split: %s share %d patient(s) (%d items of the second); the release's split is not "
-                        "patient-disjoint there (kept as released, see official_split.json)", pair, o["patients"], o["items"])  # fmt: skip
+                        "patient-disjoint there (kept as released, see official_split.json)",
+                        pair, o["patients"], o["items"])  # fmt: skip
     log.info("official split: %s items, %s patients; patient-disjoint: %s", report["items"], report["patients"],
              report["patient_disjoint"])  # fmt: skip
     folds_file = out_dir / "official_split.json"

@@ -205,7 +205,8 @@ def official_split(items: Sequence[dict[str, Any]]) -> tuple[dict[str, list[dict
             missing.append(it.get("id"))
     if missing:
         raise DataError(f"data.split official: {len(missing)} item(s) carry no release split (meta.split train, valid or "
-                        f"test), e.g. {missing[:3]}; only datasets with an official split (ECG-QA) have one: use data.split folds")  # fmt: skip
+                        f"test), e.g. {missing[:3]}; only datasets with an official split (ECG-QA) have one: "
+                        f"use data.split folds")  # fmt: skip
     patients = {s: {p for i, it in enumerate(v) for p in item_patients(it, i)} for s, v in parts.items()}
     overlap = {}
     for a, b in (("train", "test"), ("valid", "test"), ("train", "valid")):

@@ -15,7 +15,6 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-
 from ecg_bench.logging_utils import get_logger, progress
 
 log = get_logger(__name__)

@@ -70,7 +70,9 @@ def majority_answers(train_items: Sequence[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
-def majority_baseline(train_items: Sequence[dict[str, Any]], test_items: Sequence[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any]:
+def majority_baseline(
+    train_items: Sequence[dict[str, Any]], test_items: Sequence[dict[str, Any]], cfg: EvalConfig
+) -> dict[str, Any]:
     """The majority-answer baseline scored on every assistant turn of ``test_items`` (see the module doc)."""
     answers = majority_answers(train_items)
     samples = []

@@ -41,7 +41,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
 from ecg_bench.config import DataConfig
 from ecg_bench.data.conversations import ECG_MARKER, validate_item
 from ecg_bench.data.mapped.base import MAPPED

@@ -53,7 +53,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from ecg_bench.config import DataConfig
 from ecg_bench.data.conversations import ECG_MARKER, validate_item
 from ecg_bench.data.store import SegmentStore
