@@ -103,7 +103,7 @@ def test_unknown_names_and_bad_values_exit_2_with_a_clear_message(tmp_path, caps
     assert cli.main(["data", "--data.source", "ptbxl-typo", "--output_dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "ptbxl-typo" in err and "synthetic" in err
-    assert cli.main(["config", "--train.max_steps", "0", "--data.fold", "9"]) == 2
+    assert cli.main(["config", "--train.max_steps", "-1", "--data.fold", "9"]) == 2
     err = capsys.readouterr().err
     assert "train.max_steps" in err and "data.fold" in err  # every problem, at once
     assert cli.main(["config", "--config", str(tmp_path / "missing.yaml")]) == 2

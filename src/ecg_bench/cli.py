@@ -89,8 +89,14 @@ def cmd_data(args) -> int:
     meta = data.store.meta
     print(f"store {data.store.path}: {len(data.store)} segments from {meta.get('num_records')} records")
     print(skip_summary(meta))
-    print(f"fold {cfg.data.fold}/{cfg.data.num_folds}: {len(data.train)} train, {len(data.test)} test conversations")
-    print(f"folds (patient-disjoint, checked): {data.folds_file}")
+    held = f", {len(data.val)} held out for validation" if data.val else ""
+    if cfg.data.split == "official":
+        disjoint = json.loads(data.folds_file.read_text())["patient_disjoint"]
+        print(f"official split: {len(data.train)} train, {len(data.test)} test conversations{held}")
+        print(f"split and patient overlaps ({'none' if disjoint else 'see overlap'}): {data.folds_file}")
+    else:
+        print(f"fold {cfg.data.fold}/{cfg.data.num_folds}: {len(data.train)} train, {len(data.test)} test conversations{held}")
+        print(f"folds (patient-disjoint, checked): {data.folds_file}")
     report = data.folds_file.with_name("mapping_report.json")
     for r in json.loads(report.read_text())["datasets"] if report.is_file() else []:
         print(f"{r['mapped']}: {r['entries']} entries -> {r['items']} conversations; skipped {r['skipped'] or 'none'} ({report})")

@@ -201,6 +201,10 @@ class DataConfig:
     """Number of patient-disjoint folds."""
     fold: int = 0
     """Which fold is the test set (0-based)."""
+    split: str = "folds"
+    """folds = data.num_folds patient-disjoint folds, data.fold the test set; official = the mapped dataset's own
+    release split (ECG-QA: train / valid / test folders, data.qa_splits must name all three): train on train, valid
+    held out for the validation loss, test evaluated; its patient overlaps are reported in official_split.json."""
     max_train_items: int = 0
     """Cap on training conversations after the split (0 = all)."""
     max_eval_items: int = 0
@@ -256,6 +260,11 @@ class DataConfig:
             p.append(f"data.hf_folds must be 'keep' or 'recompute', got {self.hf_folds!r}")
         if self.mix_max_items and len(self.mix_max_items) != len(self.mix):
             p.append(f"data.mix_max_items has {len(self.mix_max_items)} caps for {len(self.mix)} data.mix datasets")
+        if self.split not in DATA_SPLITS:
+            p.append(f"data.split must be one of {', '.join(DATA_SPLITS)}, got {self.split!r}")
+        elif self.split == "official" and not {"train", "test"} <= set(getattr(self.mapped, "qa_splits", ["train", "test"])):
+            p.append(f"data.split official trains on the release's train split and tests on its test split; "
+                     f"data.mapped.qa_splits must name both, got {self.mapped.qa_splits}")  # fmt: skip
         num_patients = getattr(self.source, "num_patients", None)
         if isinstance(num_patients, int) and 1 <= num_patients < self.num_folds:
             p.append(f"data.source.num_patients ({num_patients}) must be >= data.num_folds ({self.num_folds})")
@@ -311,12 +320,21 @@ class ModelConfig:
         return p
 
 
+TRAIN_ECG = ("real", "none")
+"""Values of train.ecg."""
+REPORT_TO = ("none", "tensorboard", "wandb", "mlflow")
+"""Values of train.report_to."""
+DATA_SPLITS = ("folds", "official")
+"""Values of data.split."""
+
+
 @dataclass
 class TrainConfig:
     """Optimisation and checkpointing."""
 
     max_steps: int = 100
-    """Optimizer steps to run (each of batch_size * grad_accum_steps examples)."""
+    """Optimizer steps to run (each of batch_size * grad_accum_steps examples); 0 = no training: evaluate the ELM as
+    built (the zero-shot baseline: the LLM's own weights, the new encoder / projector / ECG embeddings untrained)."""
     batch_size: int = 8
     """Examples per micro-batch."""
     grad_accum_steps: int = 1
@@ -347,10 +365,25 @@ class TrainConfig:
     """torch CPU threads (0 = leave torch's default)."""
     seed: int = 0
     """Seed of weight init, data order and dropout."""
+    ecg: str = "real"
+    """What training shows the model: real = each item's ECG; none = text only, the ECG markers dropped as in the
+    no_signal condition (the text-only baseline: evaluate it with eval.ablations no_signal)."""
+    report_to: list[str] = field(default_factory=lambda: ["none"])
+    """Trackers that also receive the per-step metrics, as transformers' report_to: tensorboard (event files in
+    <output_dir>/tensorboard), wandb (offline unless WANDB_MODE says otherwise; <output_dir>/wandb), mlflow
+    (MLFLOW_TRACKING_URI, else the file store <output_dir>/mlruns), none. metrics.jsonl and run.log are always written."""
+    val_fraction: float = 0.0
+    """Fraction of the training patients held out (whole patients, seeded by data.seed) to compute a validation
+    loss on, never trained on; 0 = none. With data.split official the release's valid split is the held-out set."""
+    eval_every: int = 0
+    """Compute the validation loss every N optimizer steps and after the last (0 = after the last only); needs a
+    held-out set (train.val_fraction > 0 or data.split official)."""
 
     def problems(self) -> list[str]:
         p = []
-        for name in ("max_steps", "batch_size", "grad_accum_steps"):
+        if self.max_steps < 0:
+            p.append(f"train.max_steps must be >= 0 (0 = evaluate without training), got {self.max_steps}")
+        for name in ("batch_size", "grad_accum_steps"):
             if getattr(self, name) < 1:
                 p.append(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "encoder_lr"):
@@ -375,6 +408,17 @@ class TrainConfig:
                 p.append(f"train.{name} must be >= 0 ({what}), got {getattr(self, name)}")
         if not 0 <= self.seed < 2**63:
             p.append(f"train.seed must be in [0, 2**63), got {self.seed}")
+        if self.ecg not in TRAIN_ECG:
+            p.append(f"train.ecg must be one of {', '.join(TRAIN_ECG)}, got {self.ecg!r}")
+        bad = [r for r in self.report_to if r not in REPORT_TO]
+        if bad or not self.report_to:
+            p.append(f"train.report_to: unknown {bad or '(empty)'}; valid: {', '.join(REPORT_TO)} (several allowed)")
+        elif "none" in self.report_to and len(self.report_to) > 1:
+            p.append(f"train.report_to names none with other trackers: {self.report_to}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            p.append(f"train.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.eval_every < 0:
+            p.append(f"train.eval_every must be >= 0 (0 = after the last step only), got {self.eval_every}")
         return p
 
 
@@ -459,6 +503,12 @@ class RunConfig:
                 p += tree_problems(section, f"{f.name}.")
         if not self.output_dir:
             p.append("output_dir must name a folder, got ''")
+        if not p and self.data.split == "official" and self.train.val_fraction > 0:
+            p.append(f"train.val_fraction {self.train.val_fraction} with data.split official: the release's valid split "
+                     f"is the held-out set; set train.val_fraction 0")  # fmt: skip
+        if not p and self.train.eval_every and not (self.train.val_fraction > 0 or self.data.split == "official"):
+            p.append(f"train.eval_every {self.train.eval_every} needs a held-out set: set train.val_fraction > 0 "
+                     f"(or data.split official)")  # fmt: skip
         return p
 
     def validate(self) -> "RunConfig":

@@ -14,6 +14,7 @@ import platform
 import random
 import time
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +27,26 @@ from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.mix import mapped_names, prepare_conversations
 from ecg_bench.data.sources.base import SOURCES
+from ecg_bench.data.splits import holdout_patients
 from ecg_bench.data.store import SegmentStore, build_store, store_lock
 from ecg_bench.errors import ConfigError, DataError, UnknownNameError
+from ecg_bench.evaluation.baselines import majority_baseline
 from ecg_bench.evaluation.evaluator import evaluate
 from ecg_bench.evaluation.statistics import results_tables
-from ecg_bench.logging_utils import get_logger
+from ecg_bench.logging_utils import get_logger, log_to_file
 from ecg_bench.models.elm import build_elm
 from ecg_bench.representations.base import build_representation
 from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, check_run_inputs, load_checkpoint
+from ecg_bench.training.tracking import LOG_FILE, provenance, report_to_problems
 from ecg_bench.training.trainer import Trainer, resolve_device, resolve_dtype, summarize
 
 log = get_logger(__name__)
+
+
+ZERO_SHOT_NOTE = (
+    "the LLM's own weights; the ELM's new parts (encoder, projector, ECG-token embeddings) untrained, "
+    "so the fair zero-shot score of the base LLM is its no_signal condition"
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -51,6 +61,9 @@ class PreparedData:
     train: list[dict]
     test: list[dict]
     folds_file: Path
+    val: list[dict] = dataclass_field(default_factory=list)
+    """Held-out training patients' conversations for the validation loss (train.val_fraction), or the release's
+    valid split (data.split official); never trained on."""
 
 
 def store_dir(cfg: RunConfig) -> Path:
@@ -167,14 +180,23 @@ def prepare_data(cfg: RunConfig, kind: str = "run") -> PreparedData:
     store = open_store(cfg, src, sdir)
     # mapped / mixed / imported conversations, mapping_report.json, checked folds (folds.json), HF export
     conv = prepare_conversations(store, d, cfg.output_dir)
-    train, test, folds_file = conv.train, conv.test, conv.folds_file
+    train, test, folds_file, val = conv.train, conv.test, conv.folds_file, conv.val
+    if cfg.train.val_fraction > 0:  # whole training patients, held out before any cap
+        train, val = holdout_patients(train, cfg.train.val_fraction, d.seed)
     rng = np.random.default_rng(d.seed)
     if d.max_train_items and len(train) > d.max_train_items:
         train = [train[i] for i in sorted(rng.choice(len(train), d.max_train_items, replace=False))]
     if d.max_eval_items and len(test) > d.max_eval_items:
         test = [test[i] for i in sorted(rng.choice(len(test), d.max_eval_items, replace=False))]
-    log.info("fold %d/%d: %d train and %d test conversations, patient-disjoint", d.fold, d.num_folds, len(train), len(test))
-    return PreparedData(store, train, test, folds_file)
+    if d.max_eval_items and len(val) > d.max_eval_items:  # the validation loss runs every eval_every steps: keep it small
+        val = [val[i] for i in sorted(np.random.default_rng([d.seed, 8]).choice(len(val), d.max_eval_items, replace=False))]
+    held = f", {len(val)} held out for validation" if val else ""
+    if d.split == "official":
+        log.info("official split: %d train and %d test conversations%s", len(train), len(test), held)
+    else:
+        log.info("fold %d/%d: %d train and %d test conversations, patient-disjoint%s", d.fold, d.num_folds, len(train),
+                 len(test), held)  # fmt: skip
+    return PreparedData(store, train, test, folds_file, val)
 
 
 def source_settings(cfg: RunConfig, source: Any = None) -> dict[str, Any]:
@@ -294,7 +316,7 @@ def evaluation_store(cfg: RunConfig, trained: RunConfig, checkpoint: str | Path)
 def training_data_record(cfg: RunConfig, data: PreparedData) -> dict[str, Any]:
     """What a checkpoint was trained on (``training_data.json``): fold, folds digest, hashed patient ids."""
     patients = sorted({_patient_hash(it["patient_id"]) for it in data.train})
-    return {"fold": cfg.data.fold, "num_folds": cfg.data.num_folds, "seed": cfg.data.seed,
+    return {"split": cfg.data.split, "fold": cfg.data.fold, "num_folds": cfg.data.num_folds, "seed": cfg.data.seed,
             "folds_sha256": hashlib.sha256(data.folds_file.read_bytes()).hexdigest(),
             "num_items": len(data.train), "patients_sha256_16": patients}  # fmt: skip
 
@@ -317,6 +339,11 @@ def check_not_trained_on(checkpoint: str | Path, test: list[dict], cfg: RunConfi
         raise DataError(f"{f}: not a training-data record ({e}); expected JSON with patients_sha256_16") from None
     test_patients = {_patient_hash(it["patient_id"]) for it in test}
     overlap = len(test_patients & trained)
+    if overlap and rec.get("split") == "official" and cfg.data.split == "official":
+        log.warning("%d of the %d test patients of the official split were in the training data of %s: the release's "
+                    "split shares them (see official_split.json); scored as released",
+                    overlap, len(test_patients), checkpoint)  # fmt: skip
+        return
     if overlap:
         raise DataError(
             f"{checkpoint} was trained on fold {rec.get('fold')} of {rec.get('num_folds')} (data seed {rec.get('seed')}); "
@@ -359,6 +386,7 @@ def config_problems(cfg: RunConfig) -> list[str]:
     from ecg_bench.models.llm import llm_spec_problem
 
     problems = []  # component names and their options were checked when the config was decoded
+    problems += report_to_problems(cfg.train.report_to)
     llm = llm_spec_problem(cfg.model.llm)
     if llm:
         problems.append(llm)
@@ -379,6 +407,11 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     kind = "run" if train else "eval"
     out = claim_output(cfg, kind, new_results=True)
     cfg.save(out / "config.json")
+    with log_to_file(out / LOG_FILE):  # the run's log beside its results (appended when it resumes)
+        return _run(cfg, train, out, kind)
+
+
+def _run(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]:
     seed_everything(cfg.train.seed)
     t0 = time.time()
     data = prepare_data(cfg, kind)
@@ -393,10 +426,18 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     train_ds = ConversationDataset(data.train, data.store, rep)
     test_ds = ConversationDataset(data.test, data.store, rep)
     training: dict[str, Any] = {}
-    if train:
+    if train and cfg.train.max_steps == 0:
+        device = resolve_device(cfg.train.device)
+        elm.to(device)
+        training = {"steps": 0, "zero_shot": True, "note": ZERO_SHOT_NOTE}
+        log.info("train.max_steps 0: evaluating the ELM as built (zero-shot; %s)", ZERO_SHOT_NOTE)
+    elif train:
         trainer = Trainer(elm, processor, train_ds, with_absolute_paths(cfg), out / "checkpoints")
         trainer.training_data = training_data_record(cfg, data)
+        trainer.run_dir = out
+        trainer.val_dataset = ConversationDataset(data.val, data.store, rep) if data.val else None
         training = summarize(trainer.train())
+        training.update(ecg=cfg.train.ecg, val_items=len(data.val))
         device = trainer.device
     else:
         device = resolve_device(cfg.train.device)
@@ -404,7 +445,11 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
         if cfg.train.resume_from:
             check_not_trained_on(cfg.train.resume_from, data.test, cfg)
             load_checkpoint(cfg.train.resume_from, elm)
+    if cfg.train.ecg == "none" and [c for c in cfg.eval.ablations if c != "no_signal"]:
+        log.info("train.ecg none (text-only baseline): its fair condition is no_signal; the others show it ECGs it never saw")
     results = evaluate(elm, processor, test_ds, cfg.eval, device)
+    baselines = {"majority": majority_baseline(data.train, data.test, cfg.eval)}  # next to the conditions, before samples
+    results = {"conditions": results.pop("conditions"), "baselines": baselines, **results}
     results = {
         "config": cfg.to_dict(),
         "training": training,
@@ -419,6 +464,7 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
             "device": str(device),
             "python": platform.python_version(),
             "cpu_threads": torch.get_num_threads(),
+            **provenance(),
         },
         "seconds": round(time.time() - t0, 1),
         **results,
@@ -435,5 +481,7 @@ def write_results(results: dict[str, Any], path: Path) -> None:
 
 
 def results_table(results: dict[str, Any]) -> str:
-    """Metrics with their patient-clustered 95 % CIs per condition, then per question type and topic."""
-    return results_tables(results["conditions"])
+    """Metrics with their patient-clustered 95 % CIs per condition and the majority-answer baseline, then per
+    question type and topic."""
+    majority = (results.get("baselines") or {}).get("majority")
+    return results_tables({**results["conditions"], **({"majority answer": majority} if majority else {})})

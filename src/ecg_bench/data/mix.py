@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from ecg_bench.config import DataConfig
 from ecg_bench.data.conversations import save_jsonl
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.mapped.joining import MappedItems, MappingReport, store_dataset
-from ecg_bench.data.splits import check_fold_splits, check_folds, patient_folds, split
+from ecg_bench.data.splits import check_fold_splits, check_folds, official_split, patient_folds, split
 from ecg_bench.data.store import SegmentStore
 from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.logging_utils import get_logger
@@ -117,6 +117,8 @@ class Conversations:
     test: list[dict[str, Any]]
     folds_file: Path
     report_file: Path
+    val: list[dict[str, Any]] = field(default_factory=list)
+    """Held-out conversations for the validation loss (data.split official: the release's valid split)."""
 
 
 def prepare_conversations(store: SegmentStore, cfg: DataConfig, out_dir: str | Path) -> Conversations:
@@ -125,10 +127,15 @@ def prepare_conversations(store: SegmentStore, cfg: DataConfig, out_dir: str | P
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.hf_dataset:
+        if cfg.split == "official":
+            raise ConfigError(["data.split official reads a mapped dataset's own release split; an imported data.hf_dataset "
+                               "brings its folds (data.hf_folds): use data.split folds"])  # fmt: skip
         return _imported(store, cfg, out_dir)
     items = build_items(store, cfg)
     save_jsonl(items, out_dir / f"{'+'.join(mapped_names(cfg))}.jsonl")
     report_file = write_reports(items.reports, out_dir / "mapping_report.json")
+    if cfg.split == "official":
+        return _official(list(items), cfg, out_dir, report_file)
     folds = patient_folds(items, cfg.num_folds, cfg.seed, stratify=cfg.stratify_folds)
     return _finish(store, cfg, out_dir, list(items), folds, report_file)
 
@@ -153,6 +160,30 @@ def _finish(
 
         export_hf(items, folds, cfg.export_hf, store=store, seed=cfg.seed, signals=cfg.export_hf_signals)
     return Conversations(items, train, test, folds_file, report_file)
+
+
+def _official(items: list[dict[str, Any]], cfg: DataConfig, out_dir: Path, report_file: Path) -> Conversations:
+    """The release's own split (``data.split official``): train / valid / test as the dataset ships them, their
+    patient overlaps reported in ``official_split.json`` (and logged), never silently changed."""
+    if cfg.export_hf:
+        raise ConfigError(["data.export_hf writes patient-disjoint folds; with data.split official there are none: "
+                           "export with data.split folds"])  # fmt: skip
+    parts, report = official_split(items)
+    for name in ("train", "test"):
+        if not parts[name]:
+            raise DataError(f"data.split official: the {name} split has no items joined to the store (read splits "
+                            f"{getattr(cfg.mapped, 'qa_splits', [])}; items per split {report['items']}); see {report_file}")  # fmt: skip
+    for pair, o in report["overlap"].items():
+        if o["patients"]:
+            log.warning("official split: %s share %d patient(s) (%d items of the second); the release's split is not "
+                        "patient-disjoint there (kept as released, see official_split.json)",
+                        pair, o["patients"], o["items"])  # fmt: skip
+    log.info("official split: %s items, %s patients; patient-disjoint: %s", report["items"], report["patients"],
+             report["patient_disjoint"])  # fmt: skip
+    folds_file = out_dir / "official_split.json"
+    ids = {s: [it["id"] for it in v] for s, v in parts.items()}
+    folds_file.write_text(json.dumps({"split": "official", **report, "item_ids": ids}, indent=1) + "\n")
+    return Conversations(items, parts["train"], parts["test"], folds_file, report_file, val=parts["valid"])
 
 
 def _imported(store: SegmentStore, cfg: DataConfig, out_dir: Path) -> Conversations:

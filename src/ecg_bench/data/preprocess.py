@@ -41,13 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ecg_bench import folders
 from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.data.sources.base import Source
 from ecg_bench.errors import DataError
-from ecg_bench.logging_utils import get_logger
+from ecg_bench.logging_utils import get_logger, progress
 from ecg_bench.signals.io import TOO_LARGE
 from ecg_bench.signals.processing import nan_policy, resample, segment, to_canonical_leads
 
@@ -429,7 +428,7 @@ class _Reporter:
     """Progress bar and per-shard logging in the parent process."""
 
     def __init__(self, total: int, done: int, dataset: str):
-        self.bar = tqdm(total=total, initial=done, desc=f"preprocessing {dataset}", unit="rec", dynamic_ncols=True)
+        self.bar = progress(total=total, initial=done, desc=f"preprocessing {dataset}", unit="rec", dynamic_ncols=True)
         self.tracebacks = 0
 
     def __call__(self, result: ShardResult, counted: bool = False) -> None:
@@ -575,7 +574,7 @@ def preprocess_records(records: Iterable[ECGRecord], folder: Path, dataset: str,
     rows: list[dict[str, Any]] = []
     n_pending = n_shards = 0
     total = len(records) if hasattr(records, "__len__") else None  # type: ignore[arg-type]
-    for record in tqdm(records, total=total, desc=f"building {dataset} store", unit="rec"):
+    for record in progress(records, total=total, desc=f"building {dataset} store", unit="rec"):
         segs, row = preprocess_one(record, record.record_id, params)
         rows.append(row)
         if segs is None:
@@ -620,7 +619,7 @@ def assemble(folder: Path, n_shards: int, out: Path, dataset: str, params: Param
     skipped: Counter[str] = Counter()
     skipped_records: list[dict[str, str]] = []
     with open(out / "index.jsonl", "w") as index:
-        for i in tqdm(range(n_shards), desc=f"writing {dataset} store", unit="shard", disable=n_shards < 8):
+        for i in progress(range(n_shards), desc=f"writing {dataset} store", unit="shard", disable=n_shards < 8):
             npy, jsonl = shard_paths(folder, i)
             signals[seg : seg + counts[i]] = np.load(npy, mmap_mode="r")
             for row in read_shard_rows(folder, i):

@@ -164,3 +164,59 @@ def check_fold_splits(splits: dict[str, tuple[Sequence[dict[str, Any]], Sequence
             check_patient_disjoint(train, test)
         except DataError as e:
             raise DataError(f"{name}: {e}") from None
+
+
+def holdout_patients(
+    items: Sequence[dict[str, Any]], fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(kept, held_out)``: a seeded ``fraction`` of the patients of ``items`` (whole linked patient groups,
+    at least one, never all) held out, e.g. the validation slice of the training patients; order kept."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    group_of = patient_groups(items)
+    n_groups = max(group_of, default=-1) + 1
+    if n_groups < 2:
+        raise DataError(f"{n_groups} patient group(s) in the training data: cannot hold out a patient-disjoint slice")
+    k = min(n_groups - 1, max(1, round(fraction * n_groups)))
+    held = set(np.random.default_rng([seed, 7]).permutation(n_groups)[:k].tolist())
+    kept = [it for it, g in zip(items, group_of) if g not in held]
+    out = [it for it, g in zip(items, group_of) if g in held]
+    return kept, out
+
+
+OFFICIAL_SPLITS = ("train", "valid", "test")
+
+
+def official_split(items: Sequence[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """The items by their release split (``meta.split``: train / valid / test) and a report of the patients
+    the splits share (a release's split need not be patient-disjoint: it is reported, not changed).
+
+    Report: ``{"items": {split: n}, "patients": {split: n}, "overlap": {"train-test": {"patients": k,
+    "items": m (of the second split), "patient_ids": first 20}, ...}, "patient_disjoint": bool}``.
+    DataError when an item has no release split (a dataset without one: use the folds)."""
+    parts: dict[str, list[dict[str, Any]]] = {s: [] for s in OFFICIAL_SPLITS}
+    missing = []
+    for it in items:
+        meta = it.get("meta") if isinstance(it.get("meta"), dict) else {}
+        s = meta.get("split")
+        if s in parts:
+            parts[s].append(it)
+        else:
+            missing.append(it.get("id"))
+    if missing:
+        raise DataError(f"data.split official: {len(missing)} item(s) carry no release split (meta.split train, valid or "
+                        f"test), e.g. {missing[:3]}; only datasets with an official split (ECG-QA) have one: "
+                        f"use data.split folds")  # fmt: skip
+    patients = {s: {p for i, it in enumerate(v) for p in item_patients(it, i)} for s, v in parts.items()}
+    overlap = {}
+    for a, b in (("train", "test"), ("valid", "test"), ("train", "valid")):
+        shared = patients[a] & patients[b]
+        n_items = sum(1 for i, it in enumerate(parts[b]) if shared & set(item_patients(it, i)))
+        overlap[f"{a}-{b}"] = {"patients": len(shared), "items": n_items, "patient_ids": sorted(shared)[:20]}
+    report = {
+        "items": {s: len(v) for s, v in parts.items()},
+        "patients": {s: len(v) for s, v in patients.items()},
+        "overlap": overlap,
+        "patient_disjoint": not any(o["patients"] for o in overlap.values()),
+    }
+    return parts, report

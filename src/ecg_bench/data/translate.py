@@ -15,9 +15,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from ecg_bench.logging_utils import get_logger
+from ecg_bench.logging_utils import get_logger, progress
 
 log = get_logger(__name__)
 
@@ -104,7 +102,7 @@ class Translator:
                 return None
             tokenizer, mt = loaded
             log.info("translating %d texts with %s (cache %s)", len(todo), self.model, self.cache_path)
-            for i in tqdm(range(0, len(todo), self.batch_size), desc="translating reports", unit="batch"):
+            for i in progress(range(0, len(todo), self.batch_size), desc="translating reports", unit="batch"):
                 batch = todo[i : i + self.batch_size]
                 self.cache.update(zip(batch, self._generate(tokenizer, mt, batch), strict=True))
                 _save_cache(self.cache_path, self.cache)

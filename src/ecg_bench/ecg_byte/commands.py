@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ecg_bench.config import add_flag
 from ecg_bench.errors import ECGBenchError
+from ecg_bench.logging_utils import progress
 
 ACTIONS = ("train", "verify", "encode", "import")
 
@@ -116,7 +116,7 @@ def _verify(args: argparse.Namespace) -> int:
     idx = _sample(len(store), args.num_samples, args.seed)
     n_sym = n_tok = mismatches = 0
     worst_steps = worst_mv = 0.0
-    for b in tqdm(range(0, len(idx), args.batch_size), desc="verifying", unit="batch", leave=False):
+    for b in progress(range(0, len(idx), args.batch_size), desc="verifying", unit="batch", leave=False):
         signals = store.signals(idx[b : b + args.batch_size])
         ids, params = tok.encode_signals(signals)
         for j, (seg_ids, sig) in enumerate(zip(ids, signals)):

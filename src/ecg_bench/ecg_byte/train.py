@@ -7,13 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ecg_bench.ecg_byte.bpe import train_merges
 from ecg_bench.ecg_byte.symbols import NUM_LEVELS, SymbolConfig, levels_to_str, normalize, quantize
 from ecg_bench.ecg_byte.tokenizer import ECGByteTokenizer
 from ecg_bench.errors import ConfigError
-from ecg_bench.logging_utils import get_logger
+from ecg_bench.logging_utils import get_logger, progress
 
 log = get_logger(__name__)
 
@@ -44,7 +43,7 @@ def sample_symbol_strings(
     n, read, _ = _signals_source(store_or_signals)
     k = n if num_samples <= 0 else min(num_samples, n)
     indices = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
-    for b in tqdm(range(0, k, batch_size), desc="symbolizing", unit="batch", leave=False):
+    for b in progress(range(0, k, batch_size), desc="symbolizing", unit="batch", leave=False):
         norm, _ = normalize(read(indices[b : b + batch_size]), symbols)
         for levels in quantize(norm):
             yield levels_to_str(levels)

@@ -1,6 +1,6 @@
 """Batched generation and scoring, under the signal conditions that tell whether the model uses the ECG.
 
-Conditions (``EvalConfig.ablations``, the ``CONDITIONS`` registry in ``conditions.py``): ``real``, ``zeros``,
+Conditions (``EvalConfig.conditions``, the ``CONDITIONS`` registry in ``conditions.py``): ``real``, ``zeros``,
 ``no_signal``, ``noise``, ``shuffled``, ``leads``. A condition gives the signal the model sees for each item
 (or none); the dataset's representation makes it model input and the ELM's processor writes it into the
 prompts, so this module never asks which ELM family it evaluates.
@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ecg_bench.config import ConditionOptions, EvalConfig, condition_label
 from ecg_bench.data.conversations import turn_labels
@@ -45,7 +44,7 @@ from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.evaluation.conditions import CONDITIONS, Condition, build_condition
 from ecg_bench.evaluation.metrics import AnswerSample, metric_options
 from ecg_bench.evaluation.statistics import summarize_condition
-from ecg_bench.logging_utils import get_logger
+from ecg_bench.logging_utils import get_logger, progress
 from ecg_bench.models.elm import ELM, Processor
 
 log = get_logger(__name__)
@@ -98,7 +97,7 @@ def generate(elm: ELM, processor: Processor, samples: list[EvalSample], cfg: Eva
     elm.eval()
     order = sorted(range(len(samples)), key=lambda i: len(samples[i].prompt_ids))
     out: list[str] = [""] * len(samples)
-    for start in tqdm(range(0, len(order), cfg.batch_size), desc="generate", leave=False):
+    for start in progress(range(0, len(order), cfg.batch_size), desc="generate", leave=False):
         idx = order[start : start + cfg.batch_size]
         batch = processor.collate_generation([samples[i] for i in idx]).to(device)
         new = elm.generate(

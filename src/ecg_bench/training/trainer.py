@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ecg_bench.config import RunConfig
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.errors import ConfigError, ECGBenchError
-from ecg_bench.logging_utils import get_logger
+from ecg_bench.logging_utils import get_logger, progress
 from ecg_bench.models.elm import ELM, Processor
 from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, load_checkpoint, restore_rng_state, save_checkpoint
+from ecg_bench.training.tracking import Tracker, peak_memory_gb
 
 log = get_logger(__name__)
 
@@ -92,7 +92,7 @@ class Trainer:
         if self.tc.num_threads:
             torch.set_num_threads(self.tc.num_threads)
         self.elm.to(self.device)
-        self.collate = processor.train_collator(dataset)
+        self.collate = processor.train_collator(dataset, with_ecg=self.tc.ecg != "none")
         self.optimizer = self._optimizer()
         warmup = int(self.tc.warmup_ratio * self.tc.max_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -104,6 +104,13 @@ class Trainer:
         self._order: tuple[int, np.ndarray] | None = None
         self.training_data: dict[str, Any] | None = None
         """Saved as training_data.json in every checkpoint (fold, folds digest, patients; set by the pipeline)."""
+        self.run_dir: Path | None = None
+        """The run folder: metrics.jsonl and the trackers of train.report_to write there (set by the pipeline)."""
+        self.val_dataset: ConversationDataset | None = None
+        """Held-out conversations (training patients never trained on) for the validation loss (set by the pipeline)."""
+        self.step_tokens = (0, 0)
+        """(real tokens, label tokens) of the last step's batches."""
+        self._val_collate = None
 
     def _optimizer(self) -> torch.optim.Optimizer:
         llm_params = [p for p in self.elm.llm.parameters() if p.requires_grad]
@@ -143,6 +150,7 @@ class Trainer:
         self.elm.train()
         batches = [self.collate(ix) for ix in self.micro_batches(step)]
         total_tokens = max(1, sum(int((b.labels[:, 1:] != -100).sum()) for b in batches))
+        self.step_tokens = (sum(int(b.attention_mask.sum()) for b in batches), total_tokens)
         loss_total = 0.0
         for b in batches:
             b = b.to(self.device)
@@ -192,20 +200,73 @@ class Trainer:
         if self.tc.resume_from:
             self.resume(self.tc.resume_from)
         t0 = time.time()
-        bar = tqdm(range(self.step, self.tc.max_steps), desc="train", initial=self.step, total=self.tc.max_steps)
-        for step in bar:
-            loss = self.train_step(step)
-            self.step = step + 1
-            self.losses.append(loss)
-            bar.set_postfix(loss=f"{loss:.3f}")
-            if self.step % self.tc.log_every == 0 or self.step == self.tc.max_steps:
-                recent = self.losses[-self.tc.log_every :]
-                log.info("step %d/%d loss %.4f lr %.2e grad-norm %.3f", self.step, self.tc.max_steps, sum(recent) / len(recent),
-                         self.scheduler.get_last_lr()[0], self.grad_norm)  # fmt: skip
-            if self.tc.save_every and self.step % self.tc.save_every == 0 and self.step < self.tc.max_steps:
-                self.save()
+        tracker = Tracker(self.run_dir, self.tc.report_to, self.cfg.to_dict(), self.step) if self.run_dir else None
+        bar = progress(range(self.step, self.tc.max_steps), desc="train", initial=self.step, total=self.tc.max_steps)
+        try:
+            for step in bar:
+                lrs, t_step = [g["lr"] for g in self.optimizer.param_groups], time.perf_counter()
+                loss = self.train_step(step)
+                self.step = step + 1
+                self.losses.append(loss)
+                bar.set_postfix(loss=f"{loss:.3f}")
+                self.after_step(tracker, loss, lrs, time.perf_counter() - t_step, time.time() - t0)
+                if self.step % self.tc.log_every == 0 or self.step == self.tc.max_steps:
+                    recent = self.losses[-self.tc.log_every :]
+                    log.info("step %d/%d loss %.4f lr %.2e grad-norm %.3f", self.step, self.tc.max_steps,
+                             sum(recent) / len(recent), self.scheduler.get_last_lr()[0], self.grad_norm)  # fmt: skip
+                if self.tc.save_every and self.step % self.tc.save_every == 0 and self.step < self.tc.max_steps:
+                    self.save()
+        finally:
+            if tracker is not None:
+                tracker.close()
         ckpt = self.save("final")
         return TrainResult(self.step, self.losses, time.time() - t0, str(ckpt))
+
+    # ------------------------------------------------------------ tracking hooks
+    def after_step(self, tracker: Tracker | None, loss: float, lrs: list[float], seconds: float, elapsed: float) -> None:
+        """Called once after each optimizer step: the step's record (metrics.jsonl, trackers) and, when due,
+        the validation loss (every ``train.eval_every`` steps and after the last)."""
+        if tracker is None and self.val_dataset is None:
+            return
+        record = self.step_record(loss, lrs, seconds, elapsed)
+        due = self.step == self.tc.max_steps or (self.tc.eval_every and self.step % self.tc.eval_every == 0)
+        if self.val_dataset is not None and due:
+            record.update(self.validation_loss())
+            log.info("step %d/%d validation loss %.4f (%d held-out tokens)", self.step, self.tc.max_steps,
+                     record["val_loss"], record["val_tokens"])  # fmt: skip
+        if tracker is not None:
+            tracker.log_step(record)
+
+    def step_record(self, loss: float, lrs: list[float], seconds: float, elapsed: float) -> dict[str, Any]:
+        """The step's line of metrics.jsonl (fields in ``ecg_bench.training.tracking``)."""
+        llm_ids = {id(p) for p in self.elm.llm.parameters()}
+        names = ["lr" if id(g["params"][0]) in llm_ids else "lr_new" for g in self.optimizer.param_groups]
+        tokens, label_tokens = self.step_tokens
+        examples = self.step * self.tc.batch_size * self.tc.grad_accum_steps
+        return {
+            "step": self.step, "loss": loss, **dict(zip(names, lrs)), "grad_norm": self.grad_norm, "tokens": tokens,
+            "label_tokens": label_tokens, "tokens_per_s": round(tokens / max(seconds, 1e-9), 1),
+            "step_s": round(seconds, 4), "elapsed_s": round(elapsed, 2),
+            "epoch": round(examples / max(1, len(self.dataset)), 4), **peak_memory_gb(self.device),
+        }  # fmt: skip
+
+    @torch.no_grad()
+    def validation_loss(self) -> dict[str, float]:
+        """Mean token loss over every held-out conversation (``val_dataset``), as training computes it; no RNG is
+        drawn (eval mode), so an exact resume stays exact."""
+        if self._val_collate is None:
+            self._val_collate = self.processor.train_collator(self.val_dataset, with_ecg=self.tc.ecg != "none")
+        self.elm.eval()
+        loss_sum, tokens = 0.0, 0
+        n, bs = len(self.val_dataset), self.tc.batch_size
+        for start in range(0, n, bs):
+            b = self._val_collate(list(range(start, min(n, start + bs)))).to(self.device)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                s, _ = self.elm(b.input_ids, b.attention_mask, b.labels, b.ecg)
+            loss_sum += float(s)
+            tokens += int((b.labels[:, 1:] != -100).sum())
+        self.elm.train()
+        return {"val_loss": loss_sum / max(1, tokens), "val_tokens": tokens}
 
 
 def summarize(result: TrainResult) -> dict[str, Any]:

@@ -43,8 +43,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ecg_bench.config import DataConfig, MappedOptions
 from ecg_bench.data.conversations import ECG_MARKER, validate_item
 from ecg_bench.data.mapped.base import MAPPED, mapped_options
@@ -65,7 +63,7 @@ from ecg_bench.data.mapped.joining import (
 )
 from ecg_bench.data.store import SegmentStore
 from ecg_bench.errors import ConfigError, DataError
-from ecg_bench.logging_utils import get_logger
+from ecg_bench.logging_utils import get_logger, progress
 
 log = get_logger(__name__)
 
@@ -226,7 +224,7 @@ def map_ecg_qa(store: SegmentStore, cfg: DataConfig, name: str) -> MappedItems:
     report = MappingReport(name, base, entries=len(entries))
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for variant, split, place, entry in tqdm(entries, desc=f"mapping {name}", unit="entry"):
+    for variant, split, place, entry in progress(entries, desc=f"mapping {name}", unit="entry"):
         if not isinstance(entry, dict):
             report.skip(BAD_ENTRY, [place], detail=f"entry is {json_type(entry)}, expected a JSON object")
             continue

@@ -53,14 +53,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ecg_bench.config import DataConfig
 from ecg_bench.data.conversations import ECG_MARKER, validate_item
 from ecg_bench.data.store import SegmentStore
 from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.jsonl import load_jsonl
-from ecg_bench.logging_utils import get_logger
+from ecg_bench.logging_utils import get_logger, progress
 
 log = get_logger(__name__)
 
@@ -364,7 +362,7 @@ def map_llava_entries(
     policy = check_segment_policy(cfg)
     report = MappingReport(name, store_dataset(store), entries=len(entries))
     items: list[dict[str, Any]] = []
-    for i, entry in enumerate(tqdm(entries, desc=f"mapping {name}", unit="entry")):
+    for i, entry in enumerate(progress(entries, desc=f"mapping {name}", unit="entry")):
         if not isinstance(entry, dict):
             report.skip(BAD_ENTRY, [f"entry {i}"], detail=f"entry is {json_type(entry)}, expected a JSON object")
             continue

@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
+from ecg_bench.logging_utils import progress
 from ecg_bench.models.chat import IGNORE_INDEX, ChatFormatter
 
 
@@ -89,7 +89,9 @@ class Processor:
         self.formatter = formatter
 
     # ------------------------------------------------------------------ what families define
-    def train_example(self, messages: list[dict], ecg: torch.Tensor | None) -> TrainExample:
+    def train_example(self, messages: list[dict], ecg: torch.Tensor | None, with_ecg: bool = True) -> TrainExample:
+        """One training conversation; ``with_ecg=False`` drops its ``<ecg>`` markers (the text-only baseline,
+        ``train.ecg none``: the model is trained as the ``no_signal`` condition evaluates it)."""
         raise NotImplementedError
 
     def generation_inputs(self, messages: list[dict], ecg: torch.Tensor | None, room: int = 0) -> list[GenerationTurn]:
@@ -133,9 +135,10 @@ class Processor:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
-    def train_collator(self, dataset) -> Callable[[Sequence[int]], Batch]:
-        """``indices -> Batch`` over a ConversationDataset; every conversation is tokenized once, up front."""
-        return TrainCollator(self, dataset)
+    def train_collator(self, dataset, with_ecg: bool = True) -> Callable[[Sequence[int]], Batch]:
+        """``indices -> Batch`` over a ConversationDataset; every conversation is tokenized once, up front.
+        ``with_ecg=False``: text only, the ECG markers dropped and no ECG ever read (``train.ecg none``)."""
+        return TrainCollator(self, dataset, with_ecg)
 
 
 def _cat(ecgs: list[torch.Tensor | None]) -> torch.Tensor | None:
@@ -147,17 +150,17 @@ class TrainCollator:
     """Tokenizes every conversation once; a batch is then padding and stacking (and, where the processor
     does not write the ECG into the ids, a read of the batch's ECGs from the memory-mapped store)."""
 
-    def __init__(self, processor: Processor, dataset):
-        self.processor, self.dataset = processor, dataset
-        ecg_of = (lambda i: dataset[i]["ecg"]) if processor.ecg_in_ids else (lambda i: None)
+    def __init__(self, processor: Processor, dataset, with_ecg: bool = True):
+        self.processor, self.dataset, self.with_ecg = processor, dataset, with_ecg
+        ecg_of = (lambda i: dataset[i]["ecg"]) if processor.ecg_in_ids and with_ecg else (lambda i: None)
         self.encoded = [
-            processor.train_example(it["messages"], ecg_of(i))
-            for i, it in enumerate(tqdm(dataset.items, desc="tokenize", leave=False))
+            processor.train_example(it["messages"], ecg_of(i), with_ecg=with_ecg)
+            for i, it in enumerate(progress(dataset.items, desc="tokenize", leave=False))
         ]
 
     def __call__(self, indices: Sequence[int]) -> Batch:
         examples = [self.encoded[i] for i in indices]
-        if not self.processor.ecg_in_ids:  # read per step: the ECG tensors would not all fit in memory
+        if self.with_ecg and not self.processor.ecg_in_ids:  # read per step: the ECG tensors would not all fit in memory
             examples = [TrainExample(e.input_ids, e.labels, self.dataset[i]["ecg"]) for e, i in zip(examples, indices)]
         return self.processor.collate(examples)
 
@@ -169,9 +172,9 @@ class PlaceholderProcessor(Processor):
         super().__init__(formatter)
         self.encoder_name = encoder_name
 
-    def train_example(self, messages: list[dict], ecg: torch.Tensor | None) -> TrainExample:
-        enc = self.formatter.encode(messages, with_ecg=True)
-        return TrainExample(enc.input_ids, enc.labels, ecg if enc.num_ecg else None)
+    def train_example(self, messages: list[dict], ecg: torch.Tensor | None, with_ecg: bool = True) -> TrainExample:
+        enc = self.formatter.encode(messages, with_ecg=with_ecg)
+        return TrainExample(enc.input_ids, enc.labels, ecg if enc.num_ecg and with_ecg else None)
 
     def generation_inputs(self, messages: list[dict], ecg: torch.Tensor | None, room: int = 0) -> list[GenerationTurn]:
         turns = self.formatter.eval_turns(messages, with_ecg=ecg is not None, room=room)

@@ -311,7 +311,10 @@ class TokenProcessor(Processor):
         has_markers = any(ECG_PLACEHOLDER in m.get("content", "") for m in messages if m.get("role") == "user")
         return self.ecg_ids(ecg) if (ecg is not None and has_markers) else None
 
-    def train_example(self, messages: list[dict], ecg: torch.Tensor | None) -> TrainExample:
+    def train_example(self, messages: list[dict], ecg: torch.Tensor | None, with_ecg: bool = True) -> TrainExample:
+        if not with_ecg:  # text only (train.ecg none): the markers leave, as in the no_signal condition
+            enc = self.formatter.encode(messages, with_ecg=False)
+            return TrainExample(enc.input_ids, enc.labels)
         enc = self.formatter.encode(messages, with_ecg=True, blocks=self._blocks(messages, ecg))
         return TrainExample(enc.input_ids, enc.labels, None)
 

@@ -26,11 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from ecg_bench.config import PretrainerOptions
 from ecg_bench.errors import ConfigError, DataError
-from ecg_bench.logging_utils import get_logger
+from ecg_bench.logging_utils import get_logger, progress
 from ecg_bench.models.encoders.pretraining import PRETRAINERS, Pretrainer
 from ecg_bench.models.encoders.signal2vec.vectors import Signal2Vec, Signal2VecConfig, vocab_fingerprint
 
@@ -50,7 +49,7 @@ def corpus_from_store(store, tokenizer, num_samples: int = 0, seed: int = 0, bat
     k = n if num_samples <= 0 else min(num_samples, n)
     idx = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
     out: list[np.ndarray] = []
-    for b in tqdm(range(0, k, batch_size), desc="encode corpus", leave=False):
+    for b in progress(range(0, k, batch_size), desc="encode corpus", leave=False):
         x = np.stack([rep(s).numpy() for s in store.signals(idx[b : b + batch_size])])
         out.extend(tokenizer.encode_signals(x)[0])
     return out
@@ -139,7 +138,7 @@ def _train(seqs: Sequence[np.ndarray], vocab_size: int, cfg: Signal2VecConfig) -
 def _epoch(pairs, inp, out, noise_dist, opt, sched, cfg: Signal2VecConfig, gen: torch.Generator) -> float:
     """One pass over shuffled (centre, context) pairs; returns the mean loss per pair."""
     total, n = 0.0, 0
-    for b in tqdm(range(0, len(pairs), cfg.batch_size), desc="signal2vec epoch", leave=False):
+    for b in progress(range(0, len(pairs), cfg.batch_size), desc="signal2vec epoch", leave=False):
         batch = pairs[b : b + cfg.batch_size]
         noise = torch.multinomial(noise_dist, len(batch) * max(cfg.negatives, 1), True, generator=gen)
         loss = sgns_loss(inp, out, batch[:, 0], batch[:, 1], noise.view(len(batch), -1)[:, : cfg.negatives])
