@@ -9,6 +9,7 @@ Both are ``EncoderELM`` with a ``PlaceholderProcessor``; they differ only in the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,13 +18,13 @@ from ecg_bench.config import ModelConfig
 from ecg_bench.models.chat import ChatFormatter, add_ecg_placeholder
 from ecg_bench.models.elm.base import ELM, ELMS, ElmFamily, InputDims
 from ecg_bench.models.elm.processors import PlaceholderProcessor
-from ecg_bench.models.encoders import EncoderSpec, build_encoder
+from ecg_bench.models.encoders import EncoderSpec, build_encoder, input_kind_problem
 from ecg_bench.models.fusion import PlaceholderFusion
 from ecg_bench.models.projection import build_projector
 
 
 class EncoderELM(ELM):
-    """LLM + encoder + projector. ``ecg`` inputs are flat ``[num_ecgs_in_batch, leads, samples]``."""
+    """LLM + encoder + projector. ``ecg`` inputs are flat ``[num_ecgs_in_batch, *representation shape]``."""
 
     def __init__(self, llm: nn.Module, encoder: nn.Module, projector: nn.Module, placeholder_id: int, train_encoder: bool = True):
         super().__init__(llm)
@@ -34,7 +35,7 @@ class EncoderELM(ELM):
             p.requires_grad_(train_encoder)
 
     def ecg_embeddings(self, ecg: torch.Tensor) -> torch.Tensor:
-        """``[N, leads, L] -> [N, tokens_per_ecg, hidden]``."""
+        """``[N, *representation shape] -> [N, tokens_per_ecg, hidden]``."""
         return self.projector(self.encoder(ecg))
 
     def inputs_embeds(self, input_ids: torch.Tensor, ecg: torch.Tensor | None) -> torch.Tensor:
@@ -59,12 +60,17 @@ class EncoderFamily(ElmFamily):
 
     encoder_name: str | None = None
 
-    def assemble(self, cfg: ModelConfig, llm: nn.Module, tokenizer, dims: InputDims) -> tuple[EncoderELM, PlaceholderProcessor]:
+    def input_problem(self, cfg: ModelConfig, kind: str) -> str | None:
+        return input_kind_problem(self.encoder_name or cfg.encoder, kind)
+
+    def assemble(self, cfg: ModelConfig, llm: nn.Module, tokenizer, dims: InputDims,
+                 encoder_options: Any = None) -> tuple[EncoderELM, PlaceholderProcessor]:  # fmt: skip
         name = self.encoder_name or cfg.encoder
         hidden = llm.get_input_embeddings().embedding_dim
         spec = EncoderSpec(in_leads=dims.in_leads, seq_len=dims.seq_len, out_dim=cfg.encoder_dim, num_tokens=cfg.num_ecg_tokens,
-                           patch_size=cfg.patch_size, fs=dims.fs, tokenizer=cfg.tokenizer, weights=cfg.signal2vec)  # fmt: skip
-        encoder = build_encoder(name, spec)
+                           patch_size=cfg.patch_size, fs=dims.fs, tokenizer=cfg.tokenizer, weights=cfg.signal2vec,
+                           input_kind=dims.kind, input_shape=dims.input_shape)  # fmt: skip
+        encoder = build_encoder(name, spec, encoder_options)
         projector = build_projector(cfg.projector, encoder.out_dim, hidden)
         elm = EncoderELM(llm, encoder, projector, add_ecg_placeholder(tokenizer), train_encoder=cfg.train_encoder)
         formatter = ChatFormatter(tokenizer, system_prompt=cfg.system_prompt or None, num_ecg_tokens=elm.tokens_per_ecg,

@@ -371,7 +371,8 @@ class TokenFamily(ElmFamily):
         self.trainable = cfg.train_new_embeddings and not cfg.full_finetune
         self.vocab = EcgVocab(llm, self.offset, self.num, min(old_rows, self.offset), self.trainable)
 
-    def assemble(self, cfg: ModelConfig, llm: nn.Module, tokenizer, dims: InputDims) -> tuple[TokenELM, TokenProcessor]:
+    def assemble(self, cfg: ModelConfig, llm: nn.Module, tokenizer, dims: InputDims,
+                 encoder_options=None) -> tuple[TokenELM, TokenProcessor]:  # fmt: skip
         vocab = None if cfg.full_finetune else self.vocab  # fully fine-tuned: the rows are LLM weights, saved with it
         elm = TokenELM(llm, vocab, self.rep, self.offset)
         formatter = TokenChatFormatter(tokenizer, self.num, self.offset, cfg.min_ecg_tokens, cfg.system_prompt or None,
