@@ -134,6 +134,40 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments(p)
 
 
+def cmd_render(args) -> int:
+    """Draw one segment of a segment store as a 12-lead printout (PNG): --store DIR --index N --out ecg.png."""
+    import dataclasses
+    import os
+
+    from ecg_bench.representations.image import ImageOptions, render_store_segment
+
+    given = {k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith("pretrain:")}
+    options = ImageOptions(**given)
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ECGBenchError(f"--out {out}: expected a .png file name")
+    if out.exists():
+        raise ECGBenchError(f"--out {out} already exists; it is not overwritten: choose another name or remove it")
+    image = render_store_segment(args.store, args.index, options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, out)
+    shown = {k: v for k, v in dataclasses.asdict(options).items() if k in ("layout", "width", "height")}
+    print(f"wrote {out} (segment {args.index} of {args.store}; {shown})")
+    return 0
+
+
+def _render_arguments(p: argparse.ArgumentParser) -> None:
+    from ecg_bench.representations.image import ImageOptions
+    from ecg_bench.training.pretrain import add_options
+
+    p.add_argument("--store", required=True, metavar="DIR", help="Segment store folder (e.g. runs/ptbxl/store).")
+    p.add_argument("--index", required=True, type=int, metavar="N", help="Segment index in the store (0-based).")
+    p.add_argument("--out", required=True, metavar="FILE", help="PNG file to write (never overwritten).")
+    add_options(p, ImageOptions)
+
+
 def _registries() -> dict[str, Any]:
     from ecg_bench.data.mapped.base import MAPPED
     from ecg_bench.data.sources.base import SOURCES
@@ -177,6 +211,7 @@ COMMANDS: dict[str, Command] = {
     "list": Command(cmd_list, run_options=False),
     "tokenizer": Command(cmd_tokenizer, run_options=False, add_arguments=_tokenizer_arguments),
     "pretrain": Command(cmd_pretrain, run_options=False, add_arguments=_pretrain_arguments),
+    "render": Command(cmd_render, run_options=False, add_arguments=_render_arguments),
 }
 
 

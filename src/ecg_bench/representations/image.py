@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -234,11 +234,12 @@ class ImageRepresentation(Representation):
     def __call__(self, segment: np.ndarray) -> torch.Tensor:
         pil = self.draw(segment)
         if self.options.augment and self._rng.random() < 0.6:
-            pil = self._augment(pil)
+            pil = self.augment_image(pil)
         arr = np.asarray(pil, dtype=np.float32)  # [H, W, 3]
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
-    def _augment(self, pil: Image.Image) -> Image.Image:
+    def augment_image(self, pil: Image.Image) -> Image.Image:
+        """One random draw of the augmentations (each with p=0.5) on a drawn printout."""
         rng = self._rng
         if rng.random() < 0.5:
             pil = ImageEnhance.Brightness(pil).enhance(rng.uniform(0.8, 1.2))
@@ -249,6 +250,21 @@ class ImageRepresentation(Representation):
         if rng.random() < 0.5:
             pil = pil.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.0, 1.5)))
         return pil
+
+
+def render_store_segment(store_dir: str | Path, index: int, options: ImageOptions | None = None) -> Image.Image:
+    """Segment ``index`` of the segment store at ``store_dir``, as a printout (augmented once when ``options.augment``)."""
+    from ecg_bench.data.store import SegmentStore
+
+    if not SegmentStore.exists(store_dir):
+        raise DataError(f"{store_dir}: not a segment store (no meta.json / signals.npy written by ecg-bench); "
+                        f"build one with `ecg-bench data --output_dir DIR` (the store is DIR/store)")  # fmt: skip
+    store = SegmentStore(store_dir)
+    if not 0 <= index < len(store):
+        raise DataError(f"--index {index} is out of range: the store {store_dir} holds {len(store)} segments (0..{len(store) - 1})")
+    rep = ImageRepresentation(options, fs=store.fs)
+    pil = rep.draw(store.signal(index))
+    return rep.augment_image(pil) if rep.options.augment else pil
 
 
 def _points(xs: np.ndarray, ys: np.ndarray) -> list[float]:
