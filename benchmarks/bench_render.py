@@ -127,7 +127,7 @@ def main() -> None:
         rep = ImageRepresentation(ImageOptions(layout=layout, width=w, height=h, whole_segment_per_lead=whole), fs=FS)
         methods[f"ours: image representation ({layout}{', whole segment' if whole else ''}, {w}x{h})"] = rep
     print(f"{len(segs)} PTB-XL segments [12, {segs[0].shape[1]}] at {FS} Hz; {args.images} images x best of {args.repeats}; "
-          f"load average {os.getloadavg()[0]:.1f}; {platform.processor() or platform.machine()}, torch {torch.__version__}")  # fmt: skip
+          f"load average {os.getloadavg()[0]:.1f}; {platform.machine()}, torch {torch.__version__}")  # fmt: skip
     rates = {name: timed(fn, segs, args.images, args.repeats) for name, fn in methods.items()}
     base = next(iter(rates.values()))
     print("| method | images/s | ms/image | vs original |\n| --- | --- | --- | --- |")

@@ -385,8 +385,8 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     seg_len, fs = input_dims(cfg, data.store)
     out_spec = rep.output(seg_len)
     if out_spec.variable_length:
-        raise ConfigError([f"model.representation {cfg.model.representation!r} makes variable-length {out_spec.kind}; the "
-                           f"encoder ELMs read fixed-shape signals or images (elm=ecg_byte tokenizes the signal itself)"])  # fmt: skip
+        raise ConfigError([f"model.representation {cfg.model.representation!r} makes variable-length {out_spec.kind}; "
+                           f"the ELMs read fixed-shape signals or images (elm=ecg_byte tokenizes the signal)"])  # fmt: skip
     elm, processor = build_elm(cfg.model, seq_len=seg_len, in_leads=len(LEADS), fs=fs, kind=out_spec.kind, shape=out_spec.shape)
     train_ds = ConversationDataset(data.train, data.store, rep)
     test_ds = ConversationDataset(data.test, data.store, rep.for_evaluation())

@@ -91,6 +91,8 @@ def test_lead_labels_sit_over_their_own_lead_in_the_canonical_order():
     assert [[LEADS[i] for i in row] for row in lead_grid("3x4")] == [
         ["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]]  # fmt: skip
     assert [LEADS[c.lead] for c in cells][-1] == "II"  # the rhythm strip
+    assert [[LEADS[i] for i in row] for row in lead_grid("6x2")] == [[a, b] for a, b in zip(LEADS[:6], LEADS[6:])]
+    assert [LEADS[i] for (i,) in lead_grid("12x1")] == list(LEADS)
     blank = np.asarray(rep.draw(np.zeros((12, L), np.float32)))
     for lead in ("aVL", "V5"):
         x = np.zeros((12, L), np.float32)

@@ -293,7 +293,8 @@ def render_store_segment(store_dir: str | Path, index: int, options: ImageOption
                         f"build one with `ecg-bench data --output_dir DIR` (the store is DIR/store)")  # fmt: skip
     store = SegmentStore(store_dir)
     if not 0 <= index < len(store):
-        raise DataError(f"--index {index} is out of range: the store {store_dir} holds {len(store)} segments (0..{len(store) - 1})")
+        raise DataError(f"--index {index} is out of range: the store {store_dir} holds {len(store)} segments "
+                        f"(0..{len(store) - 1})")  # fmt: skip
     rep = ImageRepresentation(options, fs=store.fs)
     pil = rep.draw(store.signal(index))
     return rep.augment_image(pil) if rep.options.augment else pil
