@@ -7,7 +7,8 @@ base model) with transformers (``ViTModel``, ``CLIPVisionModel``: the vision tow
 processor (``preprocessor_config.json``: rescale factor, mean, std).
 
 Input: ``[N, 3, H, W]`` pixel values 0-255 (kind ``image``). The forward pass does what the image processor
-does, on tensors and batched: resize to the model's size (bicubic, antialiased; a plain resize of the whole
+does, on tensors and batched (the processors work image by image on the CPU, in numpy / PIL, and their fast
+variants need torchvision; here it runs on the model's device, and a test checks it equals the processor): resize to the model's size (bicubic, antialiased; a plain resize of the whole
 picture: the processors' shortest-edge resize + centre crop would keep only the middle of a [3, 12, L]
 stacked image), rescale, normalize, and for SigLIP2 cut the picture into its patch sequence with the
 attention mask and spatial shape it expects.
