@@ -203,6 +203,7 @@ def cmd_render(args) -> int:
     if problems:
         raise ConfigError(problems)
     options = ImageOptions(**given)
+    options.check()
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise ECGBenchError(f"--out {out}: expected a .png file name")

@@ -63,7 +63,7 @@ def test_vision_encoders_read_images_only_and_signal_encoders_refuse_images(fold
     with pytest.raises(ConfigError, match="encoder 'conv1d' reads signal .*encoders that read image: .*clip.*random"):
         build_encoder(choice(EncoderOptions, "conv1d"), _spec())
     with pytest.raises(ConfigError, match="tokens must be one of patches, pooled, all"):
-        VisionEncoderOptions(tokens="cls")
+        VisionEncoderOptions(tokens="cls").check()
     with pytest.raises(DataError, match="cannot load the image processor"):
         build_encoder(choice(EncoderOptions, "vit", model=str(folders["vit"]) + "-missing"), _spec())
 
@@ -81,4 +81,4 @@ def test_random_encoder_is_frozen_seeded_and_reads_any_representation(shape, kin
     assert torch.equal(enc(torch.zeros(1, *shape)), enc(torch.zeros(1, *shape)))
     assert set(input_kinds("random")) == {"signal", "image"} and "random" in ENCODERS
     with pytest.raises(ConfigError, match="depth must be an integer in \\[1, 12\\], got 0"):
-        RandomEncoderOptions(depth=0)
+        RandomEncoderOptions(depth=0).check()

@@ -157,9 +157,11 @@ def test_augmentations_are_seeded_training_only_and_keep_the_shape():
 
 def test_bad_options_and_inputs_are_refused_with_the_value():
     with pytest.raises(ConfigError, match="layout must be one of 3x4, 6x2, 12x1, got '4x3'"):
-        ImageOptions(layout="4x3")
+        ImageOptions(layout="4x3").check()
     with pytest.raises(ConfigError, match="width must be an integer in \\[32, 8192\\] pixels, got 10"):
-        ImageOptions(width=10)
+        ImageOptions(width=10).check()
+    with pytest.raises(ConfigError, match="image representation: row_mm must be in \\[5, 200\\] mm, got 1"):
+        ImageRepresentation(ImageOptions(row_mm=1), fs=FS)  # options built in Python are checked by the representation
     with pytest.raises(ConfigError, match="fs must be a positive rate"):
         ImageRepresentation(fs=0)
     with pytest.raises(ShapeError):
@@ -184,4 +186,4 @@ def test_stacked_is_min_max_over_the_segment_to_0_255_on_three_channels():
     assert StackedRepresentation().output(100).kind == "image" and StackedRepresentation().shape(100) == (3, 12, 100)
     assert float(StackedRepresentation()(np.zeros((12, 100), np.float32)).abs().max()) == 0.0  # zeros: all 0
     with pytest.raises(ConfigError, match="eps must be in"):
-        StackedOptions(eps=0)
+        StackedOptions(eps=0).check()

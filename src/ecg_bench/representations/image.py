@@ -95,7 +95,8 @@ class ImageOptions(RepresentationOptions):
             p.append(f"min_grid_px must be >= 0, got {self.min_grid_px!r}")
         return p
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """Raise ConfigError listing the problems (for options built in Python, not through the config)."""
         p = self.problems()
         if p:
             raise ConfigError([f"image representation: {m}" for m in p])
@@ -136,6 +137,7 @@ class ImageRepresentation(Representation):
         if options is not None and fields:
             raise TypeError("image representation: pass an ImageOptions or its fields, not both")
         self.options = options or ImageOptions(**fields)
+        self.options.check()
         if not (isinstance(fs, int | float) and math.isfinite(fs) and fs > 0):
             raise ConfigError([f"image representation: fs must be a positive rate in Hz, got {fs!r}"])
         self.fs = float(fs)

@@ -33,7 +33,8 @@ class StackedOptions(RepresentationOptions):
             return [f"eps must be in (0, 1], got {self.eps!r}"]
         return []
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """Raise ConfigError listing the problems (for options built in Python, not through the config)."""
         p = self.problems()
         if p:
             raise ConfigError([f"stacked representation: {m}" for m in p])
@@ -50,6 +51,7 @@ class StackedRepresentation(Representation):
         if options is not None and fields:
             raise TypeError("stacked representation: pass a StackedOptions or its fields, not both")
         self.options = options or StackedOptions(**fields)
+        self.options.check()
 
     def __call__(self, segment: np.ndarray) -> torch.Tensor:
         x = np.asarray(segment, dtype=np.float64)

@@ -55,7 +55,8 @@ class RandomEncoderOptions(EncoderOptions):
             p.append(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
         return p
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """Raise ConfigError listing the problems (for options built in Python, not through the config)."""
         p = self.problems()
         if p:
             raise ConfigError([f"random encoder: {m}" for m in p])
@@ -67,6 +68,7 @@ class RandomEncoder(nn.Module):
     def __init__(self, spec: EncoderSpec, options: RandomEncoderOptions | None = None):
         super().__init__()
         o = options or RandomEncoderOptions()
+        o.check()
         self.in_shape = tuple(spec.shape)
         if len(self.in_shape) not in (2, 3):
             raise ShapeError("random encoder input", self.in_shape, "[channels, L] or [channels, H, W]")

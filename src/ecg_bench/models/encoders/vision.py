@@ -71,7 +71,8 @@ class VisionEncoderOptions(EncoderOptions):
             p.append(f"num_tokens must be >= 1, got {self.num_tokens!r}")
         return p
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """Raise ConfigError listing the problems (for options built in Python, not through the config)."""
         p = self.problems()
         if p:
             raise ConfigError([f"vision encoder: {m}" for m in p])
@@ -203,6 +204,7 @@ class VisionEncoder(nn.Module):
 
 def _builder(family: str):
     def build(o: VisionEncoderOptions, spec: EncoderSpec) -> nn.Module:
+        o.check()
         name = o.model or DEFAULT_MODELS[family]
         model, proc = _load(family, name)
         enc = VisionEncoder(family, model, Normalization.from_processor(proc), spec, o.tokens)
