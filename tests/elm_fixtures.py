@@ -14,3 +14,33 @@ def make_tiny_elm(**model_overrides):
     torch.manual_seed(0)
     cfg = model_config(**{"llm": "tiny", "num_ecg_tokens": 2, "encoder_dim": 32, **model_overrides})
     return build_elm(cfg, seq_len=500, fs=250.0)
+
+
+def save_tiny_vision_model(family: str, folder) -> str:
+    """A tiny random ``family`` (vit, clip, siglip, siglip2) vision model + its image processor saved to ``folder``
+    (32 x 32 px, 8 px patches, width 16), as a hub checkpoint would be laid out; CLIP as a whole CLIPModel, whose
+    vision tower the encoder loads. Nothing is downloaded."""
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(0)
+    vc = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8)
+    folder = str(folder)
+    if family == "clip":
+        tc = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=99,
+                  bos_token_id=0, eos_token_id=1, pad_token_id=1)  # fmt: skip
+        tf.CLIPModel(tf.CLIPConfig(vision_config=vc, text_config=tc, projection_dim=8)).save_pretrained(folder)
+        tf.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    elif family == "vit":
+        tf.ViTModel(tf.ViTConfig(**vc), add_pooling_layer=False).save_pretrained(folder)
+        tf.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    elif family == "siglip":
+        tf.SiglipVisionModel(tf.SiglipVisionConfig(**vc)).save_pretrained(folder)
+        tf.SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    elif family == "siglip2":
+        vc2 = {k: v for k, v in vc.items() if k != "image_size"}
+        tf.Siglip2VisionModel(tf.Siglip2VisionConfig(num_patches=16, **vc2)).save_pretrained(folder)
+        tf.Siglip2ImageProcessor(patch_size=8, max_num_patches=16).save_pretrained(folder)
+    else:
+        raise ValueError(f"unknown vision family {family!r}")
+    return folder

@@ -8,10 +8,12 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from ecg_bench.config import ConditionOptions, ELMOptions, EncoderOptions, EvalConfig, MetricOptions, ModelConfig, RunConfig, choice
+from ecg_bench.config import (ConditionOptions, ELMOptions, EncoderOptions, EvalConfig, MetricOptions, ModelConfig,
+                               RepresentationOptions, RunConfig, choice)  # fmt: skip
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.evaluation.conditions import CONDITIONS
 from ecg_bench.evaluation.evaluator import build_samples, evaluate
@@ -58,16 +60,69 @@ def built(tok_file):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_trains_one_step_and_evaluates_under_condition(family, condition, built, tiny_store, tiny_items, tmp_path):
     model_cfg, elm, processor = built[family]
+    _train_step_and_evaluate(model_cfg, elm, processor, SignalRepresentation(), condition, tiny_store, tiny_items, tmp_path)
+
+
+# representation x encoder pairs beyond the signal (llava: the family that takes any encoder)
+PAIRS = [("image", "clip"), ("stacked", "vit"), ("image", "random"), ("stacked", "random"), ("signal", "random")]
+
+
+@pytest.fixture(scope="module")
+def built_pairs(tmp_path_factory):
+    """llava ELMs for each PAIRS entry: tiny CLIP / ViT saved to a folder (no download), the random encoder."""
+    import ecg_bench.models.elm.base as elm_base
+    from elm_fixtures import save_tiny_vision_model
+
+    from ecg_bench.models.llm import load_llm
+    from ecg_bench.representations.image import ImageOptions, ImageRepresentation
+    from ecg_bench.representations.stacked import StackedRepresentation
+
+    base = load_llm("tiny")
+    root = tmp_path_factory.mktemp("vision")
+    reps = {"image": ImageRepresentation(ImageOptions(width=64, height=64), fs=250.0), "stacked": StackedRepresentation(),
+            "signal": SignalRepresentation()}  # fmt: skip
+    cache = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(elm_base, "load_llm", lambda name: copy.deepcopy(base))
+        for rep_name, encoder in PAIRS:
+            torch.manual_seed(0)
+            rep = reps[rep_name]
+            out = rep.output(500)
+            enc = (choice(EncoderOptions, "random", width=16, depth=2, dim=32, num_tokens=2) if encoder == "random"
+                   else choice(EncoderOptions, encoder, model=str(save_tiny_vision_model(encoder, root / encoder)), num_tokens=2))  # fmt: skip
+            cfg = ModelConfig(elm=choice(ELMOptions, "llava"), llm="tiny", encoder=enc, max_length=192,
+                              representation=choice(RepresentationOptions, rep_name))  # fmt: skip
+            elm, processor = build_elm(cfg, seq_len=500, fs=250.0, kind=out.kind, shape=out.shape)
+            cache[(rep_name, encoder)] = (cfg, elm, processor, rep)
+    return cache
+
+
+@pytest.mark.parametrize("condition", sorted(CONDITIONS.names()))
+@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: "+".join(p))
+def test_representation_and_encoder_train_one_step_and_evaluate_under_condition(pair, condition, built_pairs, tiny_store,
+                                                                                tiny_items, tmp_path):  # fmt: skip
+    """Must hold 1: image + tiny CLIP, stacked + tiny ViT and the random encoder go through the same trainer and
+    evaluator as the signal; the condition acts on the signal, the representation makes the picture."""
+    model_cfg, elm, processor, rep = built_pairs[pair]
+    _train_step_and_evaluate(model_cfg, elm, processor, rep, condition, tiny_store, tiny_items, tmp_path)
+    if condition == "zeros" and pair[0] == "image":  # the blank printout reaches the encoder: grid, labels, flat traces
+        this = build_samples(ConversationDataset(tiny_items[8:10], tiny_store, rep), processor, "zeros", 2,
+                             EvalConfig(conditions=[choice(ConditionOptions, "zeros")]))  # fmt: skip
+        blank = torch.from_numpy(np.asarray(rep.draw(np.zeros((12, 500), np.float32))).transpose(2, 0, 1).astype(np.float32))
+        assert all(torch.equal(e, blank) for s in this for e in s.ecg)
+
+
+def _train_step_and_evaluate(model_cfg, elm, processor, rep, condition, tiny_store, tiny_items, tmp_path):
     cfg = RunConfig(model=model_cfg)
     cfg.train.max_steps, cfg.train.batch_size = 1, 4
     options = {"leads": {"leads": ["precordial"]}, "noise": {"snr_db": 0.0}}.get(condition, {})
     cfg.eval = EvalConfig(conditions=[choice(ConditionOptions, condition, **options)], max_new_tokens=2, batch_size=4,
                           metrics=[choice(MetricOptions, "accuracy")])  # fmt: skip
-    train = ConversationDataset(tiny_items[:8], tiny_store, SignalRepresentation())
+    train = ConversationDataset(tiny_items[:8], tiny_store, rep)
     loss = Trainer(elm, processor, train, cfg, tmp_path).train_step(0)
     assert math.isfinite(loss) and loss > 0
 
-    test = ConversationDataset(tiny_items[8:12], tiny_store, SignalRepresentation())
+    test = ConversationDataset(tiny_items[8:12], tiny_store, rep)
     res = evaluate(elm, processor, test, cfg.eval, torch.device("cpu"))
     got = res["conditions"][condition]
     assert got["num_samples"] == len(res["samples"]) >= len(test) and "acc_normalized_ci95" in got

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ecg_bench.config import DataConfig, EvalConfig, RunConfig, TrainConfig, build
-from ecg_bench.errors import ECGBenchError
+from ecg_bench.errors import ConfigError, ECGBenchError
 from ecg_bench.logging_utils import setup_logging
 
 
@@ -189,6 +189,55 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
     report_arguments(p)
 
 
+def cmd_render(args) -> int:
+    """Draw one segment of a segment store as a 12-lead printout (PNG): --store DIR --index N --out ecg.png."""
+    import dataclasses
+    import os
+
+    from ecg_bench.representations.image import ImageOptions, render_store_segment
+
+    from ecg_bench.config import coerce, iter_options
+
+    problems, given = [], {}
+    for name, hint, _default, _doc in iter_options(ImageOptions):
+        raw = getattr(args, f"image:{name}", None)
+        if raw is not None:
+            try:
+                given[name] = coerce(raw, hint, f"--{name}")
+            except ConfigError as e:
+                problems += e.problems
+    if problems:
+        raise ConfigError(problems)
+    options = ImageOptions(**given)
+    options.check()
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ECGBenchError(f"--out {out}: expected a .png file name")
+    if out.exists():
+        raise ECGBenchError(f"--out {out} already exists; it is not overwritten: choose another name or remove it")
+    image = render_store_segment(args.store, args.index, options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, out)
+    shown = {k: v for k, v in dataclasses.asdict(options).items() if k in ("layout", "width", "height")}
+    print(f"wrote {out} (segment {args.index} of {args.store}; {shown})")
+    return 0
+
+
+def _render_arguments(p: argparse.ArgumentParser) -> None:
+    from ecg_bench.config import add_flag, iter_options
+    from ecg_bench.representations.image import ImageOptions
+
+    p.add_argument("--store", required=True, metavar="DIR", help="Segment store folder (e.g. runs/ptbxl/store).")
+    p.add_argument("--index", required=True, type=int, metavar="N", help="Segment index in the store (0-based).")
+    p.add_argument("--out", required=True, metavar="FILE", help="PNG file to write (never overwritten).")
+    group = p.add_argument_group("image options (as --model.representation.NAME of the image representation)")
+    for name, _hint, default, doc in iter_options(ImageOptions):
+        add_flag(group, name, dest=f"image:{name}", default=None, metavar=type(default).__name__.upper(),
+                 help=f"{doc} (default: {default})")  # fmt: skip
+
+
 def _registries() -> dict[str, Any]:
     from ecg_bench.data.mapped.base import MAPPED
     from ecg_bench.data.sources.base import SOURCES
@@ -274,6 +323,7 @@ COMMANDS: dict[str, Command] = {
     "tokenizer": Command(cmd_tokenizer, None, add_arguments=_tokenizer_arguments),
     "pretrain": Command(cmd_pretrain, None),
     "report": Command(cmd_report, None, add_arguments=_report_arguments),
+    "render": Command(cmd_render, None, add_arguments=_render_arguments),
 }
 
 

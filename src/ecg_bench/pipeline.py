@@ -34,8 +34,9 @@ from ecg_bench.evaluation.baselines import majority_baseline
 from ecg_bench.evaluation.evaluator import evaluate
 from ecg_bench.evaluation.statistics import results_tables
 from ecg_bench.logging_utils import get_logger, log_to_file
-from ecg_bench.models.elm import build_elm
-from ecg_bench.representations.base import build_representation
+from ecg_bench.models.elm import build_elm, input_problem
+from ecg_bench.representations.base import REPRESENTATIONS, build_representation
+from ecg_bench.signals.leads import LEADS
 from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, check_run_inputs, load_checkpoint
 from ecg_bench.training.tracking import LOG_FILE, provenance, report_to_problems
 from ecg_bench.training.trainer import Trainer, resolve_device, resolve_dtype, summarize
@@ -356,7 +357,7 @@ def check_not_trained_on(checkpoint: str | Path, test: list[dict], cfg: RunConfi
 
 
 def _representation(cfg: RunConfig):
-    return build_representation(cfg.model.representation)
+    return build_representation(cfg.model.representation, float(cfg.data.target_fs))
 
 
 def input_dims(cfg: RunConfig, store: SegmentStore) -> tuple[int, float]:
@@ -387,6 +388,11 @@ def config_problems(cfg: RunConfig) -> list[str]:
 
     problems = []  # component names and their options were checked when the config was decoded
     problems += report_to_problems(cfg.train.report_to)
+    rep = cfg.model.representation.type
+    if rep != "ecg_byte":  # ecg_byte has its own message (its options' problems)
+        problem = input_problem(cfg.model, REPRESENTATIONS.get(rep).kind)
+        if problem:
+            problems.append(problem)
     llm = llm_spec_problem(cfg.model.llm)
     if llm:
         problems.append(llm)
@@ -418,13 +424,13 @@ def _run(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]:
     rep = _representation(cfg)
     seg_len, fs = input_dims(cfg, data.store)
     out_spec = rep.output(seg_len)
-    if out_spec.kind != "signal" or len(out_spec.shape) != 2:
-        raise ConfigError([f"model.representation {cfg.model.representation.type!r} makes {out_spec.kind} {out_spec.shape}; "
-                           f"the ELM families take a [leads, L] signal representation"])  # fmt: skip
-    in_leads, seq_len = out_spec.shape
-    elm, processor = build_elm(cfg.model, seq_len=seq_len, in_leads=in_leads, fs=fs)
+    if out_spec.variable_length:
+        raise ConfigError([f"model.representation {cfg.model.representation.type!r} makes variable-length {out_spec.kind}; "
+                           f"the ELMs read fixed-shape signals or images (elm=ecg_byte tokenizes the signal)"])  # fmt: skip
+    in_leads, seq_len = out_spec.shape if out_spec.kind == "signal" and len(out_spec.shape) == 2 else (len(LEADS), seg_len)
+    elm, processor = build_elm(cfg.model, seq_len=seq_len, in_leads=in_leads, fs=fs, kind=out_spec.kind, shape=out_spec.shape)
     train_ds = ConversationDataset(data.train, data.store, rep)
-    test_ds = ConversationDataset(data.test, data.store, rep)
+    test_ds = ConversationDataset(data.test, data.store, rep.for_evaluation())
     training: dict[str, Any] = {}
     if train and cfg.train.max_steps == 0:
         device = resolve_device(cfg.train.device)
@@ -435,7 +441,7 @@ def _run(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]:
         trainer = Trainer(elm, processor, train_ds, with_absolute_paths(cfg), out / "checkpoints")
         trainer.training_data = training_data_record(cfg, data)
         trainer.run_dir = out
-        trainer.val_dataset = ConversationDataset(data.val, data.store, rep) if data.val else None
+        trainer.val_dataset = ConversationDataset(data.val, data.store, rep.for_evaluation()) if data.val else None
         training = summarize(trainer.train())
         training.update(ecg=cfg.train.ecg, val_items=len(data.val))
         device = trainer.device

@@ -2,7 +2,7 @@
 
     @REPRESENTATIONS.register("name")
     class MyRepresentation(Representation):
-        kind = "signal"                                                # or "tokens", "image", ...
+        kind = "signal"                                                # or "tokens", "image" ([3, H, W], 0-255)
         def __init__(self, **kwargs): ...
         def __call__(self, segment: np.ndarray) -> torch.Tensor: ...   # segment: float32 [12, L]
         def shape(self, segment_len: int) -> tuple[int, ...]: ...      # shape of the output
@@ -34,7 +34,7 @@ class RepresentationOutput:
     """What a representation makes of one ``[12, segment_len]`` segment."""
 
     kind: str
-    """signal ([leads, L] floats), tokens (a 1-D id sequence), ..."""
+    """signal ([leads, L] floats), tokens (a 1-D id sequence), image ([3, H, W] pixel values 0-255)."""
     shape: tuple[int, ...]
     """Output shape (an upper bound where ``variable_length``)."""
     dtype: torch.dtype
@@ -47,6 +47,8 @@ class Representation:
     kind: ClassVar[str] = "signal"
     dtype: ClassVar[torch.dtype] = torch.float32
     variable_length: ClassVar[bool] = False
+    needs_fs: ClassVar[bool] = False
+    """True when build_representation passes the segments' sampling rate (``cls(..., fs=...)``), e.g. to draw 25 mm/s."""
 
     def __init__(self, **kwargs) -> None:
         if kwargs:
@@ -57,6 +59,10 @@ class Representation:
 
     def shape(self, segment_len: int) -> tuple[int, ...]:
         raise NotImplementedError
+
+    def for_evaluation(self) -> "Representation":
+        """The representation evaluation uses: this one without training-only randomness (augmentations)."""
+        return self
 
     def output(self, segment_len: int) -> RepresentationOutput:
         """The declared output for ``segment_len``-sample segments."""
@@ -74,13 +80,18 @@ REPRESENTATIONS: Registry[type[Representation]] = Registry("representation", opt
 """A representation class is built from its options' fields as keyword arguments (``build_representation``)."""
 
 
-def build_representation(opts: RepresentationOptions) -> Representation:
-    """The representation ``opts`` chooses, built with its options."""
+def build_representation(opts: RepresentationOptions, fs: float = 250.0) -> Representation:
+    """The representation ``opts`` chooses, built with its options (and ``fs``, the segments' sampling rate in Hz,
+    for a class that ``needs_fs``)."""
     cls = REPRESENTATIONS.get(opts.type)
-    return cls(**{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)})
+    kwargs = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}
+    if cls.needs_fs:
+        kwargs["fs"] = float(fs)
+    return cls(**kwargs)
 
 # Modules whose import registers a built-in representation (imported so REPRESENTATIONS.get sees them all).
-_BUILTIN_MODULES = ("ecg_bench.representations.signal", "ecg_bench.representations.ecg_byte")
+_BUILTIN_MODULES = ("ecg_bench.representations.signal", "ecg_bench.representations.ecg_byte",
+                    "ecg_bench.representations.image", "ecg_bench.representations.stacked")  # fmt: skip
 
 for _mod in _BUILTIN_MODULES:
     importlib.import_module(_mod)

@@ -12,7 +12,7 @@ this package asks which family a model is: callers use the ELM and its processor
 """
 
 from ecg_bench.models.elm import encoder_elm, token_elm  # noqa: F401  (register the families)
-from ecg_bench.models.elm.base import ELM, ELMS, ElmFamily, InputDims, build_elm
+from ecg_bench.models.elm.base import ELM, ELMS, ElmFamily, InputDims, build_elm, input_problem
 from ecg_bench.models.elm.encoder_elm import EncoderELM
 from ecg_bench.models.elm.processors import (
     IGNORE_INDEX,
@@ -27,5 +27,6 @@ from ecg_bench.models.elm.token_elm import TokenELM, TokenProcessor
 
 __all__ = [
     "ELM", "ELMS", "IGNORE_INDEX", "Batch", "ElmFamily", "EncoderELM", "GenerationTurn", "InputDims",
-    "PlaceholderProcessor", "Processor", "TokenELM", "TokenProcessor", "TrainExample", "build_elm", "pad_batch",
+    "PlaceholderProcessor", "Processor", "TokenELM", "TokenProcessor", "TrainExample", "build_elm", "input_problem",
+    "pad_batch",
 ]  # fmt: skip

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ecg_bench.config import ELMOptions, ModelConfig
+from ecg_bench.errors import ConfigError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.chat import add_ecg_placeholder, ensure_chat_template
 from ecg_bench.models.elm.processors import IGNORE_INDEX, Processor
@@ -111,11 +113,20 @@ class ELM(nn.Module):
 
 @dataclass(frozen=True)
 class InputDims:
-    """What one ECG looks like to the model: ``[in_leads, seq_len]`` samples at ``fs`` Hz (from the config)."""
+    """What one ECG looks like to the model: a ``[in_leads, seq_len]`` segment at ``fs`` Hz (from the config), made
+    into ``shape`` inputs of ``kind`` by the representation (``Representation.output``)."""
 
     seq_len: int
     in_leads: int = 12
     fs: float = 250.0
+    kind: str = "signal"
+    """Kind of the representation's output: signal ([leads, L]) or image ([3, H, W] pixel values 0-255)."""
+    shape: tuple[int, ...] = ()
+    """Shape of one representation output (empty = ``(in_leads, seq_len)``)."""
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.shape) or (self.in_leads, self.seq_len)
 
 
 class ElmFamily:
@@ -123,6 +134,10 @@ class ElmFamily:
 
     def grow_llm(self, cfg: ModelConfig, llm: nn.Module, tokenizer) -> None:
         """Change the LLM before adapters are added (e.g. new vocabulary rows). Default: nothing."""
+
+    def input_problem(self, cfg: ModelConfig, kind: str) -> str | None:
+        """Why this family (with ``cfg``'s encoder) cannot read ``kind`` representations; None when it can."""
+        return None if kind == "signal" else f"ELM family {cfg.elm.type!r} reads signal representations, not {kind!r} ones"
 
     def assemble(self, cfg: ModelConfig, llm: nn.Module, tokenizer, dims: InputDims) -> tuple[ELM, Processor]:
         """The family's ELM and processor around the prepared (LoRA-wrapped or unfrozen) ``llm``."""
@@ -132,18 +147,31 @@ class ElmFamily:
 ELMS: Registry[type[ElmFamily]] = Registry("elm", options=ELMOptions)
 
 
-def build_elm(cfg: ModelConfig, seq_len: int, in_leads: int = 12, fs: float = 250.0) -> tuple[ELM, Processor]:
-    """Build the ELM family ``cfg.elm`` for ``[in_leads, seq_len]`` inputs sampled at ``fs`` Hz, and its processor.
+def input_problem(cfg: ModelConfig, kind: str) -> str | None:
+    """Why ``cfg``'s ELM family and encoder cannot read representations of ``kind`` (None when they can)."""
+    return ELMS.get(cfg.elm.type)().input_problem(cfg, kind)
 
-    An unknown family name lists the valid ones. Dimensions are passed in, never read from globals.
+
+def build_elm(cfg: ModelConfig, seq_len: int, in_leads: int = 12, fs: float = 250.0, kind: str = "signal",
+              shape: tuple[int, ...] = ()) -> tuple[ELM, Processor]:  # fmt: skip
+    """Build the ELM family ``cfg.elm`` for ``[in_leads, seq_len]`` segments sampled at ``fs`` Hz, which the
+    representation makes into ``shape`` inputs of ``kind`` (default: the signal itself), and its processor.
+
+    An unknown family name lists the valid ones; a family or encoder that cannot read ``kind`` is refused before
+    the LLM is loaded. Dimensions are passed in, never read from globals; component options come from ``cfg``
+    (``cfg.model.encoder`` for the encoder families).
     """
     family = ELMS.get(cfg.elm.type)()
+    problem = family.input_problem(cfg, kind)
+    if problem:
+        raise ConfigError([problem])
     llm, tok = load_llm(cfg.llm)
     ensure_chat_template(tok)
     add_ecg_placeholder(tok)
     family.grow_llm(cfg, llm, tok)
     llm = prepare_llm(llm, cfg)
-    elm, processor = family.assemble(cfg, llm, tok, InputDims(int(seq_len), int(in_leads), float(fs)))
+    dims = InputDims(int(seq_len), int(in_leads), float(fs), kind, tuple(int(d) for d in shape))
+    elm, processor = family.assemble(cfg, llm, tok, dims)
     log.info("built %s ELM (%s): %.2fM trainable of %.1fM parameters", cfg.elm.type, processor.describe(),
              count_params(elm, True) / 1e6, count_params(elm) / 1e6)  # fmt: skip
     return elm, processor

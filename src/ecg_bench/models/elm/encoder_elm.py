@@ -18,14 +18,14 @@ from ecg_bench.config import ELMOptions, EncoderOptions, ModelConfig, choice
 from ecg_bench.models.chat import ChatFormatter, add_ecg_placeholder
 from ecg_bench.models.elm.base import ELM, ELMS, ElmFamily, InputDims
 from ecg_bench.models.elm.processors import PlaceholderProcessor
-from ecg_bench.models.encoders import build_encoder
+from ecg_bench.models.encoders import build_encoder, input_kind_problem
 from ecg_bench.models.encoders.base import encoder_spec
 from ecg_bench.models.fusion import PlaceholderFusion
 from ecg_bench.models.projection import build_projector
 
 
 class EncoderELM(ELM):
-    """LLM + encoder + projector. ``ecg`` inputs are flat ``[num_ecgs_in_batch, leads, samples]``."""
+    """LLM + encoder + projector. ``ecg`` inputs are flat ``[num_ecgs_in_batch, *representation shape]``."""
 
     def __init__(self, llm: nn.Module, encoder: nn.Module, projector: nn.Module, placeholder_id: int, train_encoder: bool = True):
         super().__init__(llm)
@@ -36,7 +36,7 @@ class EncoderELM(ELM):
             p.requires_grad_(train_encoder)
 
     def ecg_embeddings(self, ecg: torch.Tensor) -> torch.Tensor:
-        """``[N, leads, L] -> [N, tokens_per_ecg, hidden]``."""
+        """``[N, *representation shape] -> [N, tokens_per_ecg, hidden]``."""
         return self.projector(self.encoder(ecg))
 
     def inputs_embeds(self, input_ids: torch.Tensor, ecg: torch.Tensor | None) -> torch.Tensor:
@@ -62,10 +62,14 @@ class EncoderFamily(ElmFamily):
     def encoder_options(self, cfg: ModelConfig) -> EncoderOptions:
         return cfg.encoder
 
+    def input_problem(self, cfg: ModelConfig, kind: str) -> str | None:
+        return input_kind_problem(self.encoder_options(cfg).type, kind)
+
     def assemble(self, cfg: ModelConfig, llm: nn.Module, tokenizer, dims: InputDims) -> tuple[EncoderELM, PlaceholderProcessor]:
         opts = self.encoder_options(cfg)
         hidden = llm.get_input_embeddings().embedding_dim
-        encoder = build_encoder(opts, encoder_spec(opts, dims.in_leads, dims.seq_len, dims.fs))
+        spec = encoder_spec(opts, dims.in_leads, dims.seq_len, dims.fs, input_kind=dims.kind, input_shape=dims.shape)
+        encoder = build_encoder(opts, spec)
         projector = build_projector(cfg.projector, encoder.out_dim, hidden)
         elm = EncoderELM(llm, encoder, projector, add_ecg_placeholder(tokenizer), train_encoder=not opts.freeze)
         formatter = ChatFormatter(tokenizer, system_prompt=cfg.system_prompt or None, num_ecg_tokens=elm.tokens_per_ecg,

@@ -1,7 +1,7 @@
-"""ECG encoders: ``[N, leads, samples] -> [N, tokens, dim]``. Registered by name in ENCODERS."""
+"""ECG encoders: ``[N, *representation shape] -> [N, tokens, dim]``. Registered by name in ENCODERS."""
 
-from ecg_bench.models.encoders import conv1d, patch, signal2vec, spectral  # noqa: F401  (registers encoders, pretrainers)
-from ecg_bench.models.encoders.base import ENCODERS, EncoderSpec, build_encoder
+from ecg_bench.models.encoders import conv1d, patch, random_init, signal2vec, spectral, vision  # noqa: F401  (registers)
+from ecg_bench.models.encoders.base import ENCODERS, EncoderSpec, build_encoder, input_kind_problem, input_kinds
 from ecg_bench.models.encoders.pretraining import PRETRAINERS, Pretrainer
 
-__all__ = ["ENCODERS", "PRETRAINERS", "EncoderSpec", "Pretrainer", "build_encoder"]
+__all__ = ["ENCODERS", "PRETRAINERS", "EncoderSpec", "Pretrainer", "build_encoder", "input_kind_problem", "input_kinds"]
