@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -160,8 +161,10 @@ class PretrainRun:
         self.model.load_state_dict({k: v.to(self.device) for k, v in tensors.items()}, strict=False)
         _load_optimizer(self.model, self.opt, load_safetensors(self.out / OPTIM_FILE), self.out / OPTIM_FILE)
         self.step, self.losses, self.meta = int(st["step"]), list(st["losses"]), dict(st.get("meta", {}))
-        for _ in range(self.step):
-            self.sched.step()
+        with warnings.catch_warnings():  # replaying the schedule before any optimizer step is intended here
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+            for _ in range(self.step):
+                self.sched.step()
         log.info("%s: resumed from %s at step %d/%d", self.name, self.out, self.step, self.loop.steps)
 
     def save(self) -> Path:
@@ -195,8 +198,8 @@ class PretrainRun:
             self.opt.step()
             self.sched.step()
             self.step += 1
-            self.losses.append(float(loss))
-            last = {k: float(v) for k, v in parts.items() if v.ndim == 0}
+            self.losses.append(loss.item())
+            last = {k: v.item() for k, v in parts.items() if v.ndim == 0}
             if self.step % self.loop.log_every == 0 or self.step == self.loop.steps:
                 recent = self.losses[-self.loop.log_every :]
                 log.info("%s step %d/%d loss %.4f (%s) lr %.2e %.1f s", self.name, self.step, self.loop.steps,
@@ -210,8 +213,8 @@ class PretrainRun:
 
 
 def options_json(*objs: Any) -> dict[str, Any]:
-    """The options dataclasses of a run as one flat JSON dict (what ``--resume`` compares), resume/log flags left out."""
+    """The options of a run as one flat JSON dict: what ``--resume`` compares (not steps: a run may be extended)."""
     out: dict[str, Any] = {}
     for o in objs:
-        out.update({k: v for k, v in asdict(o).items() if k not in ("resume", "log_every", "save_every", "device")})
+        out.update({k: v for k, v in asdict(o).items() if k not in ("resume", "log_every", "save_every", "device", "steps")})
     return out

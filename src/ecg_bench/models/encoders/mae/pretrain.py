@@ -25,7 +25,7 @@ from ecg_bench.models.encoders.weights import write_encoder
 from ecg_bench.signals.leads import LEADS
 
 log = get_logger(__name__)
-EVAL_BATCH = 64
+EVAL_BATCH = 32
 
 
 @dataclass

@@ -50,6 +50,7 @@ class ViTSize:
 SIZES: dict[str, ViTSize] = {
     "tiny": ViTSize(64, 2, 2, 256, 64, 1, 2),  # tests, CPU
     "small": ViTSize(128, 4, 4, 512, 128, 2, 4),  # CPU pretraining in minutes
+    "vit_small": ViTSize(384, 12, 6, 1536, 256, 4, 4),  # ST-MEM's ViT-S
     "base": ViTSize(768, 12, 12, 3072, 256, 4, 4),  # ViT-B as ST-MEM: decoder 256 wide, 4 layers, 4 heads
 }
 
@@ -59,7 +60,7 @@ class ViTEncoderOptions:
     """Options shared by the st_mem, mtae and mlae encoders."""
 
     size: str = "tiny"
-    """Named size: tiny (64 wide, 2 layers), small (128, 4), base (ViT-B: 768 wide, 12 layers, 12 heads, MLP 3072)."""
+    """Named size: tiny (64 wide, 2 layers), small (128, 4), vit_small (384, 12, ST-MEM's ViT-S), base (ViT-B: 768 wide, 12 layers, 12 heads, MLP 3072)."""
     patch_size: int = 0
     """Samples per patch (st_mem, mtae); 0 = the divisor of the segment length nearest to length / 25. mlae: one
     patch per lead, ignored."""
