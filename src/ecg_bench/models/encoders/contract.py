@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import torch
+
 from ecg_bench.errors import DataError
 from ecg_bench.signals.leads import LEADS
 
@@ -52,3 +54,13 @@ class PreprocessingContract:
         if diffs:
             raise DataError(f"encoder weights {weights} do not match {run}'s preprocessing: " + "; ".join(diffs)
                             + " (set data.target_fs / data.segment_seconds to the weights' values)")  # fmt: skip
+
+
+def scale(x: torch.Tensor, how: str, eps: float = 1e-6) -> torch.Tensor:
+    """Per-segment scaling over leads and time (``[B, leads, L]``)."""
+    if how == "minmax":
+        lo, hi = x.amin((1, 2), keepdim=True), x.amax((1, 2), keepdim=True)
+        return (x - lo) / (hi - lo + eps)
+    if how == "zscore":
+        return (x - x.mean((1, 2), keepdim=True)) / (x.std((1, 2), keepdim=True) + eps)
+    return x

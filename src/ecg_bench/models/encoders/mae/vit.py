@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ecg_bench.errors import ConfigError, ShapeError
-from ecg_bench.models.encoders.contract import SCALINGS
+from ecg_bench.models.encoders.contract import SCALINGS, scale
 
 LAYOUTS = ("st_mem", "mtae", "mlae")
 TARGET_PATCHES = 25
@@ -122,16 +122,6 @@ def sincos(dim: int, n: int, left: int, right: int) -> torch.Tensor:
     grid = torch.arange(n, dtype=torch.float32)[:, None] * omega[None, :]
     pos = torch.cat([grid.sin(), grid.cos()], 1)
     return torch.cat([torch.zeros(left, dim), pos, torch.zeros(right, dim)])
-
-
-def scale(x: torch.Tensor, how: str, eps: float = 1e-6) -> torch.Tensor:
-    """Per-segment scaling over leads and time (``[B, leads, L]``)."""
-    if how == "minmax":
-        lo, hi = x.amin((1, 2), keepdim=True), x.amax((1, 2), keepdim=True)
-        return (x - lo) / (hi - lo + eps)
-    if how == "zscore":
-        return (x - x.mean((1, 2), keepdim=True)) / (x.std((1, 2), keepdim=True) + eps)
-    return x
 
 
 def block(width: int, heads: int, mlp_dim: int) -> nn.TransformerEncoderLayer:
