@@ -134,6 +134,23 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments(p)
 
 
+def cmd_probe(args) -> int:
+    """Linear probe of a frozen encoder on a store's labels: macro AUROC on patient-disjoint folds, patient-clustered CI."""
+    from ecg_bench.evaluation.probe import ProbeOptions, format_probe, run_probe
+    from ecg_bench.training.pretrain import options_from_args
+
+    opts = options_from_args(ProbeOptions, args)
+    print(format_probe(run_probe(ProbeOptions(**vars(opts)))))  # rebuilt: the option checks run on the flags' values
+    return 0
+
+
+def _probe_arguments(p: argparse.ArgumentParser) -> None:
+    from ecg_bench.evaluation.probe import ProbeOptions
+    from ecg_bench.training.pretrain import add_options
+
+    add_options(p, ProbeOptions)
+
+
 def _registries() -> dict[str, Any]:
     from ecg_bench.data.mapped.base import MAPPED
     from ecg_bench.data.sources.base import SOURCES
@@ -177,6 +194,7 @@ COMMANDS: dict[str, Command] = {
     "list": Command(cmd_list, run_options=False),
     "tokenizer": Command(cmd_tokenizer, run_options=False, add_arguments=_tokenizer_arguments),
     "pretrain": Command(cmd_pretrain, run_options=False, add_arguments=_pretrain_arguments),
+    "probe": Command(cmd_probe, run_options=False, add_arguments=_probe_arguments),
 }
 
 
