@@ -7,7 +7,7 @@ import pytest
 
 from ecg_bench import cli
 from ecg_bench.errors import ConfigError
-from ecg_bench.evaluation.probe import ProbeOptions, label_matrix, patient_folds, run_probe, weighted_auroc
+from ecg_bench.evaluation.probe import ProbeOptions, label_matrix, patient_folds, weighted_auroc
 
 
 def test_weighted_auroc_matches_pairs_and_weights():
