@@ -151,6 +151,23 @@ def _probe_arguments(p: argparse.ArgumentParser) -> None:
     add_options(p, ProbeOptions)
 
 
+def cmd_import_encoder(args) -> int:
+    """Convert a released encoder checkpoint (ST-MEM's ViT, MERL's ResNet) into an encoder folder with its contract."""
+    from ecg_bench.models.encoders.mae.public import convert_st_mem
+    from ecg_bench.models.encoders.merl.public import convert_merl
+
+    out = (convert_st_mem if args.format == "st_mem" else convert_merl)(args.src, args.out)
+    print(f"{args.format} weights from {args.src} -> {out} (use it as the encoder's weights folder)")
+    return 0
+
+
+def _import_encoder_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", required=True, choices=["st_mem", "merl"], help="whose release: st_mem (bakqui/ST-MEM "
+                   "encoder or full checkpoint) or merl (MERL's ResNet-101 ecg_encoder)")  # fmt: skip
+    p.add_argument("--src", required=True, help="the released .pth (read with torch.load(weights_only=True))")
+    p.add_argument("--out", required=True, help="encoder folder to write (new, empty, or an earlier one of ours)")
+
+
 def _registries() -> dict[str, Any]:
     from ecg_bench.data.mapped.base import MAPPED
     from ecg_bench.data.sources.base import SOURCES
@@ -195,6 +212,7 @@ COMMANDS: dict[str, Command] = {
     "tokenizer": Command(cmd_tokenizer, run_options=False, add_arguments=_tokenizer_arguments),
     "pretrain": Command(cmd_pretrain, run_options=False, add_arguments=_pretrain_arguments),
     "probe": Command(cmd_probe, run_options=False, add_arguments=_probe_arguments),
+    "import-encoder": Command(cmd_import_encoder, run_options=False, add_arguments=_import_encoder_arguments),
 }
 
 

@@ -134,10 +134,14 @@ def _their_forward(x, sd, depths=(1, 1, 1, 1)):
 
 
 @pytest.mark.parametrize("prefix", ["", "ecg_encoder."])
-def test_merl_release_key_mapping(tmp_path, prefix):
+def test_merl_release_key_mapping(tmp_path, prefix, capsys):
+    from ecg_bench import cli
+
     sd = _their_resnet(prefix=prefix)
     torch.save(sd, tmp_path / "merl.pth")
     out = convert_merl(tmp_path / "merl.pth", tmp_path / "converted", segment_len=500)
+    assert cli.main(["import-encoder", "--format", "merl", "--src", str(tmp_path / "merl.pth"), "--out", str(tmp_path / "cli")]) == 0
+    assert read_encoder(tmp_path / "cli", "merl")[0]["contract"]["segment_len"] == 5000  # MERL's 10 s at 500 Hz
     doc, _ = read_encoder(out, "merl")
     assert doc["contract"]["fs"] == 500.0 and doc["contract"]["scaling"] == "minmax"
     enc = build_merl(MerlOptions(weights=str(out)), EncoderSpec(12, 500, 32, 4, fs=500.0)).eval()
