@@ -60,6 +60,10 @@ def test_inference_uses_the_whole_ecg_and_trains_through():
     assert enc.patch_embed[1].weight.grad.abs().sum() > 0
     frozen = build_vit("st_mem", StMemOptions(freeze=True), SPEC)
     assert not any(p.requires_grad for p in frozen.parameters())
+    from ecg_bench.models.elm.encoder_elm import EncoderELM
+
+    elm = EncoderELM(torch.nn.Linear(2, 2), frozen, torch.nn.Linear(64, 8), placeholder_id=0, train_encoder=True)
+    assert "encoder" not in elm.trainable_modules()
 
 
 def test_options_are_checked():

@@ -30,8 +30,9 @@ class EncoderELM(ELM):
         self.encoder, self.projector = encoder, projector
         self.fusion = PlaceholderFusion(placeholder_id)
         self.tokens_per_ecg: int = encoder.num_tokens
+        frozen = getattr(encoder, "frozen", False)  # built frozen by its own options (e.g. st_mem/merl freeze)
         for p in encoder.parameters():
-            p.requires_grad_(train_encoder)
+            p.requires_grad_(train_encoder and not frozen)
 
     def ecg_embeddings(self, ecg: torch.Tensor) -> torch.Tensor:
         """``[N, leads, L] -> [N, tokens_per_ecg, hidden]``."""

@@ -36,6 +36,7 @@ def build_vit(layout: str, opts: ViTEncoderOptions, spec: EncoderSpec) -> Signal
         load_state(enc, tensors, opts.weights)
     else:
         enc = SignalViT(layout, opts, spec.in_leads, spec.seq_len, spec.num_tokens)
+    enc.frozen = opts.freeze  # EncoderELM keeps a frozen encoder frozen whatever model.train_encoder says
     if opts.freeze:
         enc.requires_grad_(False)
     return enc

@@ -38,6 +38,7 @@ def build_merl(opts: MerlOptions, spec: EncoderSpec) -> ResNet1d:
         load_state(enc, tensors, opts.weights)
     else:
         enc = ResNet1d(opts, spec.in_leads, spec.seq_len, spec.num_tokens)
+    enc.frozen = opts.freeze  # EncoderELM keeps a frozen encoder frozen whatever model.train_encoder says
     if opts.freeze:
         enc.requires_grad_(False)
     return enc
