@@ -1,8 +1,9 @@
 """Builders of the ``st_mem``, ``mtae`` and ``mlae`` encoders (ENCODERS), from options and the run's dimensions.
 
-With ``options.weights`` the checkpoint folder decides the architecture (size, patch size, scaling) and its
-preprocessing contract must match the run (fs, segment length, lead order, and ``options.scaling`` if changed):
-a mismatch is a DataError naming both sides.
+With ``options.weights`` the checkpoint folder decides the architecture (size, patch size) and its preprocessing
+contract must match the run: fs, segment length and lead order of the run's input, and ``options.scaling`` (so
+ST-MEM's released weights, trained on z-scored input, need ``scaling zscore``). A mismatch is a DataError naming
+both sides.
 """
 
 from __future__ import annotations
