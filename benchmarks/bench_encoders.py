@@ -5,7 +5,7 @@ Run by hand (never timed in tests), e.g.:
     python benchmarks/bench_encoders.py --seq-len 1250 --batch-size 32 --repeats 5
     python benchmarks/bench_encoders.py --encoders st_mem:base merl:base --seq-len 2500 --device cuda
 
-Each ``NAME:SIZE`` is built with its options (``size``) for the segment length, in eval mode; the figure is the
+Each ``NAME:SIZE`` is built from its options (``model.encoder`` with ``type`` NAME and ``size``; defaults otherwise) for the segment length, in eval mode; the figure is the
 median of ``--repeats`` timed forward passes (no gradient) after one warm-up, as ECGs per second. Also printed:
 parameters and tokens the encoder hands the ELM. Prints one JSON object per encoder.
 """
@@ -19,18 +19,17 @@ import time
 
 import torch
 
-from ecg_bench.models.encoders import ENCODERS, EncoderSpec
+from ecg_bench.config import EncoderOptions, choice
+from ecg_bench.models.encoders import build_encoder
+from ecg_bench.models.encoders.base import encoder_spec
 
 DEFAULT = ["st_mem:tiny", "mtae:tiny", "mlae:tiny", "merl:tiny", "st_mem:base", "mtae:base", "mlae:base", "merl:base",
            "conv1d:", "spectral:"]  # fmt: skip
 
 
 def bench(name: str, size: str, seq_len: int, batch: int, repeats: int, device: str, threads: int) -> dict:
-    builder = ENCODERS.get(name)
-    spec = EncoderSpec(in_leads=12, seq_len=seq_len, out_dim=128, num_tokens=4, fs=250.0)
-    options = getattr(builder, "options", None)
-    enc = builder(spec, options(size=size)) if options and size else builder(spec)
-    enc = enc.to(device).eval()
+    opts = choice(EncoderOptions, name, **({"size": size} if size else {}))  # the encoder's defaults otherwise
+    enc = build_encoder(opts, encoder_spec(opts, 12, seq_len, 250.0)).to(device).eval()
     x = torch.randn(batch, 12, seq_len, device=device)
     times = []
     with torch.no_grad():

@@ -123,7 +123,7 @@ class PretrainRun:
     """Runs ``loss_of(indices) -> {"loss": ..., parts}`` for ``loop.steps`` steps over ``n`` items, saving to ``out``.
 
     ``write_encoder(folder, meta)`` writes the encoder's own files into a checkpoint folder; ``options`` (a JSON
-    dict) is saved and must be equal on ``--resume``.
+    dict) is saved and must be equal on ``--loop.resume``.
     """
 
     def __init__(self, model: nn.Module, loss_of: Callable[[np.ndarray], dict[str, torch.Tensor]], n: int,
@@ -149,10 +149,10 @@ class PretrainRun:
         state = self.out / STATE_FILE
         if self.loop.resume:
             if not state.is_file():
-                raise DataError(f"--resume: {self.out} holds no {self.name} pretraining checkpoint ({STATE_FILE} not found)")
+                raise DataError(f"--loop.resume: {self.out} holds no {self.name} pretraining checkpoint ({STATE_FILE} not found)")
             return
         if state.is_file() or (self.out.exists() and not folders.is_empty(self.out)):
-            raise ConfigError([f"--out {self.out} already holds a checkpoint: pass --resume true to continue it, or "
+            raise ConfigError([f"--out {self.out} already holds a checkpoint: pass --loop.resume true to continue it, or "
                                "choose a new folder (a run never writes over another)"])  # fmt: skip
 
     def _resume(self) -> None:
@@ -160,7 +160,7 @@ class PretrainRun:
         if st.get("options") != self.options:
             diff = sorted(k for k in set(st.get("options", {})) | set(self.options)
                           if st.get("options", {}).get(k) != self.options.get(k))  # fmt: skip
-            raise ConfigError([f"--resume: {self.out} was trained with other options ({', '.join(diff)} differ)"])
+            raise ConfigError([f"--loop.resume: {self.out} was trained with other options ({', '.join(diff)} differ)"])
         tensors = load_safetensors(self.out / MODEL_FILE)
         self.model.load_state_dict({k: v.to(self.device) for k, v in tensors.items()}, strict=False)
         _load_optimizer(self.model, self.opt, load_safetensors(self.out / OPTIM_FILE), self.out / OPTIM_FILE)
@@ -226,7 +226,7 @@ def check_options(name: str, opts: Any, required: tuple[str, ...] = ()) -> None:
 
 
 def options_json(*objs: Any) -> dict[str, Any]:
-    """The options of a run as one flat JSON dict: what ``--resume`` compares (not steps: a run may be extended)."""
+    """The options of a run as one flat JSON dict: what ``--loop.resume`` compares (not steps: a run may be extended)."""
     out: dict[str, Any] = {}
     for o in objs:
         out.update({k: v for k, v in asdict(o).items() if k not in ("resume", "log_every", "save_every", "device", "steps")})

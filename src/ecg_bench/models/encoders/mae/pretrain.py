@@ -35,7 +35,7 @@ class MAEPretrainOptions(PretrainerOptions):
     store: str = field(default="", metadata={"required": True})
     """Segment store folder to pretrain on."""
     out: str = field(default="", metadata={"required": True})
-    """Checkpoint folder to write (new or empty; with --resume true, the run to continue)."""
+    """Checkpoint folder to write (new or empty; with --loop.resume true, the run to continue)."""
     encoder: str = "st_mem"
     """st_mem (per-lead patches), mtae (time patches across leads) or mlae (one patch per lead)."""
     size: str = "tiny"

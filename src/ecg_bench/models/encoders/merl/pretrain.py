@@ -57,7 +57,7 @@ class MerlPretrainOptions(PretrainerOptions):
     store: str = field(default="", metadata={"required": True})
     """Segment store folder; each segment is paired with its record's report."""
     out: str = field(default="", metadata={"required": True})
-    """Checkpoint folder to write (new or empty; with --resume true, the run to continue)."""
+    """Checkpoint folder to write (new or empty; with --loop.resume true, the run to continue)."""
     text_model: str = "ncbi/MedCPT-Query-Encoder"
     """Hugging Face text encoder: hub id or local folder (MERL: MedCPT-Query-Encoder)."""
     text_frozen_layers: int = 6
