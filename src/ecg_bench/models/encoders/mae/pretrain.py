@@ -39,7 +39,7 @@ class MAEPretrainOptions(PretrainerOptions):
     encoder: str = "st_mem"
     """st_mem (per-lead patches), mtae (time patches across leads) or mlae (one patch per lead)."""
     size: str = "tiny"
-    """Encoder size: tiny, small or base (ViT-B)."""
+    """Encoder size: tiny, small, vit_small or base (ViT-B), as the encoder's ``size``."""
     patch_size: int = 0
     """Samples per patch (0 = about 25 patches per segment)."""
     scaling: str = "minmax"

@@ -39,7 +39,7 @@ def build_merl(opts: MerlOptions, spec: EncoderSpec) -> ResNet1d:
         load_state(enc, tensors, opts.weights)
     else:
         enc = ResNet1d(opts, spec.in_leads, spec.seq_len, opts.num_tokens)
-    if opts.freeze:  # EncoderELM also keeps it frozen (train_encoder = not freeze)
+    if opts.freeze:  # the ELM also leaves it untrained (model.encoder.freeze)
         enc.requires_grad_(False)
     return enc
 
