@@ -20,6 +20,7 @@ from typing import Any
 
 from ecg_bench.config import DataConfig, EvalConfig, RunConfig, TrainConfig, build
 from ecg_bench.errors import ConfigError, ECGBenchError
+from ecg_bench.evaluation.probe_options import ProbeOptions
 from ecg_bench.logging_utils import setup_logging
 
 
@@ -238,6 +239,26 @@ def _render_arguments(p: argparse.ArgumentParser) -> None:
                  help=f"{doc} (default: {default})")  # fmt: skip
 
 
+def cmd_probe(args) -> int:
+    """Linear probe of a frozen encoder on a store's labels: macro AUROC on patient-disjoint folds, patient-clustered CI."""
+    from ecg_bench.evaluation.probe import format_probe, run_probe
+
+    opts = build(args.preset(), args.config or None, args.overrides, checks=[lambda o: o.problems()])
+    print(format_probe(run_probe(opts)))
+    return 0
+
+
+def cmd_import_encoder(args) -> int:
+    """Convert a released encoder checkpoint (ST-MEM's ViT, MERL's ResNet) into an encoder folder with its contract."""
+    from ecg_bench.models.encoders.mae.public import convert_st_mem
+    from ecg_bench.models.encoders.merl.public import convert_merl
+
+    cmd = build(args.preset(), args.config or None, args.overrides, checks=[lambda c: c.problems()])
+    out = (convert_st_mem if cmd.format == "st_mem" else convert_merl)(cmd.src, cmd.out)
+    print(f"{cmd.format} weights from {cmd.src} -> {out} (use it as the encoder's weights folder)")
+    return 0
+
+
 def _registries() -> dict[str, Any]:
     from ecg_bench.data.mapped.base import MAPPED
     from ecg_bench.data.sources.base import SOURCES
@@ -300,6 +321,22 @@ class ListCommand:
     print each component's options with their docs."""
 
 
+@dataclass
+class ImportEncoderCommand:
+    """``ecg-bench import-encoder``."""
+
+    format: str = ""
+    """Whose release: st_mem (bakqui/ST-MEM's encoder or full checkpoint) or merl (MERL's ResNet-101 ecg_encoder)."""
+    src: str = ""
+    """The released .pth (read with torch.load(weights_only=True))."""
+    out: str = ""
+    """Encoder folder to write (new, empty, or an earlier one of ours)."""
+
+    def problems(self) -> list[str]:
+        p = [] if self.format in ("st_mem", "merl") else [f"import-encoder --format must be st_mem or merl, got {self.format!r}"]
+        return p + [f"import-encoder needs --{k}" for k in ("src", "out") if not getattr(self, k)]
+
+
 # ------------------------------------------------------------------ the table
 
 
@@ -324,6 +361,8 @@ COMMANDS: dict[str, Command] = {
     "pretrain": Command(cmd_pretrain, None),
     "report": Command(cmd_report, None, add_arguments=_report_arguments),
     "render": Command(cmd_render, None, add_arguments=_render_arguments),
+    "probe": Command(cmd_probe, ProbeOptions, ProbeOptions),
+    "import-encoder": Command(cmd_import_encoder, ImportEncoderCommand, ImportEncoderCommand),
 }
 
 

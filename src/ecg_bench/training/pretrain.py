@@ -39,7 +39,7 @@ def parse_pretrain(argv: list[str]) -> tuple[str, Any]:
         raise UnknownNameError("pretrainer", name, PRETRAINERS.names())
     spec = PRETRAINERS.get(name)
     config, overrides = parse_flags(spec.options, rest, prog=f"ecg-bench pretrain {name}", description=spec.description)
-    opts = build(spec.options(), config or None, overrides)
+    opts = build(spec.options(), config or None, overrides, checks=[lambda o: o.problems()])
     missing = [f"--{f.name}" for f in dataclasses.fields(opts) if f.metadata.get("required") and not getattr(opts, f.name)]
     if missing:
         raise ConfigError([f"pretrain {name}: required: {', '.join(missing)}"])

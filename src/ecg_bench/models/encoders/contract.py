@@ -1,0 +1,66 @@
+"""The preprocessing contract of a pretrained encoder: what its weights expect to be fed.
+
+Saved with every encoder checkpoint (``encoder.json``) and checked when the encoder is built for a run:
+an encoder pretrained on 250 Hz, 1250-sample, min-max scaled segments in the canonical lead order
+silently reads garbage from 500 Hz input, so every difference is an error naming both sides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ecg_bench.errors import DataError
+from ecg_bench.signals.leads import LEADS
+
+SCALINGS = ("minmax", "zscore", "none")
+"""How an encoder scales each segment before patching: min-max to [0, 1] over the whole segment (the original
+ECG-Bench), z-score over the whole segment (ST-MEM's released weights), or the representation as given (mV)."""
+
+
+@dataclass(frozen=True)
+class PreprocessingContract:
+    """The input an encoder's weights were trained on."""
+
+    fs: float
+    """Sampling rate (Hz)."""
+    segment_len: int
+    """Samples per segment."""
+    leads: tuple[str, ...] = field(default_factory=lambda: tuple(LEADS))
+    """Lead order of the input channels."""
+    scaling: str = "minmax"
+    """Per-segment scaling inside the encoder (one of SCALINGS)."""
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["leads"] = list(self.leads)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict, where: str = "encoder.json") -> "PreprocessingContract":
+        try:
+            return cls(float(d["fs"]), int(d["segment_len"]), tuple(str(x) for x in d["leads"]), str(d["scaling"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{where}: preprocessing contract needs fs, segment_len, leads, scaling; got {d!r}") from e
+
+    def check(self, used: "PreprocessingContract", weights: str, run: str = "this run") -> None:
+        """Raise DataError listing every field where ``used`` (the run's input) differs from these weights' contract."""
+        diffs = [
+            f"{name}: weights expect {getattr(self, name)!r}, {run} gives {getattr(used, name)!r}"
+            for name in ("fs", "segment_len", "leads", "scaling")
+            if getattr(self, name) != getattr(used, name)
+        ]
+        if diffs:
+            raise DataError(f"encoder weights {weights} do not match {run}'s preprocessing: " + "; ".join(diffs)
+                            + " (set data.target_fs / data.segment_seconds to the weights' values)")  # fmt: skip
+
+
+def scale(x: torch.Tensor, how: str, eps: float = 1e-6) -> torch.Tensor:
+    """Per-segment scaling over leads and time (``[B, leads, L]``)."""
+    if how == "minmax":
+        lo, hi = x.amin((1, 2), keepdim=True), x.amax((1, 2), keepdim=True)
+        return (x - lo) / (hi - lo + eps)
+    if how == "zscore":
+        return (x - x.mean((1, 2), keepdim=True)) / (x.std((1, 2), keepdim=True) + eps)
+    return x
