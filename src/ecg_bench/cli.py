@@ -134,6 +134,60 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments(p)
 
 
+def cmd_chat(args) -> int:
+    """Answer questions about one ECG file with a trained checkpoint: a WFDB record (.hea/.dat), a CinC .mat/.hea pair
+    (CPSC 2018, CSN), a CODE-15 .hdf5 file with --exam_id, or a .npy/.csv [leads, samples] array with --fs. The ECG
+    is preprocessed as the model's segment store was (leads, resampling, segments); a record longer than one
+    segment is answered about its FIRST segment unless --segment says another (or all). Without --question,
+    questions are read from stdin, one per line, until EOF; each answer sees the earlier ones."""
+    from ecg_bench.inference import chat_answers, from_pretrained, read_questions
+
+    segment = args.segment if args.segment == "all" else _segment_index(args.segment)
+    model = from_pretrained(args.checkpoint, device=args.device)
+    questions = [args.question] if args.question else read_questions(_stdin_lines())
+    file_options = {"fs": args.fs, "exam_id": args.exam_id, "leads": args.leads, "units": args.units}
+    for i, _, answer in chat_answers(model, args.ecg, questions, segment, args.max_new_tokens, **file_options):
+        print(f"[segment {i}] {answer}" if segment == "all" else answer, flush=True)
+    return 0
+
+
+def _segment_index(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ECGBenchError(f"--segment {text!r}: expected a segment number (0 = the first) or 'all'") from None
+
+
+def _stdin_lines():
+    if sys.stdin.isatty():
+        print("question (Ctrl-D ends)> ", end="", file=sys.stderr, flush=True)
+    for line in sys.stdin:
+        yield line
+        if sys.stdin.isatty():
+            print("question> ", end="", file=sys.stderr, flush=True)
+
+
+def _chat_arguments(p: argparse.ArgumentParser) -> None:
+    add_flag(p, "checkpoint", required=True, metavar="DIR", help="Checkpoint folder (or a hub id owner/name, downloaded "
+             "when online) written by train/run/quickstart.")  # fmt: skip
+    add_flag(p, "ecg", required=True, metavar="FILE", help="The ECG: a WFDB record (path with or without .hea), a CinC "
+             ".mat (its .hea beside it), a CODE-15%% .hdf5, or a .npy/.csv [leads, samples] array in mV.")  # fmt: skip
+    add_flag(p, "question", default="", metavar="TEXT", help="The question; without it, questions are read from stdin, "
+             "one per line, until EOF.")  # fmt: skip
+    add_flag(p, "fs", type=float, default=None, metavar="HZ", help="Sampling rate of a .npy/.csv array (a file with a "
+             "header states its own).")  # fmt: skip
+    add_flag(p, "exam_id", type=int, default=None, metavar="ID", help="CODE-15%% exam id in the .hdf5 file (needed when "
+             "it holds more than one exam).")  # fmt: skip
+    add_flag(p, "leads", nargs="+", default=None, metavar="NAME", help="Lead names of the rows of a .npy/.csv array "
+             "(default: I II III aVR aVL aVF V1 ... V6).")  # fmt: skip
+    add_flag(p, "units", default="mV", metavar="UNIT", help="Units of a .npy/.csv array: mV, uV or V (default mV).")
+    add_flag(p, "segment", default="0", metavar="N|all", help="Which segment of a record longer than the model's segment "
+             "to answer about: 0 (the first, default), N, or all (one answer per segment).")  # fmt: skip
+    add_flag(p, "max_new_tokens", type=int, default=None, metavar="N", help="Longest answer in tokens (default: the "
+             "checkpoint's eval.max_new_tokens).")  # fmt: skip
+    add_flag(p, "device", default="cpu", metavar="DEVICE", help="cpu, cuda, cuda:N or auto (default cpu).")
+
+
 def _registries() -> dict[str, Any]:
     from ecg_bench.data.mapped.base import MAPPED
     from ecg_bench.data.sources.base import SOURCES
@@ -177,6 +231,7 @@ COMMANDS: dict[str, Command] = {
     "list": Command(cmd_list, run_options=False),
     "tokenizer": Command(cmd_tokenizer, run_options=False, add_arguments=_tokenizer_arguments),
     "pretrain": Command(cmd_pretrain, run_options=False, add_arguments=_pretrain_arguments),
+    "chat": Command(cmd_chat, run_options=False, add_arguments=_chat_arguments),
 }
 
 
@@ -225,7 +280,7 @@ def _version() -> str:
     try:
         return version("ecg-bench")
     except PackageNotFoundError:
-        from ecg_bench import __version__
+        from ecg_bench._version import __version__
 
         return __version__
 
