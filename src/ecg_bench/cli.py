@@ -140,13 +140,13 @@ def cmd_chat(args) -> int:
     is preprocessed as the model's segment store was (leads, resampling, segments); a record longer than one
     segment is answered about its FIRST segment unless --segment says another (or all). Without --question,
     questions are read from stdin, one per line, until EOF; each answer sees the earlier ones."""
-    from ecg_bench.inference import chat_answers, from_pretrained, read_questions
+    from ecg_bench.inference import chat_answers, read_questions
 
     segment = args.segment if args.segment == "all" else _segment_index(args.segment)
-    model = from_pretrained(args.checkpoint, device=args.device)
     questions = [args.question] if args.question else read_questions(_stdin_lines())
     file_options = {"fs": args.fs, "exam_id": args.exam_id, "leads": args.leads, "units": args.units}
-    for i, _, answer in chat_answers(model, args.ecg, questions, segment, args.max_new_tokens, **file_options):
+    answers = chat_answers(args.checkpoint, args.ecg, questions, segment, args.max_new_tokens, args.device, **file_options)
+    for i, _, answer in answers:
         print(f"[segment {i}] {answer}" if segment == "all" else answer, flush=True)
     return 0
 

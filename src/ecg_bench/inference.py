@@ -171,21 +171,8 @@ class ECGLanguageModel:
 
     # ---------------------------------------------------------------- ECG -> segments
     def preprocess(self, ecg: str | Path | ECGRecord | np.ndarray, fs: float | None = None, **file_options: Any) -> np.ndarray:
-        """An ECG file (``data.ecg_file``: WFDB, CinC .mat, CODE-15% .hdf5 with ``exam_id``, .npy/.csv with ``fs``), an
-        ECGRecord, or an array ``[12, samples]`` at ``fs`` -> float32 segments ``[n, 12, segment_len]`` by the store's
-        own preprocessing (the contract)."""
-        if isinstance(ecg, ECGRecord):
-            record, where = ecg, f"record {ecg.record_id}"
-        elif isinstance(ecg, np.ndarray):
-            if fs is None:
-                raise DataError("an ECG array needs its sampling rate: fs=...")
-            record, where = ECGRecord("array", "", np.asarray(ecg, dtype=np.float32), float(fs)), "the ECG array"
-        else:
-            record, where = read_ecg_file(ecg, fs=fs, **file_options), str(ecg)
-        if record.fs < self.contract.fs:
-            log.warning("%s is sampled at %g Hz, below the model's %g Hz: it is resampled up (no information is added)",
-                        where, record.fs, self.contract.fs)  # fmt: skip
-        return self.contract.prepare(record, where)
+        """``preprocess_ecg`` with this model's contract: float32 segments ``[n, 12, segment_len]``."""
+        return preprocess_ecg(self.contract, ecg, fs, **file_options)
 
     # ---------------------------------------------------------------- answering
     def reply(self, messages: list[dict], segment: np.ndarray | None, max_new_tokens: int | None = None) -> str:
@@ -217,6 +204,26 @@ class ECGLanguageModel:
         return push_to_hub(self.folder, repo_id, results, **kwargs)
 
 
+def preprocess_ecg(
+    contract: PreprocessingContract, ecg: str | Path | ECGRecord | np.ndarray, fs: float | None = None, **file_options: Any
+) -> np.ndarray:
+    """An ECG file (``data.ecg_file``: WFDB, CinC .mat, CODE-15% .hdf5 with ``exam_id``, .npy/.csv with ``fs``), an
+    ECGRecord, or an array ``[12, samples]`` at ``fs`` -> float32 segments ``[n, 12, segment_len]`` by the store's own
+    preprocessing (``contract.prepare``)."""
+    if isinstance(ecg, ECGRecord):
+        record, where = ecg, f"record {ecg.record_id}"
+    elif isinstance(ecg, np.ndarray):
+        if fs is None:
+            raise DataError("an ECG array needs its sampling rate: fs=...")
+        record, where = ECGRecord("array", "", np.asarray(ecg, dtype=np.float32), float(fs)), "the ECG array"
+    else:
+        record, where = read_ecg_file(ecg, fs=fs, **file_options), str(ecg)
+    if record.fs < contract.fs:
+        log.warning("%s is sampled at %g Hz, below the model's %g Hz: it is resampled up (no information is added)",
+                    where, record.fs, contract.fs)  # fmt: skip
+    return contract.prepare(record, where)
+
+
 def pick_segment(segments: np.ndarray, index: int, where: str = "the ECG") -> np.ndarray:
     if not -len(segments) <= index < len(segments):
         raise DataError(f"{where}: segment {index} asked for, but it has {len(segments)} segment(s) (0-{len(segments) - 1})")
@@ -242,21 +249,26 @@ load_elm = from_pretrained
 
 
 def chat_answers(
-    model: ECGLanguageModel,
+    checkpoint: str | Path,
     ecg: str | Path,
     questions: Iterable[str],
     segment: int | str = 0,
     max_new_tokens: int | None = None,
+    device: str = "cpu",
     **file_options: Any,
 ) -> Iterator[tuple[int, str, str]]:
     """``(segment index, question, answer)`` for each question about segment ``segment`` of ``ecg`` (``"all"``: every
-    segment, each its own conversation). The file is read and checked before the first question is read."""
-    segs = model.preprocess(ecg, **file_options)
+    segment, each its own conversation). The file is read, preprocessed and checked with the checkpoint's contract
+    before the model is loaded and before the first question is read."""
+    folder = resolve_checkpoint(checkpoint)
+    segs = preprocess_ecg(read_contract(folder), ecg, **file_options)
     chosen = list(range(len(segs))) if segment == "all" else [int(segment)]
     for i in chosen:
         pick_segment(segs, i, str(ecg))
+    model = from_pretrained(folder, device=device)
+    shown = ", ".join(map(str, chosen))
     log.info("%s: %d segment(s) of %d samples at %g Hz; answering about segment %s", ecg, len(segs),
-             model.contract.segment_len, model.contract.fs, "s " + ", ".join(map(str, chosen)) if len(chosen) > 1 else chosen[0])  # fmt: skip
+             model.contract.segment_len, model.contract.fs, shown)  # fmt: skip
     sessions = {i: model.conversation(segs[i], max_new_tokens) for i in chosen}
     for q in questions:
         q = q.strip()

@@ -145,11 +145,11 @@ def _read_array(path: Path, fs: float | None, leads: Sequence[str] | None, units
             raise DataError(f"{path}: not a numeric .csv of [leads, samples] values without a header row ({e})") from None
     if arr.ndim != 2 or arr.dtype.kind not in "iuf":
         raise DataError(f"{path}: expected a real 2-D array [leads, samples], got {arr.dtype} with shape {tuple(arr.shape)}")
-    check_record_size(str(path), int(arr.shape[0]), int(arr.shape[0]) * int(arr.shape[1]))
-    if arr.shape[0] != len(names):
+    if arr.shape[0] != len(names):  # before the size check: a transposed array is the common mistake
         hint = " (it looks like [samples, leads]: transpose it)" if arr.shape[1] == len(names) else ""
         raise DataError(f"{path}: {arr.shape[0]} rows, expected {len(names)} leads {list(names)} as rows of a "
                         f"[leads, samples] array{hint}")  # fmt: skip
+    check_record_size(str(path), int(arr.shape[0]), int(arr.shape[0]) * int(arr.shape[1]))
     signal = np.asarray(arr, dtype=np.float64) * scale
     return ECGRecord(record_id=path.stem, patient_id="", signal=signal.astype(np.float32), fs=float(fs), leads=names,
                      metadata={"file": str(path)})  # fmt: skip
