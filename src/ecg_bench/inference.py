@@ -82,8 +82,12 @@ def checkpoint_config(folder: str | Path) -> RunConfig:
         raise DataError(f"{folder} is not an ecg-bench checkpoint: {f.name} (the run config) is missing")
     cfg = RunConfig.load(f)
     for name, dotted in CHECKPOINT_FILES.items():
+        key = dotted.split(".")[1]
         if (folder / name).is_file():
-            setattr(cfg.model, dotted.split(".")[1], str(folder / name))
+            setattr(cfg.model, key, str(folder / name))
+        elif getattr(cfg.model, key) and not Path(getattr(cfg.model, key)).expanduser().is_file():
+            raise DataError(f"{folder} carries no {name}, and the file its config.json names as {dotted} "
+                            f"({getattr(cfg.model, key)}) does not exist here: copy it into the checkpoint as {name}")  # fmt: skip
     return cfg
 
 

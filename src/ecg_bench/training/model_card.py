@@ -66,7 +66,7 @@ def render_card(
     lines.append(f"| test fold | {fold.get('fold', d.fold)} of {fold.get('num_folds', d.num_folds)} patient-disjoint folds "
                  f"(data seed {fold.get('seed', d.seed)}); trained on the others |")  # fmt: skip
     if "num_items" in fold:
-        lines.append(f"| training conversations | {fold['num_items']} of {len(fold.get('patients_sha256_16', []))} patients |")
+        lines.append(f"| training data | {fold['num_items']} conversations of {len(fold.get('patients_sha256_16', []))} patients |")
     lines += ["", "## Evaluation", ""] + _metrics(results)
     lines += ["", "## Preprocessing (the contract in `preprocessing.json`)", ""] + _contract(contract)
     lines += ["", "## How to use", "", "```bash",
