@@ -93,7 +93,8 @@ def test_arrays_and_a_code15_exam(tiny_checkpoint, model, shared_data, tmp_path,
     # leads named in another order: matched by name, as the store does
     order = [11, *range(11)]
     np.save(tmp_path / "shuffled.npy", rec.signal[order])
-    rc, out, _ = _chat(capsys, ck, tmp_path / "shuffled.npy", "--question", Q, "--fs", "500", "--leads", *[rec.leads[i] for i in order])
+    names = [rec.leads[i] for i in order]
+    rc, out, _ = _chat(capsys, ck, tmp_path / "shuffled.npy", "--question", Q, "--fs", "500", "--leads", *names)
     assert rc == 0 and out == expected + "\n"
 
     # CODE-15%: 400 Hz, [samples, leads], zero-padded to 4096, several exams per file and a filler row

@@ -92,7 +92,8 @@ def test_push_to_hub_uploads_a_filled_card_and_the_files_a_model_needs(tiny_chec
     assert not {"optimizer.safetensors", "rng_state.json", "rng_state.safetensors", ".ecg-bench.json"} & set(api.files)
     real = results["conditions"]["real"]
     acc, (low, high) = real["metrics"]["acc_normalized"], real["ci95"]["acc_normalized"]
-    row = f"| real | acc_normalized | {100 * acc:.1f} | {100 * low:.1f}-{100 * high:.1f} | {real['num_samples']} ({real['clusters']}) |"
+    n = f"{real['num_samples']} ({real['clusters']})"
+    row = f"| real | acc_normalized | {100 * acc:.1f} | {100 * low:.1f}-{100 * high:.1f} | {n} |"
     assert row in api.card and "On fold 0 of 3" in api.card and "No evaluation attached" not in api.card
     assert "from_pretrained('me/tiny-ecg')" in api.card and str(ck) not in api.card
     with pytest.raises(DataError, match="expected a hub id of the form owner/name"):
@@ -103,7 +104,11 @@ def test_a_hub_id_is_downloaded_and_a_failed_download_says_so(tiny_checkpoint, m
     import huggingface_hub
 
     calls = []
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, revision=None: calls.append(repo_id) or str(tiny_checkpoint[1]))
+    def download(repo_id, revision=None):
+        calls.append(repo_id)
+        return str(tiny_checkpoint[1])
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
     assert resolve_checkpoint("me/tiny-ecg") == tiny_checkpoint[1] and calls == ["me/tiny-ecg"]
 
     def offline(repo_id, revision=None):
@@ -116,7 +121,7 @@ def test_a_hub_id_is_downloaded_and_a_failed_download_says_so(tiny_checkpoint, m
         resolve_checkpoint("./no/such/folder")
 
 
-def test_an_old_checkpoint_without_contract_loads_from_its_config_or_is_refused_by_name(tiny_checkpoint, shared_data, tmp_path, caplog):
+def test_an_old_checkpoint_without_contract_loads_from_its_config_or_is_refused(tiny_checkpoint, shared_data, tmp_path, caplog):
     ck = tiny_checkpoint[1]
     old = tmp_path / "old"
     shutil.copytree(ck, old, ignore=shutil.ignore_patterns("eval-*"))
@@ -151,6 +156,17 @@ def test_a_checkpoint_whose_files_disagree_is_refused(tiny_checkpoint, tmp_path)
         from_pretrained(bad, device="cpu")
     (bad / "preprocessing.json").write_text(json.dumps({"fs": -1, "segment_len": 500, "units": "uV"}))
     with pytest.raises(DataError, match=r"preprocessing.json: invalid preprocessing contract: fs must be a positive .* units"):
+        from_pretrained(bad, device="cpu")
+
+
+def test_a_file_the_config_names_but_the_checkpoint_lacks_is_refused_by_name(tiny_checkpoint, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_checkpoint[1], bad, ignore=shutil.ignore_patterns("eval-*"))
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["model"]["tokenizer"] = str(tmp_path / "elsewhere" / "tok.json")
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(DataError, match=r"carries no ecg_byte_tokenizer.json, and the file its config.json names as "
+                                        r"model.tokenizer \(.*tok.json\) does not exist here"):  # fmt: skip
         from_pretrained(bad, device="cpu")
 
 

@@ -43,7 +43,8 @@ from ecg_bench.training.trainer import resolve_device
 
 log = get_logger(__name__)
 
-__all__ = ["CHECKPOINT_FILES", "Conversation", "ECGLanguageModel", "build_from_checkpoint", "from_pretrained", "load_elm", "push_to_hub",
+__all__ = ["CHECKPOINT_FILES", "Conversation", "ECGLanguageModel", "build_from_checkpoint", "from_pretrained", "load_elm",
+           "push_to_hub",
            "read_contract", "stage_for_hub"]  # fmt: skip
 
 CHECKPOINT_FILES = {"ecg_byte_tokenizer.json": "model.tokenizer", "signal2vec.safetensors": "model.signal2vec"}
@@ -87,7 +88,8 @@ def checkpoint_config(folder: str | Path) -> RunConfig:
             setattr(cfg.model, key, str(folder / name))
         elif getattr(cfg.model, key) and not Path(getattr(cfg.model, key)).expanduser().is_file():
             raise DataError(f"{folder} carries no {name}, and the file its config.json names as {dotted} "
-                            f"({getattr(cfg.model, key)}) does not exist here: copy it into the checkpoint as {name}")  # fmt: skip
+                            f"({getattr(cfg.model, key)}) does not exist here: copy it into the checkpoint as "
+                            f"{name}")  # fmt: skip
     return cfg
 
 
@@ -153,8 +155,9 @@ def build_from_checkpoint(
     elm, processor = build_elm(model_cfg, seq_len=seq_len, in_leads=in_leads, fs=fs)
     saved_vocab = (manifest or {}).get("vocab")
     if saved_vocab and saved_vocab != elm.vocab:
-        raise DataError(f"{folder / MANIFEST_FILE}: the model was trained with vocabulary {saved_vocab}, but the LLM tokenizer "
-                        f"of model.llm {model_cfg.llm!r} now gives {elm.vocab}: the added tokens would get other ids")  # fmt: skip
+        raise DataError(f"{folder / MANIFEST_FILE}: the model was trained with vocabulary {saved_vocab}, but the LLM "
+                        f"tokenizer of model.llm {model_cfg.llm!r} now gives {elm.vocab}: the added tokens would get "
+                        "other ids")  # fmt: skip
     load_checkpoint(folder, elm)
     elm.to(device).eval()
     return elm, processor, contract
@@ -188,8 +191,9 @@ class ECGLanguageModel:
         if not turns:
             raise DataError("nothing to answer: the conversation has no user message")
         batch = self.processor.collate_generation([turns[-1]]).to(self.device)
+        p = self.processor
         ids = self.elm.generate(batch.input_ids, batch.attention_mask, batch.ecg, max_new_tokens=room,
-                                stop_token_ids=self.processor.stop_token_ids, pad_token_id=self.processor.pad_token_id)  # fmt: skip
+                                stop_token_ids=p.stop_token_ids, pad_token_id=p.pad_token_id)  # fmt: skip
         return self.processor.decode(ids[0])
 
     def conversation(self, segment: np.ndarray, max_new_tokens: int | None = None) -> "Conversation":

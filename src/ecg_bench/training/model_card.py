@@ -66,7 +66,8 @@ def render_card(
     lines.append(f"| test fold | {fold.get('fold', d.fold)} of {fold.get('num_folds', d.num_folds)} patient-disjoint folds "
                  f"(data seed {fold.get('seed', d.seed)}); trained on the others |")  # fmt: skip
     if "num_items" in fold:
-        lines.append(f"| training data | {fold['num_items']} conversations of {len(fold.get('patients_sha256_16', []))} patients |")
+        patients = len(fold.get("patients_sha256_16", []))
+        lines.append(f"| training data | {fold['num_items']} conversations of {patients} patients |")
     lines += ["", "## Evaluation", ""] + _metrics(results)
     lines += ["", "## Preprocessing (the contract in `preprocessing.json`)", ""] + _contract(contract)
     lines += ["", "## How to use", "", "```bash",
@@ -116,8 +117,9 @@ def _metrics(results: dict[str, Any] | None) -> list[str]:
                         f"{r.get('num_samples', '?')} ({r.get('clusters', '?')}) |")  # fmt: skip
     cfg = (results or {}).get("config", {}).get("data", {})
     where = f"fold {cfg.get('fold', '?')} of {cfg.get('num_folds', '?')}" if cfg else "the test fold"
-    return [f"On {where} (patients never seen in training). `zeros` feeds an all-zero ECG and `no_signal` none: a model "
-            "that uses the ECG scores clearly lower under them. 95 % CIs from a bootstrap resampling patients.", "", *rows]  # fmt: skip
+    return [f"On {where} (patients never seen in training). `zeros` feeds an all-zero ECG and `no_signal` none: a "
+            "model that uses the ECG scores clearly lower under them. 95 % CIs from a bootstrap resampling patients.",
+            "", *rows]  # fmt: skip
 
 
 def _contract(c: PreprocessingContract) -> list[str]:
