@@ -15,16 +15,10 @@ from typing import Any
 
 from ecg_bench.config import RunConfig
 from ecg_bench.data.contract import PreprocessingContract
+from ecg_bench.models.elm import ELMS
 from ecg_bench.models.llm import RANDOM_INIT, base_model
 
 CARD_FILE = "README.md"
-
-_FAMILY = {
-    "llava": "LLaVA-style: ECG encoder -> projector -> embeddings written at `<ecg>` placeholder tokens -> LLM",
-    "encoder_free": "encoder-free: raw-signal patches -> projector -> embeddings at `<ecg>` placeholder tokens -> LLM",
-    "ecg_byte": "ECG-Byte: the ECG as discrete tokens added to the LLM's vocabulary (no encoder)",
-}
-
 
 def render_card(
     cfg: RunConfig,
@@ -46,15 +40,8 @@ def render_card(
     lines = [*front, "", f"# ECG-language model: {m.elm} on {hub_id or m.llm}", ""]
     lines += ["An LLM that reads a 12-lead ECG and answers questions about it in text, trained and evaluated with",
               "ECG-Bench on patient-disjoint folds.", ""]  # fmt: skip
-    lines += ["## Model", "", "| | |", "| --- | --- |", f"| base LLM | {llm_name} |",
-              f"| ELM family | `{m.elm}`: {_FAMILY.get(m.elm, m.elm)} |"]  # fmt: skip
-    if m.elm == "llava":
-        lines.append(f"| encoder | `{m.encoder}` ({m.encoder_dim} features, {'trained' if m.train_encoder else 'frozen'}) |")
-    if m.elm in ("llava", "encoder_free"):
-        patch = f", patches of {m.patch_size} samples" if m.elm == "encoder_free" else ""
-        lines.append(f"| projector | `{m.projector}` -> {m.num_ecg_tokens} ECG embeddings per ECG{patch} |")
-    else:
-        lines.append("| ECG tokens | ECG-Byte tokenizer `ecg_byte_tokenizer.json` (in this folder) |")
+    lines += ["## Model", "", "| | |", "| --- | --- |", f"| base LLM | {llm_name} |"]
+    lines += [f"| {label} | {text} |" for label, text in ELMS.get(m.elm)().card_rows(m)]  # the family describes itself
     lines.append(f"| representation | `{m.representation}` |")
     lines.append(f"| fine-tuning | {_tuning(cfg)} |")
     if step is not None:

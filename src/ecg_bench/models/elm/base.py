@@ -145,6 +145,11 @@ class ElmFamily:
         """The family's ELM and processor around the prepared (LoRA-wrapped or unfrozen) ``llm``."""
         raise NotImplementedError
 
+    def card_rows(self, cfg: ModelConfig) -> list[tuple[str, str]]:
+        """``(label, text)`` rows describing the family's own modules in a model card (the class docstring first)."""
+        doc = " ".join((type(self).__doc__ or "").split()).replace("``", "`")  # Markdown code spans
+        return [("ELM family", f"`{cfg.elm}`: {doc}")]
+
 
 ELMS: Registry[type[ElmFamily]] = Registry("elm")
 

@@ -71,14 +71,23 @@ class EncoderFamily(ElmFamily):
                                   max_length=cfg.max_length)  # fmt: skip
         return elm, PlaceholderProcessor(formatter, encoder_name=name)
 
+    def card_rows(self, cfg: ModelConfig) -> list[tuple[str, str]]:
+        rows = super().card_rows(cfg)
+        if self.encoder_name is None:
+            state = "trained" if cfg.train_encoder else "frozen"
+            rows.append(("encoder", f"`{cfg.encoder}` ({cfg.encoder_dim} features, {state})"))
+        else:
+            rows.append(("encoder", f"`{self.encoder_name}`: patches of {cfg.patch_size} samples"))
+        return [*rows, ("projector", f"`{cfg.projector}` -> {cfg.num_ecg_tokens} ECG embeddings per ECG")]
+
 
 @ELMS.register("llava")
 class LlavaFamily(EncoderFamily):
-    """``model.encoder`` -> projector -> placeholder embeddings."""
+    """LLaVA-style: ``model.encoder`` -> projector -> embeddings written at ``<ecg>`` placeholder tokens -> LLM."""
 
 
 @ELMS.register("encoder_free")
 class EncoderFreeFamily(EncoderFamily):
-    """Raw-signal patches -> projector -> placeholder embeddings."""
+    """Encoder-free: raw-signal patches -> projector -> embeddings at ``<ecg>`` placeholder tokens -> LLM."""
 
     encoder_name = "patch"

@@ -359,7 +359,10 @@ class TokenELM(ELM):
 
 @ELMS.register("ecg_byte")
 class TokenFamily(ElmFamily):
-    """ECG-Byte tokens (``model.tokenizer``) added to the LLM's vocabulary; the signal dimensions are unused."""
+    """ECG-Byte: the ECG as discrete tokens (``model.tokenizer``) added to the LLM's vocabulary, no encoder."""
+
+    def card_rows(self, cfg: ModelConfig) -> list[tuple[str, str]]:
+        return [*super().card_rows(cfg), ("ECG tokens", f"ECG-Byte tokenizer `{TOKENIZER_FILE}` (in this folder)")]
 
     def grow_llm(self, cfg: ModelConfig, llm: nn.Module, tokenizer) -> None:
         self.rep = ECGByteRepresentation(tokenizer=cfg.tokenizer)
