@@ -168,13 +168,19 @@ class ECGLanguageModel:
     """A trained ELM ready to answer questions about ECG files (``from_pretrained`` makes one)."""
 
     elm: ELM
+    """The ELM with its trained weights, in eval mode."""
     processor: Processor
+    """Its processor: (messages, ECG) -> prompt ids (and the ECG tensor where the family reads one)."""
     config: RunConfig
     """The run config the checkpoint was trained with."""
     contract: PreprocessingContract
+    """How an ECG is preprocessed for this model (the checkpoint's preprocessing.json)."""
     representation: Representation
+    """Segment -> model input, as in training (``contract.representation``)."""
     folder: Path
+    """The checkpoint folder it was loaded from."""
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    """Where the model runs."""
 
     # ---------------------------------------------------------------- ECG -> segments
     def preprocess(self, ecg: str | Path | ECGRecord | np.ndarray, fs: float | None = None, **file_options: Any) -> np.ndarray:
