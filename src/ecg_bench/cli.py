@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ecg_bench.config import DataConfig, EvalConfig, RunConfig, TrainConfig, build
-from ecg_bench.errors import ECGBenchError
+from ecg_bench.errors import ConfigError, ECGBenchError
 from ecg_bench.logging_utils import setup_logging
 
 
@@ -183,6 +183,35 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
     report_arguments(p)
 
 
+def cmd_chat(args) -> int:
+    """Answer questions about one ECG file with a trained checkpoint: a WFDB record (.hea/.dat), a CinC .mat/.hea pair
+    (CPSC 2018, CSN), a CODE-15 .hdf5 file with --exam_id, or a .npy/.csv [leads, samples] array with --fs. The ECG
+    is preprocessed as the model's segment store was (leads, resampling, segments); a record longer than one
+    segment is answered about its FIRST segment unless --segment says another (or all). Without --question,
+    questions are read from stdin, one per line, until EOF; each answer sees the earlier ones."""
+    from ecg_bench.inference import chat_answers, read_questions
+
+    cmd: ChatCommand = build(args.preset(), args.config or None, args.overrides)
+    segment = cmd.segment if cmd.segment == "all" else int(cmd.segment)
+    questions = [cmd.question] if cmd.question else read_questions(_stdin_lines())
+    file_options = {"fs": cmd.fs or None, "exam_id": None if cmd.exam_id < 0 else cmd.exam_id,
+                    "leads": cmd.leads or None, "units": cmd.units}  # fmt: skip
+    answers = chat_answers(cmd.checkpoint, cmd.ecg, questions, segment, cmd.max_new_tokens or None, cmd.device,
+                           **file_options)  # fmt: skip
+    for i, _, answer in answers:
+        print(f"[segment {i}] {answer}" if segment == "all" else answer, flush=True)
+    return 0
+
+
+def _stdin_lines():
+    if sys.stdin.isatty():
+        print("question (Ctrl-D ends)> ", end="", file=sys.stderr, flush=True)
+    for line in sys.stdin:
+        yield line
+        if sys.stdin.isatty():
+            print("question> ", end="", file=sys.stderr, flush=True)
+
+
 def _registries() -> dict[str, Any]:
     from ecg_bench.data.mapped.base import MAPPED
     from ecg_bench.data.sources.base import SOURCES
@@ -245,6 +274,50 @@ class ListCommand:
     print each component's options with their docs."""
 
 
+@dataclass
+class ChatCommand:
+    """``ecg-bench chat``: a checkpoint, one ECG file, and the questions about it."""
+
+    checkpoint: str = ""
+    """Checkpoint folder (or a hub id owner/name, downloaded when online) written by train/run/quickstart (required)."""
+    ecg: str = ""
+    """The ECG (required): a WFDB record (path with or without .hea), a CinC .mat (its .hea beside it), a CODE-15%
+    .hdf5, or a .npy/.csv [leads, samples] array in mV."""
+    question: str = ""
+    """The question; without it, questions are read from stdin, one per line, until EOF."""
+    fs: float = 0.0
+    """Sampling rate (Hz) of a .npy/.csv array (0 = none given; a file with a header states its own)."""
+    exam_id: int = -1
+    """CODE-15% exam id in the .hdf5 file (-1 = none given; needed when it holds more than one exam)."""
+    leads: list[str] = field(default_factory=list)
+    """Lead names of the rows of a .npy/.csv array (empty = I II III aVR aVL aVF V1 ... V6)."""
+    units: str = "mV"
+    """Units of a .npy/.csv array: mV, uV or V."""
+    segment: str = "0"
+    """Which segment of a record longer than the model's segment to answer about: 0 (the first), N, or all (one
+    answer per segment)."""
+    max_new_tokens: int = 0
+    """Longest answer in tokens (0 = the checkpoint's eval.max_new_tokens)."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto."""
+
+    def validate(self) -> "ChatCommand":
+        p = [f"--{name} is required" for name in ("checkpoint", "ecg") if not getattr(self, name)]
+        if self.segment != "all" and not self.segment.lstrip("-").isdigit():
+            p.append(f"--segment {self.segment!r}: expected a segment number (0 = the first) or 'all'")
+        if self.fs < 0:
+            p.append(f"--fs must be a positive sampling rate in Hz (0 = none given), got {self.fs:g}")
+        if self.exam_id < -1:
+            p.append(f"--exam_id must be an exam id >= 0 (-1 = none given), got {self.exam_id}")
+        if self.units not in ("mV", "uV", "V"):
+            p.append(f"--units must be mV, uV or V, got {self.units!r}")
+        if self.max_new_tokens < 0:
+            p.append(f"--max_new_tokens must be >= 1 (0 = the checkpoint's eval.max_new_tokens), got {self.max_new_tokens}")
+        if p:
+            raise ConfigError(p)
+        return self
+
+
 # ------------------------------------------------------------------ the table
 
 
@@ -268,6 +341,7 @@ COMMANDS: dict[str, Command] = {
     "tokenizer": Command(cmd_tokenizer, None, add_arguments=_tokenizer_arguments),
     "pretrain": Command(cmd_pretrain, None),
     "report": Command(cmd_report, None, add_arguments=_report_arguments),
+    "chat": Command(cmd_chat, ChatCommand, ChatCommand),
 }
 
 
@@ -281,7 +355,7 @@ def _version() -> str:
     try:
         return version("ecg-bench")
     except PackageNotFoundError:
-        from ecg_bench import __version__
+        from ecg_bench._version import __version__
 
         return __version__
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ecg_bench import folders
-from ecg_bench.config import RunConfig
+from ecg_bench.config import RunConfig, describe_options
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.mix import mapped_names, prepare_conversations
@@ -30,10 +30,11 @@ from ecg_bench.data.store import SegmentStore, build_store, store_lock
 from ecg_bench.errors import ConfigError, DataError, UnknownNameError
 from ecg_bench.evaluation.evaluator import evaluate
 from ecg_bench.evaluation.statistics import results_tables
+from ecg_bench.inference import CHECKPOINT_FILES, build_from_checkpoint
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.elm import build_elm
 from ecg_bench.representations.base import build_representation
-from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, check_run_inputs, load_checkpoint
+from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, check_run_inputs
 from ecg_bench.training.trainer import Trainer, resolve_device, resolve_dtype, summarize
 
 log = get_logger(__name__)
@@ -265,8 +266,7 @@ def evaluation_defaults(trained: RunConfig, checkpoint: str | Path) -> dict[str,
     over["output_dir"] = str(out)
     over["data.export_hf"] = ""
     over["data.store_dir"] = ""  # decided by evaluation_store once the config is complete
-    for name, field in (("ecg_byte_tokenizer.json", "model.elm.tokenizer"), ("ecg_byte_tokenizer.json", "model.encoder.tokenizer"),
-                        ("signal2vec.safetensors", "model.encoder.weights")):  # fmt: skip
+    for name, field in CHECKPOINT_FILES:
         if (ck / name).exists() and _owners(trained, field):
             over[field] = str(ck / name)
     return over
@@ -389,7 +389,19 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
         raise ConfigError([f"model.representation {cfg.model.representation.type!r} makes {out_spec.kind} {out_spec.shape}; "
                            f"the ELM families take a [leads, L] signal representation"])  # fmt: skip
     in_leads, seq_len = out_spec.shape
-    elm, processor = build_elm(cfg.model, seq_len=seq_len, in_leads=in_leads, fs=fs)
+    checkpoint = None if train else cfg.train.resume_from
+    if checkpoint:  # the load path of from_pretrained: dimensions and vocabulary from the checkpoint, checked below
+        check_not_trained_on(checkpoint, data.test, cfg)
+        elm, processor, contract = build_from_checkpoint(checkpoint, cfg.model, resolve_device(cfg.train.device))
+        if (contract.segment_len, contract.fs) != (seg_len, fs) or contract.representation_config() != cfg.model.representation:
+            raise ConfigError([
+                f"{checkpoint} was trained on {contract.segment_len}-sample segments at {contract.fs:g} Hz "
+                f"({describe_options(contract.representation_config())} representation); this evaluation reads {seg_len} "
+                f"samples at {fs:g} Hz ({describe_options(cfg.model.representation)}): evaluate with the checkpoint's "
+                "data.segment_seconds, data.target_fs and model.representation"
+            ])  # fmt: skip
+    else:
+        elm, processor = build_elm(cfg.model, seq_len=seq_len, in_leads=in_leads, fs=fs)
     train_ds = ConversationDataset(data.train, data.store, rep)
     test_ds = ConversationDataset(data.test, data.store, rep)
     training: dict[str, Any] = {}
@@ -401,9 +413,6 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     else:
         device = resolve_device(cfg.train.device)
         elm.to(device)
-        if cfg.train.resume_from:
-            check_not_trained_on(cfg.train.resume_from, data.test, cfg)
-            load_checkpoint(cfg.train.resume_from, elm)
     results = evaluate(elm, processor, test_ds, cfg.eval, device)
     results = {
         "config": cfg.to_dict(),
