@@ -77,5 +77,5 @@ def tiny_checkpoint(tmp_path_factory):
     cfg = tiny(str(out))
     cfg.model.full_finetune, cfg.train.max_steps, cfg.train.lr = True, 8, 3e-3
     cfg.save(out.parent / "tiny.json")
-    assert cli.main(["run", "--config", str(out.parent / "tiny.json"), "--eval.ablations", "real"]) == 0
+    assert cli.main(["run", "--config", str(out.parent / "tiny.json"), "--eval.conditions", "real"]) == 0
     return out, out / "checkpoints" / "final"

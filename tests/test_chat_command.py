@@ -41,13 +41,13 @@ def test_answers_about_a_real_ptbxl_record_and_a_real_cpsc_mat(tiny_checkpoint, 
 
 def test_the_ecg_is_preprocessed_as_its_store_would_be(model, shared_data, tmp_path):
     """The segments chat feeds the model are the ones a PTB-XL / CPSC segment store at the model's rate holds."""
-    from ecg_bench.config import DataConfig
+    from ecg_bench.config import DataConfig, SourceOptions, choice
     from ecg_bench.data.sources.base import SOURCES
     from ecg_bench.data.store import build_store
 
     c = model.contract
     for source, folder, record_id, ecg in (("ptbxl", "ptbxl", "6000", PTBXL), ("cpsc2018", "cpsc", "A1980", f"{CPSC}.mat")):
-        src = SOURCES.get(source)(DataConfig(source=source, data_dir=str(shared_data / folder)))
+        src = SOURCES.get(source)(DataConfig(source=choice(SourceOptions, source), data_dir=str(shared_data / folder)))
         store = build_store(src, tmp_path / source, source, c.fs, c.segment_len, workers=1)
         got = model.preprocess(shared_data / ecg)
         assert got.shape == (len(store.by_record(record_id)), 12, c.segment_len) == (5, 12, 500)

@@ -32,11 +32,16 @@ def test_a_checkpoint_carries_its_dimensions_contract_and_card(tiny_checkpoint):
     contract = json.loads((ck / "preprocessing.json").read_text())
     assert contract["fs"] == 250.0 and contract["segment_len"] == 500 and contract["segment_seconds"] == 2.0
     assert contract["leads"][:3] == ["I", "II", "III"] and contract["units"] == "mV" and contract["filters"] == []
+    assert contract["representation"] == "signal" and contract["representation_options"] == {"clip": 5.0}
     manifest = json.loads((ck / "elm.json").read_text())
-    assert manifest["family"] == "llava" and manifest["input"] == {"seq_len": 500, "in_leads": 12, "fs": 250.0}
+    assert manifest["family"] == "llava" and manifest["options"] == {"type": "llava"}
+    assert manifest["input"] == {"seq_len": 500, "in_leads": 12, "fs": 250.0}
     assert manifest["vocab"]["placeholder"] == "<ecg>" and manifest["vocab"]["size"] == 49153
     card = (ck / "README.md").read_text()
-    assert "| base LLM | ecg-bench 'tiny'" in card and "| ELM family | `llava`" in card and "| encoder | `conv1d`" in card
+    assert "| base LLM | ecg-bench 'tiny'" in card and "| ELM family | `llava`: LLaVA-style" in card
+    assert "| encoder | `conv1d` (freeze=false, dim=32, num_tokens=2" in card and ", trained |" in card  # type and options
+    assert "| projector | `mlp`" in card and "| representation | `signal` (clip=5.0) |" in card
+    assert "| ECG source | `synthetic` (" in card and "- representation: `signal` (clip=5.0)" in card
     assert "| test fold | 0 of 3 patient-disjoint folds (data seed 0)" in card and "- resampled to 250 Hz" in card
     assert "site-packages" not in card and "No evaluation attached yet" in card
 
@@ -44,12 +49,12 @@ def test_a_checkpoint_carries_its_dimensions_contract_and_card(tiny_checkpoint):
 def test_a_lora_checkpoint_has_no_empty_peft_card_and_names_its_base_llm(tmp_path):
     from elm_fixtures import make_tiny_elm
 
-    from ecg_bench.config import RunConfig
+    from ecg_bench.config import EncoderOptions, RunConfig, choice
     from ecg_bench.training.checkpoint import save_checkpoint
 
     elm, _ = make_tiny_elm()
     cfg = RunConfig()
-    cfg.model.llm, cfg.model.num_ecg_tokens, cfg.model.encoder_dim = "tiny", 2, 32
+    cfg.model.llm, cfg.model.encoder = "tiny", choice(EncoderOptions, "conv1d", dim=32, num_tokens=2)
     ck = save_checkpoint(tmp_path / "ck", elm, cfg)
     assert (ck / "adapter" / "adapter_model.safetensors").is_file() and not (ck / "adapter" / "README.md").exists()
     assert json.loads((ck / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny"
@@ -163,11 +168,45 @@ def test_a_file_the_config_names_but_the_checkpoint_lacks_is_refused_by_name(tin
     bad = tmp_path / "bad"
     shutil.copytree(tiny_checkpoint[1], bad, ignore=shutil.ignore_patterns("eval-*"))
     cfg = json.loads((bad / "config.json").read_text())
-    cfg["model"]["tokenizer"] = str(tmp_path / "elsewhere" / "tok.json")
+    cfg["model"]["elm"] = {"type": "ecg_byte", "tokenizer": str(tmp_path / "elsewhere" / "tok.json")}
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(DataError, match=r"carries no ecg_byte_tokenizer.json, and the file its config.json names as "
-                                        r"model.tokenizer \(.*tok.json\) does not exist here"):  # fmt: skip
+                                        r"model.elm.tokenizer \(.*tok.json\) does not exist here"):  # fmt: skip
         from_pretrained(bad, device="cpu")
+
+
+def test_a_checkpoint_written_before_component_options_loads_and_answers_the_same(tiny_checkpoint, shared_data, tmp_path,
+                                                                                 capsys):  # fmt: skip
+    """A checkpoint of the pre-port code: config.json in the old flat layout (model.encoder "conv1d" with
+    model.encoder_dim / num_ecg_tokens / train_encoder, model.tokenizer, data.num_patients, eval.ablations; the file
+    tests/old_flat_config.json was written by that code for the same tiny run), elm.json naming the family alone,
+    preprocessing.json naming the representation alone. from_pretrained migrates it and answers as the new one."""
+    from pathlib import Path
+
+    from ecg_bench import cli
+
+    run, ck = tiny_checkpoint
+    old = tmp_path / "old"
+    shutil.copytree(ck, old, ignore=shutil.ignore_patterns("eval-*"))
+    flat = json.loads((Path(__file__).parent / "old_flat_config.json").read_text())
+    flat["output_dir"] = str(run)
+    assert flat["model"]["encoder"] == "conv1d" and flat["model"]["num_ecg_tokens"] == 2 and "tokenizer" in flat["model"]
+    (old / "config.json").write_text(json.dumps(flat))
+    manifest = json.loads((old / "elm.json").read_text())
+    del manifest["options"]
+    (old / "elm.json").write_text(json.dumps(manifest))
+    contract = json.loads((old / "preprocessing.json").read_text())
+    del contract["representation_options"]
+    (old / "preprocessing.json").write_text(json.dumps(contract))
+
+    model = from_pretrained(old, device="cpu")
+    enc = model.config.model.encoder
+    assert (enc.type, enc.dim, enc.num_tokens, enc.freeze) == ("conv1d", 32, 2, False)
+    assert model.config.model.elm.type == "llava" and model.config.eval.conditions[0].type == "real"
+    new = from_pretrained(ck, device="cpu")
+    assert model.ask(shared_data / PTBXL, Q) == new.ask(shared_data / PTBXL, Q)
+    assert cli.main(["chat", "--checkpoint", str(old), "--ecg", str(shared_data / PTBXL), "--question", Q]) == 0
+    assert capsys.readouterr().out == new.ask(shared_data / PTBXL, Q) + "\n"
 
 
 def test_from_pretrained_after_its_store_is_deleted(tiny_checkpoint, shared_data):

@@ -292,7 +292,7 @@ class ChatCommand:
     leads: list[str] = field(default_factory=list)
     """Lead names of the rows of a .npy/.csv array (empty = I II III aVR aVL aVF V1 ... V6)."""
     units: str = "mV"
-    """Units of a .npy/.csv array: mV, uV or V."""
+    """Units of a .npy/.csv array: mV, uV or V (checked by the reader, naming the file)."""
     segment: str = "0"
     """Which segment of a record longer than the model's segment to answer about: 0 (the first), N, or all (one
     answer per segment)."""
@@ -309,8 +309,6 @@ class ChatCommand:
             p.append(f"--fs must be a positive sampling rate in Hz (0 = none given), got {self.fs:g}")
         if self.exam_id < -1:
             p.append(f"--exam_id must be an exam id >= 0 (-1 = none given), got {self.exam_id}")
-        if self.units not in ("mV", "uV", "V"):
-            p.append(f"--units must be mV, uV or V, got {self.units!r}")
         if self.max_new_tokens < 0:
             p.append(f"--max_new_tokens must be >= 1 (0 = the checkpoint's eval.max_new_tokens), got {self.max_new_tokens}")
         if p:
