@@ -209,6 +209,25 @@ def test_a_checkpoint_written_before_component_options_loads_and_answers_the_sam
     assert capsys.readouterr().out == new.ask(shared_data / PTBXL, Q) + "\n"
 
 
+def test_the_contract_names_the_representation_by_type_and_options():
+    from ecg_bench.config import RepresentationOptions, RunConfig, choice
+    from ecg_bench.data.contract import PreprocessingContract
+
+    cfg = RunConfig()
+    cfg.model.representation = choice(RepresentationOptions, "signal", clip=3.0)
+    c = PreprocessingContract.from_run_config(cfg)
+    d = c.to_dict()
+    assert (d["representation"], d["representation_options"]) == ("signal", {"clip": 3.0})
+    assert PreprocessingContract.from_dict(d).representation_config() == cfg.model.representation
+    old = {k: v for k, v in d.items() if k != "representation_options"}  # a pre-port preprocessing.json
+    assert PreprocessingContract.from_dict(old).representation_config() == choice(RepresentationOptions, "signal")
+    whole = {**old, "representation": {"type": "signal_zscore", "eps": 0.01}}
+    assert PreprocessingContract.from_dict(whole).representation_config() == choice(RepresentationOptions, "signal_zscore",
+                                                                                     eps=0.01)  # fmt: skip
+    with pytest.raises(DataError, match=r"representation 'signal' options \{'eps': 1\} do not fit it"):
+        PreprocessingContract.from_dict({**d, "representation_options": {"eps": 1}}).representation_config()
+
+
 def test_from_pretrained_after_its_store_is_deleted(tiny_checkpoint, shared_data):
     """Last in this module: deletes the session checkpoint's store (nothing else reads it afterwards)."""
     from ecg_bench.data.store import SegmentStore
@@ -229,3 +248,4 @@ def test_from_pretrained_after_its_store_is_deleted(tiny_checkpoint, shared_data
     assert not (run / "store").exists()
     assert json.loads((ck / "config.json").read_text())["output_dir"] == str(run)  # the config still names the run
     assert answers(from_pretrained(ck, device="cpu")) == before
+
