@@ -63,3 +63,19 @@ def tiny_items(tiny_store):
 
     cfg = data_config(num_patients=12, records_per_patient=1, seed=3, multi_turn_fraction=0.3)
     return MAPPED.get("synthetic_qa")(tiny_store, cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A quickstart-style run trained just enough to answer in words (tiny LLM fully fine-tuned, 8 steps):
+    (run folder, its final checkpoint). Tests that delete or change files work on copies, except
+    test_from_pretrained's store-deletion test, which runs last and needs nothing else afterwards."""
+    from ecg_bench import cli
+    from ecg_bench.presets import tiny
+
+    out = tmp_path_factory.mktemp("tiny_ckpt") / "run"
+    cfg = tiny(str(out))
+    cfg.model.full_finetune, cfg.train.max_steps, cfg.train.lr = True, 8, 3e-3
+    cfg.save(out.parent / "tiny.json")
+    assert cli.main(["run", "--config", str(out.parent / "tiny.json"), "--eval.conditions", "real"]) == 0
+    return out, out / "checkpoints" / "final"

@@ -1,5 +1,6 @@
 """Must hold: every ELM family x every evaluation condition runs through one training step and evaluation,
-through the same trainer and evaluator code (which never ask which family a model is)."""
+through the same trainer and evaluator code (which never ask which family a model is); every family saved as a
+checkpoint answers through `ecg-bench chat`."""
 
 from __future__ import annotations
 
@@ -136,6 +137,39 @@ def _train_step_and_evaluate(model_cfg, elm, processor, rep, condition, tiny_sto
     assert all(same) if condition == "real" else not any(same)
     if condition == "no_signal":
         assert all(s.ecg is None for s in this) and all(len(t.prompt_ids) < len(r.prompt_ids) for r, t in zip(real, this))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_saved_as_a_checkpoint_answers_through_chat(family, built, shared_data, tmp_path, capsys):
+    """Must hold 2: each family, saved as a checkpoint, answers about a real PTB-XL record through `ecg-bench chat`
+    (a fresh process' load path: from_pretrained from the folder alone) exactly as the model in memory does."""
+    from ecg_bench import cli
+    from ecg_bench.data.contract import PreprocessingContract
+    from ecg_bench.inference import ECGLanguageModel
+    from ecg_bench.training.checkpoint import save_checkpoint
+
+    model_cfg, elm, processor = built[family]
+    cfg = RunConfig(model=model_cfg)
+    cfg.eval.max_new_tokens = 6
+    ecg, question = shared_data / "ptbxl/records500/06000/06000_hr", "Is the rhythm regular?"
+    trained = {n: p.detach().clone() for n, p in elm.named_parameters() if p.requires_grad}
+    gen = torch.Generator().manual_seed(1)
+    try:
+        with torch.no_grad():  # weights far from the random LLM's: answers that a wrongly loaded checkpoint would change
+            for n, p in elm.named_parameters():
+                if n in trained:
+                    p.add_(torch.randn(p.shape, generator=gen) * 0.5)
+        ck = save_checkpoint(tmp_path / "ck", elm, cfg)
+        in_memory = ECGLanguageModel(elm.eval(), processor, cfg, PreprocessingContract.from_run_config(cfg),
+                                     SignalRepresentation(), ck)  # fmt: skip
+        expected = in_memory.ask(ecg, question)
+        assert cli.main(["chat", "--checkpoint", str(ck), "--ecg", str(ecg), "--question", question]) == 0
+        assert capsys.readouterr().out == expected + "\n" and expected.strip()
+    finally:
+        with torch.no_grad():
+            for n, p in elm.named_parameters():
+                if n in trained:
+                    p.copy_(trained[n])
 
 
 def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:

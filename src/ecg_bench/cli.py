@@ -259,6 +259,35 @@ def cmd_import_encoder(args) -> int:
     return 0
 
 
+def cmd_chat(args) -> int:
+    """Answer questions about one ECG file with a trained checkpoint: a WFDB record (.hea/.dat), a CinC .mat/.hea pair
+    (CPSC 2018, CSN), a CODE-15 .hdf5 file with --exam_id, or a .npy/.csv [leads, samples] array with --fs. The ECG
+    is preprocessed as the model's segment store was (leads, resampling, segments); a record longer than one
+    segment is answered about its FIRST segment unless --segment says another (or all). Without --question,
+    questions are read from stdin, one per line, until EOF; each answer sees the earlier ones."""
+    from ecg_bench.inference import chat_answers, read_questions
+
+    cmd: ChatCommand = build(args.preset(), args.config or None, args.overrides)
+    segment = cmd.segment if cmd.segment == "all" else int(cmd.segment)
+    questions = [cmd.question] if cmd.question else read_questions(_stdin_lines())
+    file_options = {"fs": cmd.fs or None, "exam_id": None if cmd.exam_id < 0 else cmd.exam_id,
+                    "leads": cmd.leads or None, "units": cmd.units}  # fmt: skip
+    answers = chat_answers(cmd.checkpoint, cmd.ecg, questions, segment, cmd.max_new_tokens or None, cmd.device,
+                           **file_options)  # fmt: skip
+    for i, _, answer in answers:
+        print(f"[segment {i}] {answer}" if segment == "all" else answer, flush=True)
+    return 0
+
+
+def _stdin_lines():
+    if sys.stdin.isatty():
+        print("question (Ctrl-D ends)> ", end="", file=sys.stderr, flush=True)
+    for line in sys.stdin:
+        yield line
+        if sys.stdin.isatty():
+            print("question> ", end="", file=sys.stderr, flush=True)
+
+
 def _registries() -> dict[str, Any]:
     from ecg_bench.data.mapped.base import MAPPED
     from ecg_bench.data.sources.base import SOURCES
@@ -337,6 +366,48 @@ class ImportEncoderCommand:
         return p + [f"import-encoder needs --{k}" for k in ("src", "out") if not getattr(self, k)]
 
 
+@dataclass
+class ChatCommand:
+    """``ecg-bench chat``: a checkpoint, one ECG file, and the questions about it."""
+
+    checkpoint: str = ""
+    """Checkpoint folder (or a hub id owner/name, downloaded when online) written by train/run/quickstart (required)."""
+    ecg: str = ""
+    """The ECG (required): a WFDB record (path with or without .hea), a CinC .mat (its .hea beside it), a CODE-15%
+    .hdf5, or a .npy/.csv [leads, samples] array in mV."""
+    question: str = ""
+    """The question; without it, questions are read from stdin, one per line, until EOF."""
+    fs: float = 0.0
+    """Sampling rate (Hz) of a .npy/.csv array (0 = none given; a file with a header states its own)."""
+    exam_id: int = -1
+    """CODE-15% exam id in the .hdf5 file (-1 = none given; needed when it holds more than one exam)."""
+    leads: list[str] = field(default_factory=list)
+    """Lead names of the rows of a .npy/.csv array (empty = I II III aVR aVL aVF V1 ... V6)."""
+    units: str = "mV"
+    """Units of a .npy/.csv array: mV, uV or V (checked by the reader, naming the file)."""
+    segment: str = "0"
+    """Which segment of a record longer than the model's segment to answer about: 0 (the first), N, or all (one
+    answer per segment)."""
+    max_new_tokens: int = 0
+    """Longest answer in tokens (0 = the checkpoint's eval.max_new_tokens)."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto."""
+
+    def validate(self) -> "ChatCommand":
+        p = [f"--{name} is required" for name in ("checkpoint", "ecg") if not getattr(self, name)]
+        if self.segment != "all" and not self.segment.lstrip("-").isdigit():
+            p.append(f"--segment {self.segment!r}: expected a segment number (0 = the first) or 'all'")
+        if self.fs < 0:
+            p.append(f"--fs must be a positive sampling rate in Hz (0 = none given), got {self.fs:g}")
+        if self.exam_id < -1:
+            p.append(f"--exam_id must be an exam id >= 0 (-1 = none given), got {self.exam_id}")
+        if self.max_new_tokens < 0:
+            p.append(f"--max_new_tokens must be >= 1 (0 = the checkpoint's eval.max_new_tokens), got {self.max_new_tokens}")
+        if p:
+            raise ConfigError(p)
+        return self
+
+
 # ------------------------------------------------------------------ the table
 
 
@@ -363,6 +434,7 @@ COMMANDS: dict[str, Command] = {
     "render": Command(cmd_render, None, add_arguments=_render_arguments),
     "probe": Command(cmd_probe, ProbeOptions, ProbeOptions),
     "import-encoder": Command(cmd_import_encoder, ImportEncoderCommand, ImportEncoderCommand),
+    "chat": Command(cmd_chat, ChatCommand, ChatCommand),
 }
 
 
@@ -376,7 +448,7 @@ def _version() -> str:
     try:
         return version("ecg-bench")
     except PackageNotFoundError:
-        from ecg_bench import __version__
+        from ecg_bench._version import __version__
 
         return __version__
 

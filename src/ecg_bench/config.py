@@ -171,6 +171,13 @@ def _default_list(base: type, *names: str) -> Any:
     return field(default_factory=lambda: [choice(base, n) for n in names])
 
 
+def describe_options(opts: Any) -> str:
+    """A chosen component and its options in one line of Markdown: ```conv1d` (dim=128, num_tokens=4, freeze=false)``
+    (model cards, logs)."""
+    items = [f"{f.name}={json.dumps(to_dict(getattr(opts, f.name)))}" for f in dataclasses.fields(opts)]
+    return f"`{opts.type}`" + (f" ({', '.join(items)})" if items else "")
+
+
 def is_choice(hint: Any) -> bool:
     return isinstance(hint, type) and issubclass(hint, Options) and hint in KINDS
 

@@ -66,7 +66,7 @@ def _check_kind(kind: str) -> None:
 
 
 def _write_marker(path: Path, kind: str) -> None:
-    from ecg_bench import __version__
+    from ecg_bench._version import __version__
 
     m = {"made_by": "ecg-bench", "kind": kind, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
          "version": __version__}  # fmt: skip

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ecg_bench import folders
-from ecg_bench.config import RunConfig
+from ecg_bench.config import RunConfig, describe_options
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.mix import mapped_names, prepare_conversations
@@ -33,11 +33,12 @@ from ecg_bench.errors import ConfigError, DataError, UnknownNameError
 from ecg_bench.evaluation.baselines import majority_baseline
 from ecg_bench.evaluation.evaluator import evaluate
 from ecg_bench.evaluation.statistics import results_tables
+from ecg_bench.inference import CHECKPOINT_FILES, build_from_checkpoint
 from ecg_bench.logging_utils import get_logger, log_to_file
 from ecg_bench.models.elm import build_elm, input_problem
 from ecg_bench.representations.base import REPRESENTATIONS, build_representation
 from ecg_bench.signals.leads import LEADS
-from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, check_run_inputs, load_checkpoint
+from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, check_run_inputs
 from ecg_bench.training.tracking import LOG_FILE, provenance, report_to_problems
 from ecg_bench.training.trainer import Trainer, resolve_device, resolve_dtype, summarize
 
@@ -288,8 +289,7 @@ def evaluation_defaults(trained: RunConfig, checkpoint: str | Path) -> dict[str,
     over["output_dir"] = str(out)
     over["data.export_hf"] = ""
     over["data.store_dir"] = ""  # decided by evaluation_store once the config is complete
-    for name, field in (("ecg_byte_tokenizer.json", "model.elm.tokenizer"), ("ecg_byte_tokenizer.json", "model.encoder.tokenizer"),
-                        ("signal2vec.safetensors", "model.encoder.weights")):  # fmt: skip
+    for name, field in CHECKPOINT_FILES:
         if (ck / name).exists() and _owners(trained, field):
             over[field] = str(ck / name)
     return over
@@ -428,7 +428,20 @@ def _run(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]:
         raise ConfigError([f"model.representation {cfg.model.representation.type!r} makes variable-length {out_spec.kind}; "
                            f"the ELMs read fixed-shape signals or images (elm=ecg_byte tokenizes the signal)"])  # fmt: skip
     in_leads, seq_len = out_spec.shape if out_spec.kind == "signal" and len(out_spec.shape) == 2 else (len(LEADS), seg_len)
-    elm, processor = build_elm(cfg.model, seq_len=seq_len, in_leads=in_leads, fs=fs, kind=out_spec.kind, shape=out_spec.shape)
+    checkpoint = None if train else cfg.train.resume_from
+    if checkpoint:  # the load path of from_pretrained: dimensions and vocabulary from the checkpoint, checked below
+        check_not_trained_on(checkpoint, data.test, cfg)
+        elm, processor, contract = build_from_checkpoint(checkpoint, cfg.model, resolve_device(cfg.train.device))
+        if (contract.segment_len, contract.fs) != (seg_len, fs) or contract.representation_config() != cfg.model.representation:
+            raise ConfigError([
+                f"{checkpoint} was trained on {contract.segment_len}-sample segments at {contract.fs:g} Hz "
+                f"({describe_options(contract.representation_config())} representation); this evaluation reads {seg_len} "
+                f"samples at {fs:g} Hz ({describe_options(cfg.model.representation)}): evaluate with the checkpoint's "
+                "data.segment_seconds, data.target_fs and model.representation"
+            ])  # fmt: skip
+    else:
+        elm, processor = build_elm(cfg.model, seq_len=seq_len, in_leads=in_leads, fs=fs, kind=out_spec.kind,
+                                   shape=out_spec.shape)  # fmt: skip
     train_ds = ConversationDataset(data.train, data.store, rep)
     test_ds = ConversationDataset(data.test, data.store, rep.for_evaluation())
     training: dict[str, Any] = {}
@@ -448,10 +461,7 @@ def _run(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]:
     else:
         device = resolve_device(cfg.train.device)
         elm.to(device)
-        if cfg.train.resume_from:
-            check_not_trained_on(cfg.train.resume_from, data.test, cfg)
-            load_checkpoint(cfg.train.resume_from, elm)
-    if cfg.train.ecg == "none" and [c for c in cfg.eval.ablations if c != "no_signal"]:
+    if cfg.train.ecg == "none" and [c for c in cfg.eval.conditions if c.type != "no_signal"]:
         log.info("train.ecg none (text-only baseline): its fair condition is no_signal; the others show it ECGs it never saw")
     results = evaluate(elm, processor, test_ds, cfg.eval, device)
     baselines = {"majority": majority_baseline(data.train, data.test, cfg.eval)}  # next to the conditions, before samples

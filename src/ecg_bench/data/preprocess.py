@@ -58,10 +58,12 @@ MAX_TRACEBACKS = 5
 """Unexpected exceptions whose full traceback is logged per build (the rest get one line each)."""
 STORE_VERSION = 1
 """Version of the store layout (meta.json ``version``) that ``assemble`` writes."""
+DEFAULT_MAX_NAN_GAP_S = 1.0
+"""NaN gaps up to this many seconds are interpolated (``build_store``'s default); a longer one skips the record."""
 
 
 def preprocess_record(
-    record: ECGRecord, fs: float, segment_len: int, max_nan_gap_s: float = 1.0
+    record: ECGRecord, fs: float, segment_len: int, max_nan_gap_s: float = DEFAULT_MAX_NAN_GAP_S
 ) -> tuple[np.ndarray | None, str | None]:
     """Canonical leads -> NaN/flat policy -> resample -> segment.
 

@@ -62,7 +62,7 @@ def build_store(
     fs: float,
     segment_len: int,
     chunk_mb: float = 256.0,
-    max_nan_gap_s: float = 1.0,
+    max_nan_gap_s: float | None = None,
     extra_meta: dict[str, Any] | None = None,
     *,
     workers: int = 0,
@@ -95,6 +95,8 @@ def build_store(
         raise ValueError(f"segment_len must be a positive integer, got {segment_len}")
     if fs <= 0:
         raise ValueError(f"fs must be positive, got {fs}")
+    if max_nan_gap_s is None:
+        max_nan_gap_s = pp.DEFAULT_MAX_NAN_GAP_S
     params = pp.Params(fs=fs, segment_len=int(segment_len), max_nan_gap_s=max_nan_gap_s)
     out_dir = Path(out_dir)
     data_dir = str(getattr(getattr(records, "cfg", None), "data_dir", "") or "") if isinstance(records, Source) else ""

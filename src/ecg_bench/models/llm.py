@@ -92,6 +92,36 @@ def _mini():
     return _small_llama(hidden=128, layers=4, heads=4, kv_heads=2)
 
 
+BASE_MODELS: dict[str, str] = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+"""Short names whose weights are a published hub model (model cards name it as ``base_model``)."""
+RANDOM_INIT = {"tiny": "random-weight 2-layer Llama (hidden 64) with SmolLM2's tokenizer",
+               "mini": "random-weight 4-layer Llama (hidden 128) with SmolLM2's tokenizer, trained from scratch"}  # fmt: skip
+
+
+def base_model(name: str) -> tuple[str | None, str]:
+    """``(hub id or None, readable name)`` of the LLM ``model.llm`` names, for a model card: never a local path
+    (a folder gives the hub id its config.json was saved from, when it names one; a .gguf its file name)."""
+    if name in BASE_MODELS:
+        return BASE_MODELS[name], f"{BASE_MODELS[name]} (ecg-bench short name {name!r})"
+    if name in RANDOM_INIT:
+        return None, f"ecg-bench {name!r}: {RANDOM_INIT[name]}"
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        return None, f"GGUF file {path.name}"
+    if path.is_dir() or path.is_absolute() or name.startswith("."):
+        origin = ""
+        try:
+            import json
+
+            origin = str(json.loads((path / "config.json").read_text()).get("_name_or_path") or "")
+        except (OSError, ValueError, AttributeError):
+            pass
+        if HUB_ID.fullmatch(origin):
+            return origin, f"{origin} (from a local copy)"
+        return None, f"a local model folder named {path.name!r}"
+    return (name, name) if HUB_ID.fullmatch(name) else (None, name)
+
+
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 """A Hugging Face hub id: ``owner/name`` (letters, digits, ``-_.``)."""
 

@@ -2,6 +2,9 @@
 
 ```
 <dir>/config.json            the run config
+<dir>/elm.json               ELM family, input dimensions, vocabulary (``ELM.manifest()``): rebuilt without the data
+<dir>/preprocessing.json     the preprocessing contract (``data.contract``): fs, segment length, leads, units, ...
+<dir>/README.md              the model card (``training.model_card``; metrics added by ``inference.push_to_hub``)
 <dir>/adapter/               PEFT adapter (adapter_config.json + adapter_model.safetensors), when LoRA
 <dir>/llm/                   full LLM weights (safetensors), only when the LLM was fully fine-tuned
 <dir>/projector.safetensors  always
@@ -32,15 +35,19 @@ from safetensors.torch import save_file
 
 from ecg_bench import folders
 from ecg_bench.config import RunConfig
+from ecg_bench.data.contract import PreprocessingContract
 from ecg_bench.errors import DataError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.safe_files import load_safetensors, read_json_file
+from ecg_bench.training.model_card import replace_peft_card, write_card
 
 log = get_logger(__name__)
 
 STATE_FILE = "trainer_state.json"
 TRAINING_DATA_FILE = "training_data.json"
 """Fold, folds digest and hashed patient ids of the training data (evaluation refuses those patients)."""
+MANIFEST_FILE = "elm.json"
+"""``ELM.manifest()``: family, input dimensions and vocabulary, for rebuilding the ELM without its data."""
 RNG_JSON = "rng_state.json"
 RNG_TENSORS = "rng_state.safetensors"
 
@@ -76,10 +83,16 @@ def save_checkpoint(
         save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp / f"{name}.safetensors"))
     if hasattr(elm, "save_extra"):
         elm.save_extra(tmp)
+    if hasattr(elm, "manifest"):
+        (tmp / MANIFEST_FILE).write_text(json.dumps(elm.manifest(), indent=2) + "\n")
+    contract = PreprocessingContract.from_run_config(cfg)
+    contract.write(tmp)
     save_rng_state(tmp)  # saving draws no random numbers: this is the state after the last step
     if optimizer is not None:
         save_file(_optimizer_tensors(elm, optimizer), str(tmp / "optimizer.safetensors"))
     (tmp / STATE_FILE).write_text(json.dumps(state or {}, indent=2) + "\n")
+    replace_peft_card(tmp, cfg)
+    write_card(tmp, cfg, contract, location=str(path))
     folders.replace(tmp, path, "checkpoint")
     log.info("saved checkpoint %s", path)
     return path

@@ -9,6 +9,9 @@
 4. let the family assemble its ELM (encoder + projector, or the ECG vocabulary) and its processor
    (``processors.Processor``: messages + ECGs -> model inputs), which callers use without asking the family.
 
+``elm.manifest()`` (family, input dimensions, vocabulary) is what a checkpoint saves as ``elm.json`` so that
+``ecg_bench.inference.from_pretrained`` rebuilds the ELM from the checkpoint alone.
+
 A family registers a class with those two hooks (``ElmFamily``); an unknown family name lists the valid ones.
 """
 
@@ -22,10 +25,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ecg_bench.config import ELMOptions, ModelConfig
+from ecg_bench.config import ELMOptions, ModelConfig, describe_options, to_dict
 from ecg_bench.errors import ConfigError
 from ecg_bench.logging_utils import get_logger
-from ecg_bench.models.chat import add_ecg_placeholder, ensure_chat_template
+from ecg_bench.models.chat import ECG_PLACEHOLDER, add_ecg_placeholder, ensure_chat_template
 from ecg_bench.models.elm.processors import IGNORE_INDEX, Processor
 from ecg_bench.models.llm import count_params, load_llm, prepare_llm
 from ecg_bench.registry import Registry
@@ -43,6 +46,14 @@ class ELM(nn.Module):
     def __init__(self, llm: nn.Module):
         super().__init__()
         self.llm = llm
+        self.family: str = ""
+        """The ELM family name it was built as (``model.elm.type``; set by ``build_elm``)."""
+        self.family_options: dict = {}
+        """``model.elm`` as JSON (its ``type`` and options; set by ``build_elm``)."""
+        self.input_dims: InputDims | None = None
+        """What one ECG looks like to the model (set by ``build_elm``)."""
+        self.vocab: dict | None = None
+        """The LLM vocabulary it was built with: ``<ecg>`` placeholder id and size (set by ``build_elm``)."""
 
     # -------------------------------------------------------------- pieces
     @property
@@ -110,6 +121,15 @@ class ELM(nn.Module):
     def check_extra(self, folder: Path) -> None:
         """Refuse a checkpoint folder this ELM cannot load (raise DataError naming the file)."""
 
+    def manifest(self) -> dict:
+        """What a checkpoint needs besides the config to rebuild this ELM without its data (``elm.json``):
+        the family (``model.elm.type`` and its options), the input dimensions, and the vocabulary the added tokens got
+        (checked on load)."""
+        dims = self.input_dims
+        return {"version": 1, "family": self.family, "options": self.family_options,
+                "input": None if dims is None else {"seq_len": dims.seq_len, "in_leads": dims.in_leads, "fs": dims.fs},
+                "vocab": self.vocab}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class InputDims:
@@ -143,6 +163,11 @@ class ElmFamily:
         """The family's ELM and processor around the prepared (LoRA-wrapped or unfrozen) ``llm``."""
         raise NotImplementedError
 
+    def card_rows(self, cfg: ModelConfig) -> list[tuple[str, str]]:
+        """``(label, text)`` rows describing the family's own modules in a model card (the class docstring first)."""
+        doc = " ".join((type(self).__doc__ or "").split()).replace("``", "`")  # Markdown code spans
+        return [("ELM family", f"{describe_options(cfg.elm)}: {doc}")]
+
 
 ELMS: Registry[type[ElmFamily]] = Registry("elm", options=ELMOptions)
 
@@ -172,6 +197,8 @@ def build_elm(cfg: ModelConfig, seq_len: int, in_leads: int = 12, fs: float = 25
     llm = prepare_llm(llm, cfg)
     dims = InputDims(int(seq_len), int(in_leads), float(fs), kind, tuple(int(d) for d in shape))
     elm, processor = family.assemble(cfg, llm, tok, dims)
+    elm.family, elm.family_options, elm.input_dims = cfg.elm.type, to_dict(cfg.elm), dims
+    elm.vocab = {"placeholder": ECG_PLACEHOLDER, "placeholder_id": int(add_ecg_placeholder(tok)), "size": len(tok)}
     log.info("built %s ELM (%s): %.2fM trainable of %.1fM parameters", cfg.elm.type, processor.describe(),
              count_params(elm, True) / 1e6, count_params(elm) / 1e6)  # fmt: skip
     return elm, processor

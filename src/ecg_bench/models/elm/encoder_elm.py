@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ecg_bench.config import ELMOptions, EncoderOptions, ModelConfig, choice
+from ecg_bench.config import ELMOptions, EncoderOptions, ModelConfig, choice, describe_options
 from ecg_bench.models.chat import ChatFormatter, add_ecg_placeholder
 from ecg_bench.models.elm.base import ELM, ELMS, ElmFamily, InputDims
 from ecg_bench.models.elm.processors import PlaceholderProcessor
@@ -76,10 +76,16 @@ class EncoderFamily(ElmFamily):
                                   max_length=cfg.max_length)  # fmt: skip
         return elm, PlaceholderProcessor(formatter, encoder_name=opts.type)
 
+    def card_rows(self, cfg: ModelConfig) -> list[tuple[str, str]]:
+        opts = self.encoder_options(cfg)
+        state = "frozen" if opts.freeze else "trained"
+        return [*super().card_rows(cfg), ("encoder", f"{describe_options(opts)}, {state}"),
+                ("projector", f"{describe_options(cfg.projector)} -> the LLM's hidden size")]  # fmt: skip
+
 
 @ELMS.register("llava")
 class LlavaFamily(EncoderFamily):
-    """``model.encoder`` -> projector -> placeholder embeddings."""
+    """LLaVA-style: ``model.encoder`` -> projector -> embeddings written at ``<ecg>`` placeholder tokens -> LLM."""
 
 
 @dataclass
@@ -95,7 +101,7 @@ class EncoderFreeOptions(ELMOptions):
 
 @ELMS.register("encoder_free", options=EncoderFreeOptions)
 class EncoderFreeFamily(EncoderFamily):
-    """Raw-signal patches -> projector -> placeholder embeddings."""
+    """Encoder-free: raw-signal patches -> projector -> embeddings at ``<ecg>`` placeholder tokens -> LLM."""
 
     def encoder_options(self, cfg: ModelConfig) -> EncoderOptions:
         return choice(EncoderOptions, "patch", patch_size=cfg.elm.patch_size)

@@ -359,7 +359,7 @@ class TokenELM(ELM):
             raise DataError(f"{f}: ECG vocabulary {saved} differs from the one built from the config: {self.vocab_info()}")
         tok_file = Path(folder) / TOKENIZER_FILE
         if tok_file.exists() and ECGByteTokenizer.load(tok_file).token_strings() != self.ecg_rep.tokenizer.token_strings():
-            raise DataError(f"{tok_file}: the ECG-Byte tokens differ from those of model.tokenizer; evaluate with it")
+            raise DataError(f"{tok_file}: the ECG-Byte tokens differ from those of model.elm.tokenizer; evaluate with it")
 
 
 @dataclass
@@ -384,6 +384,9 @@ class ECGByteOptions(ELMOptions):
 @ELMS.register("ecg_byte", options=ECGByteOptions)
 class TokenFamily(ElmFamily):
     """ECG-Byte tokens (``model.elm.tokenizer``) added to the LLM's vocabulary; the signal dimensions are unused."""
+
+    def card_rows(self, cfg: ModelConfig) -> list[tuple[str, str]]:
+        return [*super().card_rows(cfg), ("ECG tokens", f"ECG-Byte tokenizer `{TOKENIZER_FILE}` (in this folder)")]
 
     def grow_llm(self, cfg: ModelConfig, llm: nn.Module, tokenizer) -> None:
         self.rep = ECGByteRepresentation(tokenizer=cfg.elm.tokenizer)
