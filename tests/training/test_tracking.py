@@ -170,6 +170,7 @@ def test_metrics_file_keeps_only_steps_up_to_the_resume_point(tmp_path):
 
 def test_progress_is_periodic_log_lines_without_carriage_returns(monkeypatch, caplog):
     monkeypatch.setattr(logging_utils, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(logging.getLogger("ecg_bench"), "propagate", True)  # an earlier CLI call may have stopped it
     caplog.set_level(logging.INFO, logger="ecg_bench")
     bar = logging_utils.progress(range(3, 5), desc="train", initial=3, total=5)  # resumed at step 3 of 5
     assert isinstance(bar, logging_utils.LogProgress)
@@ -194,7 +195,7 @@ def test_a_run_redirected_to_a_file_writes_run_log_metrics_and_provenance(tmp_pa
 
     monkeypatch.setattr(logging_utils, "PROGRESS_SECONDS", 0.0)
     package_log = logging.getLogger("ecg_bench")
-    monkeypatch.setattr(package_log, "handlers", list(package_log.handlers))
+    monkeypatch.setattr(package_log, "handlers", [])  # setup_logging adds a handler on this test's (captured) stderr
     cfg = tiny(str(tmp_path / "run"))
     cfg.save(tmp_path / "tiny.json")
     args = ["run", "--config", str(tmp_path / "tiny.json"), "--eval.conditions", "real", "--train.val_fraction", "0.25",
