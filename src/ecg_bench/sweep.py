@@ -78,8 +78,11 @@ class Cell:
     """One run of the sweep: its values and its checked config (``config.output_dir`` is its folder)."""
 
     name: str
+    """Folder name, made of the cell's values."""
     assignment: dict[str, Any]
+    """Dotted config key -> the value this cell gives it (its axis values, and an include rule's other keys)."""
     config: RunConfig
+    """The checked run config (base, then the assignment; output_dir the cell's folder)."""
 
     @property
     def folder(self) -> Path:
@@ -91,14 +94,23 @@ class Grid:
     """A grid file, read and checked (``load_grid``)."""
 
     path: Path
+    """The grid file."""
     base: RunConfig
+    """The preset with the grid's base over it, checked."""
     axes: dict[str, list[Any]]
+    """Dotted config key -> the values it takes."""
     include: list[dict[str, Any]]
+    """Partial assignments added as cells (crossed with the axes they do not name)."""
     exclude: list[dict[str, Any]]
+    """Partial assignments of axis values: the product's cells matching one are dropped."""
     output_dir: Path
+    """The sweep folder (absolute): cells, stores, sweep.json, report."""
     report: dict[str, Any] = field(default_factory=dict)
+    """ReportOptions fields of the report written at the end."""
     slurm: dict[str, Any] = field(default_factory=dict)
+    """submitit parameters of --executor slurm (timeout_min, gpus_per_node, partition, ...)."""
     cells: list[Cell] = field(default_factory=list)
+    """Every cell, in order: the product less the excluded, then the included."""
 
 
 # ---------------------------------------------------------------- reading the grid
@@ -469,10 +481,15 @@ class SweepOutcome:
     """What ``run_sweep`` did."""
 
     folder: Path
+    """The sweep folder."""
     cells: list[Cell]
+    """Every cell of the grid."""
     status: dict[str, str]
+    """Cell name -> done, failed or interrupted."""
     report: Path | None
+    """The report folder, or None when none was written."""
     report_error: str = ""
+    """Why the report was not written (empty when it was, or when no cell finished)."""
 
     @property
     def failed(self) -> list[str]:
@@ -541,7 +558,8 @@ def _run_submitit(cells: Sequence[Cell], grid: Grid, state: SweepState, kind: st
 
     ex = _submitit_executor(kind, grid, jobs)
     t0 = time.time()
-    functions = [submitit.helpers.CommandFunction(cell_command(c), verbose=False) for c in cells]
+    cwd = os.getcwd()  # a relative path of the grid (a tokenizer, data_dir) means the same in the job
+    functions = [submitit.helpers.CommandFunction(cell_command(c), verbose=False, cwd=cwd) for c in cells]
     if kind == "slurm":  # one job array, slurm_array_parallelism at a time
         with ex.batch():
             submitted = [ex.submit(f) for f in functions]
