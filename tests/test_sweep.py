@@ -158,3 +158,24 @@ def test_reduced_quick_grid_runs_end_to_end_and_resumes_only_unfinished_cells(tm
     assert cli.main(["sweep", str(grid)]) == 2
     assert "holds results made with another config (train.lr: 0.001 -> 0.5)" in capsys.readouterr().err
     assert kept.stat().st_mtime_ns == mtime
+
+
+def test_a_cell_killed_while_training_resumes_from_its_newest_checkpoint_of_the_same_config(tmp_path):
+    from ecg_bench import folders
+    from ecg_bench.sweep import cell_command
+
+    grid = load_grid(_tiny_grid(tmp_path, tmp_path / "sweep"))
+    cell = grid.cells[0]
+    folders.claim(cell.folder, "run")
+    assert "--train.resume_from" not in cell_command(cell)
+    for step in ("step-000002", "step-000004"):
+        folders.claim(cell.folder / "checkpoints" / step, "checkpoint")
+    (cell.folder / "checkpoints" / "step-000006").mkdir()  # not a checkpoint ecg-bench finished: never resumed
+    cell.config.save(cell.folder / "config.json")  # what its run wrote before it was killed
+    cmd = cell_command(cell)
+    assert cmd[-2:] == ["--train.resume_from", str(cell.folder / "checkpoints" / "step-000004")]
+    assert cmd[cmd.index("--config") + 1] == str(cell.folder / "cell.json")
+    other = grid.cells[1].config  # the grid changed since: that checkpoint belongs to another config
+    other.output_dir = cell.config.output_dir
+    other.save(cell.folder / "config.json")
+    assert "--train.resume_from" not in cell_command(cell)

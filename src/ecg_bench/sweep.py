@@ -426,6 +426,15 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): d}
 
 
+def config_changes(cell: Cell) -> list[str]:
+    """How the config.json in the cell's folder (written by its run) differs from the cell's config; raises
+    OSError / ValueError / ConfigError when it cannot be read."""
+    old = _flat(RunConfig.from_dict(json.loads((cell.folder / "config.json").read_text())).to_dict())
+    new = _flat(cell.config.to_dict())
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted({*old, *new})
+            if k not in IGNORED_CHANGES and old.get(k) != new.get(k)]  # fmt: skip
+
+
 def check_finished(cells: Sequence[Cell]) -> None:
     """A finished cell is skipped only if its config.json is the cell's config: ConfigError naming the changes."""
     problems = []
@@ -433,13 +442,10 @@ def check_finished(cells: Sequence[Cell]) -> None:
         if not finished(c):
             continue
         try:
-            old = _flat(RunConfig.from_dict(json.loads((c.folder / "config.json").read_text())).to_dict())
+            changed = config_changes(c)
         except (OSError, ValueError, ConfigError) as e:
             problems.append(f"{c.folder}: has results.json but no readable config.json ({e}); move it away to rerun that cell")
             continue
-        new = _flat(c.config.to_dict())
-        changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted({*old, *new})
-                   if k not in IGNORED_CHANGES and old.get(k) != new.get(k)]  # fmt: skip
         if changed:
             problems.append(f"cell {c.name}: {c.folder} holds results made with another config ({'; '.join(changed[:5])}"
                             f"{' ...' if len(changed) > 5 else ''}); the sweep never reuses or overwrites them: choose "
@@ -458,7 +464,14 @@ def latest_checkpoint(cell: Cell) -> Path | None:
 def cell_command(cell: Cell) -> list[str]:
     cmd = [sys.executable, "-m", "ecg_bench", "run", "--config", str(cell.folder / CELL_CONFIG)]
     ck = latest_checkpoint(cell)
-    if ck is not None:
+    try:
+        changed = config_changes(cell) if ck is not None else []
+    except (OSError, ValueError, ConfigError) as e:
+        changed = [str(e)]
+    if changed:  # a checkpoint of another config (the grid changed since) is not resumed: the cell starts over
+        log.warning("cell %s: its checkpoint %s was made with another config (%s); training from the start", cell.name,
+                    ck, "; ".join(changed[:3]))  # fmt: skip
+    elif ck is not None:
         log.info("cell %s: resuming from its checkpoint %s", cell.name, ck)
         cmd += ["--train.resume_from", str(ck)]
     return cmd
