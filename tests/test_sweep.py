@@ -179,3 +179,24 @@ def test_a_cell_killed_while_training_resumes_from_its_newest_checkpoint_of_the_
     other.output_dir = cell.config.output_dir
     other.save(cell.folder / "config.json")
     assert "--train.resume_from" not in cell_command(cell)
+
+
+def test_one_sweep_at_a_time_in_a_folder(tmp_path):
+    from filelock import FileLock
+
+    from ecg_bench import folders
+    from ecg_bench.folders import FolderError
+    from ecg_bench.sweep import run_sweep
+
+    out = tmp_path / "sweep"
+    grid = load_grid(_tiny_grid(tmp_path, out))
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FolderError, match="not made by ecg-bench"):  # a folder the tool did not make is refused
+        run_sweep(grid)
+    (out / "notes.txt").unlink()
+    folders.claim(out, "sweep")  # as the first sweep did
+    with FileLock(str(out / "sweep.lock")):  # another sweep holds the folder: refused, nothing started
+        with pytest.raises(FolderError, match="another ecg-bench sweep is running in this folder"):
+            run_sweep(grid)
+    assert not any(c.folder.exists() for c in grid.cells)
