@@ -1,4 +1,5 @@
-"""Every recipe loads into a valid RunConfig and names its own launch command."""
+"""Every recipe loads into a valid RunConfig and names its own launch command (the sweep grids of recipes/bench/:
+tests/test_sweep.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from ecg_bench.models.encoders import ENCODERS
 from ecg_bench.representations.base import REPRESENTATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
+RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if "bench" not in p.relative_to(ROOT / "recipes").parts)
+"""Run configs; the grids of recipes/bench/ are sweeps, loaded as grids by tests/test_sweep.py."""
 
 
 def test_there_are_recipes():

@@ -288,6 +288,43 @@ def _stdin_lines():
             print("question> ", end="", file=sys.stderr, flush=True)
 
 
+def cmd_sweep(args) -> int:
+    """Benchmark sweep: a grid of run configs (GRID.yaml: base, axes, include/exclude), one run folder per cell,
+    resumable, then the report over the finished cells."""
+    from ecg_bench.pipeline import config_problems
+    from ecg_bench.sweep import describe, load_grid, run_sweep
+
+    grid = load_grid(args.grid, args.output_dir, checks=[config_problems])  # every cell checked before any runs
+    print(describe(grid))
+    if args.dry_run:
+        return 0
+    outcome = run_sweep(grid, jobs=args.jobs, executor=args.executor)
+    for name, status in outcome.status.items():
+        print(f"{status:<11} {name}")
+    if outcome.failed:
+        print(f"{len(outcome.failed)} of {len(outcome.cells)} cells not finished (errors in {outcome.folder / 'sweep.json'}); "
+              f"run the same command again to retry them")  # fmt: skip
+    if outcome.report is not None:
+        print(f"report: {outcome.report / 'index.html'}")
+    elif outcome.report_error:
+        print(f"no report: {outcome.report_error}")
+    return 1 if outcome.failed else 0
+
+
+def _sweep_arguments(p: argparse.ArgumentParser) -> None:
+    from ecg_bench.sweep import EXECUTORS
+
+    p.add_argument("grid", metavar="GRID", help="Grid file (YAML): preset, base, axes, include, exclude, output_dir, "
+                   "report, slurm (see README, 'Benchmark sweeps').")  # fmt: skip
+    p.add_argument("--dry_run", action="store_true", help="List the cells (checked, with their status) and run none.")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="Cells run at a time (default 1): locally each with "
+                   "its share of the CPU threads and, with several GPUs, its own GPU; with slurm the job array's parallelism.")  # fmt: skip
+    p.add_argument("--executor", default="local", choices=EXECUTORS, help="local = subprocesses on this machine; slurm = "
+                   "a SLURM job array through submitit (the grid's slurm: parameters); submitit_local = submitit's "
+                   "LocalExecutor here (default: local).")  # fmt: skip
+    p.add_argument("--output_dir", default="", metavar="DIR", help="Sweep folder (default: the grid's output_dir).")
+
+
 def _registries() -> dict[str, Any]:
     from ecg_bench.data.mapped.base import MAPPED
     from ecg_bench.data.sources.base import SOURCES
@@ -435,6 +472,7 @@ COMMANDS: dict[str, Command] = {
     "probe": Command(cmd_probe, ProbeOptions, ProbeOptions),
     "import-encoder": Command(cmd_import_encoder, ImportEncoderCommand, ImportEncoderCommand),
     "chat": Command(cmd_chat, ChatCommand, ChatCommand),
+    "sweep": Command(cmd_sweep, None, add_arguments=_sweep_arguments),
 }
 
 

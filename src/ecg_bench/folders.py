@@ -28,10 +28,10 @@ from typing import Any
 from ecg_bench.errors import DataError
 
 MARKER = ".ecg-bench.json"
-KINDS = ("store", "work", "run", "eval", "checkpoint", "hf_export", "report")
+KINDS = ("store", "work", "run", "eval", "checkpoint", "hf_export", "report", "sweep")
 _WHAT = {"store": "a segment store", "work": "an unfinished store build", "run": "a run folder",
          "eval": "an evaluation folder", "checkpoint": "a checkpoint", "hf_export": "a Hugging Face export",
-         "report": "a benchmark report"}  # fmt: skip
+         "report": "a benchmark report", "sweep": "a benchmark sweep"}  # fmt: skip
 
 
 class FolderError(DataError):
