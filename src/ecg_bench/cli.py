@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import typing
 from collections.abc import Callable
@@ -43,9 +44,47 @@ def cmd_quickstart(args) -> int:
     from ecg_bench.pipeline import run
 
     cfg = _load_config(args)
+    if getattr(args, "nproc", 1) > 1 and "LOCAL_RANK" not in os.environ:
+        return launch_torchrun(args)
     results = run(cfg)
-    _print_results(results, cfg)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one table, rank 0's
+        _print_results(results, cfg)
     return 0
+
+
+def launch_torchrun(args) -> int:
+    """Start this very command again as ``args.nproc`` processes with torchrun (torch.distributed.run) on this
+    machine, and wait for them; the exit status is the worst of theirs."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser
+    from torch.distributed.run import run as torchrun
+
+    rest = _without_nproc(args.argv)
+    targs = get_args_parser().parse_args(["--standalone", "--nproc-per-node", str(args.nproc), "--module", "ecg_bench", *rest])
+    try:
+        torchrun(targs)
+    except ChildFailedError as e:
+        codes = [f.exitcode for f in e.failures.values()]
+        return max((c for c in codes if c and c > 0), default=1)
+    return 0
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def _launch_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="Processes on this machine (one per GPU): starts torchrun --nproc-per-node N for you; pair it with "
+                        "--train.strategy ddp or fsdp (auto = ddp). For several machines run torchrun yourself (README).")  # fmt: skip
 
 
 def cmd_run(args) -> int:
@@ -169,8 +208,8 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "quickstart": Command(cmd_quickstart, preset=quickstart_config),
-    "run": Command(cmd_run),
+    "quickstart": Command(cmd_quickstart, preset=quickstart_config, add_arguments=_launch_arguments),
+    "run": Command(cmd_run, add_arguments=_launch_arguments),
     "evaluate": Command(cmd_evaluate),
     "data": Command(cmd_data),
     "config": Command(cmd_config),
@@ -256,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if not getattr(args, "nproc", 1) >= 1:
+        parser.error(f"--nproc must be >= 1, got {args.nproc}")
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
