@@ -281,7 +281,7 @@ class TrainConfig:
     with several processes, else single). batch_size is per process: N processes x batch_size b train like one
     process with batch N x b."""
     gradient_checkpointing: bool = False
-    """Recompute the LLM's activations in the backward pass (less memory, ~30 % more compute)."""
+    """Recompute the LLM's activations in the backward pass (less memory, about a third more compute)."""
     compile: bool = False
     """torch.compile each LLM decoder layer (faster steps on GPU after a compile warm-up; needs a C++ compiler on CPU)."""
     group_by_length: int = 0

@@ -54,6 +54,7 @@ def _ranks(out, n=2) -> list[dict]:
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(n)]
 
 
+@pytest.mark.slow
 def test_ddp_equals_one_process_resumes_across_world_sizes_and_evaluates_sharded(tiny_store, items, single, tmp_path):
     eval_items = items[:7]  # 7 items, multi-turn ones among them: uneven shards over batches of 2
     spec = {"store": str(tiny_store.path), "items": items, "out": str(tmp_path), "strategy": "ddp", "batch_size": 2,
@@ -86,6 +87,7 @@ def test_ddp_equals_one_process_resumes_across_world_sizes_and_evaluates_sharded
     assert r0["eval"] == want and r1["eval"] == want
 
 
+@pytest.mark.slow
 def test_fsdp_equals_one_process_and_resumes_from_one_process(tiny_store, items, single, tmp_path):
     spec = {"store": str(tiny_store.path), "items": items, "out": str(tmp_path), "strategy": "fsdp", "batch_size": 2,
             "resume_from": str(single["step2"])}  # fmt: skip
@@ -106,6 +108,7 @@ def test_fsdp_equals_one_process_and_resumes_from_one_process(tiny_store, items,
     assert opt.keys() == ref.keys() and all(opt[k].shape == ref[k].shape for k in opt)
 
 
+@pytest.mark.slow
 def test_pipeline_on_two_processes_builds_the_data_once_and_rank0_writes(tmp_path):
     from ecg_bench.config import RunConfig
 
