@@ -70,6 +70,18 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16  # explicit bf16 on CPU: autocast supports it (slow on most CPUs)
 
 
+def length_grouped(order: np.ndarray, lengths: np.ndarray, batch: int, window: int, rng: np.random.Generator) -> np.ndarray:
+    """``order`` regrouped so that each run of ``batch`` examples holds similar lengths: every ``window`` batches'
+    examples sorted by length and cut into batches, whose order is then shuffled by ``rng`` (so long and short
+    batches stay mixed over the epoch). A function of its arguments only."""
+    batches = []
+    for start in range(0, len(order), window * batch):
+        chunk = order[start : start + window * batch]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch] for i in range(0, len(chunk), batch)]
+    return np.concatenate([batches[i] for i in rng.permutation(len(batches))]) if batches else order
+
+
 def lr_lambda(step: int, total: int, warmup: int, min_ratio: float) -> float:
     """Linear warmup to 1, then cosine decay to ``min_ratio`` at ``total``."""
     if step < warmup:
@@ -187,13 +199,7 @@ class Trainer:
         return self._order[1]
 
     def _grouped(self, order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        gbs, window = self.global_batch_size, self.tc.group_by_length * self.global_batch_size
-        batches = []
-        for start in range(0, len(order), window):
-            chunk = order[start : start + window]
-            chunk = chunk[np.argsort(self._lengths[chunk], kind="stable")]
-            batches += [chunk[i : i + gbs] for i in range(0, len(chunk), gbs)]
-        return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
+        return length_grouped(order, self._lengths, self.global_batch_size, self.tc.group_by_length, rng)
 
     # ------------------------------------------------------------ one step
     def accumulate(self, step: int) -> float:
