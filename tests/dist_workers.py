@@ -27,14 +27,16 @@ def spawn(fn, world_size: int, *args) -> None:
     mp.spawn(fn, args=(world_size, free_port(), *args), nprocs=world_size, join=True)
 
 
-def _init(rank: int, world_size: int, port: int) -> None:
+def _init(rank: int, world_size: int, port: int, backend: str = "gloo") -> None:
     import torch
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")  # fmt: skip
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+    dist.init_process_group(backend, rank=rank, world_size=world_size)
     if rank:
         _forbid_writes()
 
@@ -99,10 +101,12 @@ def train_worker(rank: int, world_size: int, port: int, spec: dict) -> None:
     """Train from scratch and resume from ``spec['resume_from']`` under ``spec['strategy']``; maybe evaluate."""
     from safetensors.torch import save_file
 
-    _init(rank, world_size, port)
+    _init(rank, world_size, port, spec.get("backend", "gloo"))
     out = Path(spec["out"])
     result: dict[str, Any] = {}
-    tr = make_trainer(spec["store"], spec["items"], out / "scratch", strategy=spec["strategy"], batch_size=spec["batch_size"])
+    extra = spec.get("train", {})
+    tr = make_trainer(spec["store"], spec["items"], out / "scratch", strategy=spec["strategy"], batch_size=spec["batch_size"],
+                      **extra)  # fmt: skip
     result["first_loss"], grads = first_step_grads(tr)
     res = tr.train()
     result["scratch"] = {"losses": res.losses, "checkpoint": res.checkpoint, "real_tokens": res.real_tokens,
@@ -110,7 +114,7 @@ def train_worker(rank: int, world_size: int, port: int, spec: dict) -> None:
     weights = trainable(tr.elm)
     if spec.get("resume_from"):
         tr = make_trainer(spec["store"], spec["items"], out / "resumed", strategy=spec["strategy"],
-                          batch_size=spec["batch_size"], resume_from=spec["resume_from"])  # fmt: skip
+                          batch_size=spec["batch_size"], resume_from=spec["resume_from"], **extra)  # fmt: skip
         res = tr.train()
         result["resumed"] = {"losses": res.losses}
         resumed = trainable(tr.elm)

@@ -116,6 +116,10 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.dist = distributed.current()
         self.strategy = distributed.resolve_strategy(self.tc.strategy, self.dist.world_size)
+        if self.dist.active and len(dataset) < self.global_batch_size:  # (one process takes all, as a smaller batch)
+            raise ConfigError([f"{len(dataset)} training conversations cannot fill one global micro-batch of "
+                               f"{self.global_batch_size} (train.batch_size {self.tc.batch_size} x {self.dist.world_size} "
+                               "processes): lower train.batch_size"])  # fmt: skip
         self.device = distributed.rank_device(resolve_device(self.tc.device), self.dist)
         self.amp_dtype = resolve_dtype(self.tc.precision, self.device)
         if self.tc.num_threads:
@@ -175,15 +179,12 @@ class Trainer:
     def global_micro_batches(self, step: int) -> list[list[int]]:
         """Indices of the global micro-batches of optimizer step ``step`` (deterministic in seed and step)."""
         n, gbs, acc = len(self.dataset), self.global_batch_size, self.tc.grad_accum_steps
-        if n < gbs:
-            raise ConfigError([f"{n} training conversations cannot fill one global micro-batch of {gbs} (train.batch_size "
-                               f"{self.tc.batch_size} x {self.dist.world_size} processes): lower train.batch_size"])  # fmt: skip
-        per_epoch = n // gbs  # drop the ragged tail so every micro-batch has gbs examples
+        per_epoch = max(1, n // gbs)  # drop the ragged tail so every micro-batch has gbs examples
         out = []
         for m in range(step * acc, (step + 1) * acc):
             epoch, k = divmod(m, per_epoch)
             order = self._epoch_order(epoch, n, per_epoch * gbs)
-            out.append(order[k * gbs : (k + 1) * gbs].tolist())
+            out.append(order[k * gbs : (k + 1) * gbs].tolist() or order[:gbs].tolist())
         return out
 
     def _epoch_order(self, epoch: int, n: int, used: int) -> np.ndarray:
