@@ -288,11 +288,17 @@ class TrainConfig:
     """Length-grouped batches: take this many global micro-batches of the shuffled epoch at a time, sort their
     examples by token length, cut them into micro-batches again and shuffle those (less padding; the order stays a
     function of seed and step). 0 = off (plain shuffled batches)."""
+    packing: int = 0
+    """Pack each micro-batch's conversations into rows of up to this many tokens (several per row, position ids
+    restarting, attention kept inside each conversation): almost no padding. 0 = off (one conversation per row);
+    else at least model.max_length."""
 
     def problems(self) -> list[str]:
         p = []
         if self.strategy not in ("auto", "single", "ddp", "fsdp"):
             p.append(f"train.strategy must be auto, single, ddp or fsdp, got {self.strategy!r}")
+        if self.packing < 0:
+            p.append(f"train.packing must be >= 0 (0 = off), got {self.packing}")
         if self.group_by_length < 0:
             p.append(f"train.group_by_length must be >= 0 (0 = off), got {self.group_by_length}")
         for name in ("max_steps", "batch_size", "grad_accum_steps"):
@@ -400,6 +406,9 @@ class RunConfig:
                 p += check_types(section, f"{f.name}.") or section.problems()  # range checks need well-typed values
         if not p and not self.output_dir:
             p.append("output_dir must name a folder, got ''")
+        if not p and 0 < self.train.packing < self.model.max_length:
+            p.append(f"train.packing {self.train.packing} is shorter than model.max_length {self.model.max_length}: a row "
+                     "must hold the longest conversation (use >= model.max_length, or 0 = off)")
         return p
 
     def validate(self) -> "RunConfig":

@@ -79,3 +79,28 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_store, tiny_items,
     assert la == pytest.approx(lb, rel=1e-6) and ga.keys() == gb.keys() and any("lora_" in k for k in ga)
     for name in ga:
         torch.testing.assert_close(gb[name], ga[name], rtol=1e-5, atol=1e-8)
+
+
+def test_packed_rows_train_exactly_like_padded_rows(tiny_store, tiny_items, tmp_path):
+    """Several conversations per row, position ids restarting, attention kept inside each: the same loss and
+    gradients as one conversation per padded row (a mask that let samples see each other would change both)."""
+    items = tiny_items[:8]
+    padded = make_trainer(str(tiny_store.path), items, tmp_path / "a", batch_size=8)
+    packed = make_trainer(str(tiny_store.path), items, tmp_path / "b", batch_size=8, packing=256)
+    batch = packed.collate(packed.micro_batches(0)[0])
+    assert batch.position_ids is not None and batch.input_ids.shape[0] < 8  # several conversations share a row
+    starts = (batch.position_ids == 0) & (batch.attention_mask == 1)
+    assert int(starts.sum()) == 8 and bool((batch.labels[starts] == -100).all())
+    (la, ga), (lb, gb) = first_step_grads(padded), first_step_grads(packed)
+    assert la == pytest.approx(lb, rel=1e-5) and any("lora_" in k for k in ga) and any("encoder" in k for k in ga)
+    for name in ga:
+        torch.testing.assert_close(gb[name], ga[name], rtol=1e-4, atol=1e-7)
+    assert packed.real_tokens == padded.real_tokens and packed.computed_tokens < padded.computed_tokens
+
+
+def test_packing_shorter_than_max_length_is_refused():
+    from ecg_bench.config import RunConfig
+
+    cfg = RunConfig()
+    cfg.model.max_length, cfg.train.packing = 256, 128
+    assert any("train.packing 128 is shorter than model.max_length 256" in p for p in cfg.problems())

@@ -129,7 +129,7 @@ class Trainer:
             load_checkpoint(self.tc.resume_from, self.elm, max_steps=self.tc.max_steps)
         self._speedups()
         self.model = distributed.wrap_model(self.elm, self.strategy, self.device, self.amp_dtype)
-        self.collate = processor.train_collator(dataset)
+        self.collate = processor.train_collator(dataset, pack_to=self.tc.packing)
         self._lengths = np.array([len(e.input_ids) for e in getattr(self.collate, "encoded", [])])
         self.optimizer = self._optimizer()
         warmup = int(self.tc.warmup_ratio * self.tc.max_steps)
@@ -221,7 +221,7 @@ class Trainer:
             real, computed = real + int(b.attention_mask.sum()), computed + b.attention_mask.numel()
             with distributed.set_gradient_sync(self.model, self.strategy, sync=i == len(batches) - 1):
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    loss_sum, _ = self.model(b.input_ids, b.attention_mask, b.labels, b.ecg)
+                    loss_sum, _ = self.model(b.input_ids, b.attention_mask, b.labels, b.ecg, b.position_ids)
                 (loss_sum * scale).backward()
             loss_local += loss_sum.item()
         loss_total, real, computed = distributed.all_reduce_sum([loss_local, real, computed], self.device)
