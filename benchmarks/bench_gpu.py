@@ -18,6 +18,7 @@ peak memory (CUDA: max allocated in the phase; CPU: the process's max RSS so far
 
     python benchmarks/bench_gpu.py                     # one GPU (about 3-5 minutes on an H100)
     python benchmarks/bench_gpu.py --compile           # (B) with torch.compile of each decoder layer
+    python benchmarks/bench_gpu.py --pack              # (B) packs each batch into rows of 1024 (train.packing)
     python benchmarks/bench_gpu.py --tiny              # CPU smoke run of the same script, < 2 minutes
 
 Prints one JSON object; ``--out FILE`` writes it too. Never timed in tests.
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 
 from ecg_bench.models.elm.base import ELM
+from ecg_bench.models.elm.processors import pack_batch
 from ecg_bench.training.trainer import length_grouped
 
 IGNORE = -100
@@ -93,14 +95,17 @@ def examples(n: int, shape: Shape, seed: int = 0) -> list[tuple[list[int], list[
     return out
 
 
-def collate(batch, width: int | None = None):
+def collate(batch, width: int | None = None, pack_to: int = 0):
+    if pack_to:  # several samples per row, as train.packing does
+        b, _ = pack_batch([x for x, _ in batch], [y for _, y in batch], 0, pack_to)
+        return b.input_ids, b.attention_mask, b.labels, b.position_ids
     width = width or max(len(ids) for ids, _ in batch)
     ids = torch.zeros(len(batch), width, dtype=torch.long)
     mask = torch.zeros_like(ids)
     labels = torch.full_like(ids, IGNORE)
     for i, (x, y) in enumerate(batch):
         ids[i, : len(x)], mask[i, : len(x)], labels[i, : len(y)] = torch.tensor(x), 1, torch.tensor(y)
-    return ids, mask, labels
+    return ids, mask, labels, None
 
 
 def sync(device):
@@ -124,13 +129,13 @@ def train_phase(name, elm, batches, loss_fn, device, amp, fused, warmup, params,
     opt = torch.optim.AdamW([p for p in elm.parameters() if p.requires_grad], lr=1e-4, fused=fused)
     reset_memory(device)
     real = computed = 0
-    for k, (ids, mask, labels) in enumerate(batches):
+    for k, (ids, mask, labels, pos) in enumerate(batches):
         if k == warmup:
             sync(device)
             t0, real, computed = time.perf_counter(), 0, 0
         ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = loss_fn(ids, mask, labels)
+            loss = loss_fn(ids, mask, labels, None if pos is None else pos.to(device))
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -177,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch", type=int, default=0, help="(B) examples per length-grouped batch (default 32, tiny 16)")
     ap.add_argument("--lora-r", type=int, default=16, help="LoRA rank")
     ap.add_argument("--compile", action="store_true", help="(B): torch.compile each decoder layer")
+    ap.add_argument("--pack", action="store_true", help="(B): pack each batch into rows of pad_to tokens (train.packing)")
     ap.add_argument("--gen-prompts", type=int, default=0, help="prompts generated per phase (default 64, tiny 16)")
     ap.add_argument("--gen-batch", type=int, default=64, help="(B) prompts per generation batch")
     ap.add_argument("--new-tokens", type=int, default=32, help="tokens generated per prompt")
@@ -206,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
     # (A) the original's defaults: batch 2 padded to pad_to, full-vocabulary logits, plain AdamW
     elm = build(shape, device, args.lora_r)
 
-    def hf_loss(ids, mask, labels):
+    def hf_loss(ids, mask, labels, _pos):
         return elm.llm(input_ids=ids, attention_mask=mask, labels=labels).loss
 
     a_batches = [collate(data[i : i + 2], shape.pad_to) for i in range(0, 2 * (steps + warmup), 2)]
@@ -222,13 +228,15 @@ def main(argv: list[str] | None = None) -> dict:
             layer.compile()
     lengths = np.array([len(x) for x, _ in data])
     order = length_grouped(np.arange(len(data)), lengths, batch_b, 8, np.random.default_rng(0))
-    b_batches = [collate([data[i] for i in order[k : k + batch_b]]) for k in range(0, batch_b * (steps + warmup), batch_b)]
+    pack = shape.pad_to if args.pack else 0
+    b_batches = [collate([data[i] for i in order[k : k + batch_b]], pack_to=pack)
+                 for k in range(0, batch_b * (steps + warmup), batch_b)]  # fmt: skip
 
-    def our_loss(ids, mask, labels):
-        loss_sum, n = elm(ids, mask, labels)
+    def our_loss(ids, mask, labels, pos):
+        loss_sum, n = elm(ids, mask, labels, position_ids=pos)
         return loss_sum / max(n, 1)
 
-    result["train_B"] = train_phase(f"B: length-grouped batches of {batch_b}", elm, b_batches, our_loss, device, amp,
+    result["train_B"] = train_phase(f"B: length-grouped batches of {batch_b}" + (f", packed into rows of {pack}" if pack else ""), elm, b_batches, our_loss, device, amp,
                                     device.type == "cuda", warmup, params, peak)  # fmt: skip
 
     prompts = [x[: max(8, len(x) - len(x) // 7)] for x, _ in data[:n_prompts]]
