@@ -59,6 +59,9 @@ def launch_torchrun(args) -> int:
     from torch.distributed.run import get_args_parser
     from torch.distributed.run import run as torchrun
 
+    from ecg_bench.training.distributed import resolve_strategy
+
+    resolve_strategy(_load_config(args).train.strategy, args.nproc)  # e.g. single on 2 processes: refused here, once
     rest = _without_nproc(args.argv)
     targs = get_args_parser().parse_args(["--standalone", "--nproc-per-node", str(args.nproc), "--module", "ecg_bench", *rest])
     try:
@@ -105,11 +108,15 @@ def cmd_evaluate(args) -> int:
     for key, value in evaluation_defaults(trained, args.checkpoint).items():
         args.overrides.setdefault(key, value)
     cfg = _load_config(args)
+    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:  # every process evaluates into the one folder chosen here
+        args.argv += [] if "output_dir" in given else ["--output_dir", cfg.output_dir]
+        return launch_torchrun(args)
     if "data.store_dir" not in given:
         cfg.data.store_dir = evaluation_store(cfg, trained, args.checkpoint)
     cfg.train.resume_from = args.checkpoint
     results = run(cfg, train=False)
-    _print_results(results, cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _print_results(results, cfg)
     return 0
 
 
@@ -210,7 +217,7 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "quickstart": Command(cmd_quickstart, preset=quickstart_config, add_arguments=_launch_arguments),
     "run": Command(cmd_run, add_arguments=_launch_arguments),
-    "evaluate": Command(cmd_evaluate),
+    "evaluate": Command(cmd_evaluate, add_arguments=_launch_arguments),
     "data": Command(cmd_data),
     "config": Command(cmd_config),
     "list": Command(cmd_list, run_options=False),

@@ -46,6 +46,8 @@ def test_nproc_checks_the_config_before_launching(monkeypatch, capsys):
     monkeypatch.setattr(trun, "run", lambda args: pytest.fail("launched despite a bad config"))
     assert cli.main(["run", "--nproc", "2", "--train.strategy", "horovod"]) == 2
     assert "train.strategy must be auto, single, ddp or fsdp, got 'horovod'" in capsys.readouterr().err
+    assert cli.main(["run", "--nproc", "2", "--train.strategy", "single"]) == 2
+    assert "train.strategy 'single' but 2 processes" in capsys.readouterr().err
 
 
 def test_length_grouped_batches_pad_less_and_stay_a_function_of_seed_and_step(tiny_store, tiny_items, tmp_path):
