@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--peak-tflops", type=float, default=0.0,
                     help="the device's dense bf16 peak for MFU (default: 989 on H100/H200, else none)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads on CPU (default 1: on a shared machine more threads spin and run slower)")  # fmt: skip
+                    help="torch CPU threads (default 1: on a shared machine more threads spin and run slower)")  # fmt: skip
     ap.add_argument("--out", default="", help="also write the JSON here")
     args = ap.parse_args(argv)
 
@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
         loss_sum, n = elm(ids, mask, labels, position_ids=pos)
         return loss_sum / max(n, 1)
 
-    result["train_B"] = train_phase(f"B: length-grouped batches of {batch_b}" + (f", packed into rows of {pack}" if pack else ""), elm, b_batches, our_loss, device, amp,
+    b_name = f"B: length-grouped batches of {batch_b}" + (f", packed into rows of {pack}" if pack else "")
+    result["train_B"] = train_phase(b_name, elm, b_batches, our_loss, device, amp,
                                     device.type == "cuda", warmup, params, peak)  # fmt: skip
 
     prompts = [x[: max(8, len(x) - len(x) // 7)] for x, _ in data[:n_prompts]]
@@ -246,7 +247,8 @@ def main(argv: list[str] | None = None) -> dict:
     ta, tb = result["train_A"], result["train_B"]
     result["speedup"] = {
         "train_real_tokens": round(tb["real_tokens_per_s"] / ta["real_tokens_per_s"], 2),
-        "generation_tokens": round(result["generate_B"]["generated_tokens_per_s"] / result["generate_A"]["generated_tokens_per_s"], 2),
+        "generation_tokens": round(result["generate_B"]["generated_tokens_per_s"]
+                                   / result["generate_A"]["generated_tokens_per_s"], 2),
     }
     text = json.dumps(result, indent=2)
     print(text)

@@ -32,7 +32,8 @@ def _init(rank: int, world_size: int, port: int, backend: str = "gloo") -> None:
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
-                      LOCAL_RANK=str(rank), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")  # fmt: skip
+                      LOCAL_RANK=str(rank), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                      TOKENIZERS_PARALLELISM="false")  # fmt: skip
     torch.set_num_threads(1)
     if backend == "nccl":
         torch.cuda.set_device(rank)
@@ -157,6 +158,7 @@ def pipeline_worker(rank: int, world_size: int, port: int, spec: dict) -> None:
     cfg = RunConfig.from_dict(spec["config"])
     results = run(cfg)
     result = {"train_items": results["data"]["train_items"], "test_items": results["data"]["test_items"],
-              "training": results["training"], "samples": [(s["condition"], s["id"], s["prediction"]) for s in results["samples"]],
+              "training": results["training"],
+              "samples": [(s["condition"], s["id"], s["prediction"]) for s in results["samples"]],
               "store": results["data"]["store"]}  # fmt: skip
     _done(Path(spec["out"]), rank, result)

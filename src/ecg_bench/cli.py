@@ -87,7 +87,8 @@ def _without_nproc(argv: list[str]) -> list[str]:
 def _launch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="Processes on this machine (one per GPU): starts torchrun --nproc-per-node N for you; pair it with "
-                        "--train.strategy ddp or fsdp (auto = ddp). For several machines run torchrun yourself (README).")  # fmt: skip
+                        "--train.strategy ddp or fsdp (auto = ddp). For several machines run torchrun yourself "
+                        "(README).")  # fmt: skip
 
 
 def cmd_run(args) -> int:

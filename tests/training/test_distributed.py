@@ -28,12 +28,13 @@ def items(tiny_items):
 
 @pytest.fixture(scope="module")
 def single(tiny_store, items, tmp_path_factory):
-    """One process, batch 4, 3 steps, a checkpoint after step 2; and the same 3 steps resumed from it."""
+    """One process, batch 4, 3 steps, a checkpoint after step 2 (the reference every test compares to)."""
     out = tmp_path_factory.mktemp("single")
     tr = make_trainer(str(tiny_store.path), items, out / "scratch", strategy="single", batch_size=4)
     first_loss, grads = first_step_grads(tr)
     res = tr.train()
-    return {"first_loss": first_loss, "grads": grads, "losses": res.losses, "weights": trainable(tr.elm), "step2": out / "scratch" / "step-000002", "out": out,
+    return {"first_loss": first_loss, "grads": grads, "losses": res.losses, "weights": trainable(tr.elm),
+            "step2": out / "scratch" / "step-000002", "out": out,
             "real": res.real_tokens, "computed": res.computed_tokens}  # fmt: skip
 
 
@@ -100,7 +101,8 @@ def test_fsdp_equals_one_process_and_resumes_from_one_process(tiny_store, items,
     _close_weights(load_file(str(tmp_path / "resumed.safetensors")), single["weights"])
     # the FSDP checkpoint is gathered whole: same files and shapes as one process's, loadable by one process
     ck = tmp_path / "scratch" / "final"
-    mine, theirs = ck / "adapter" / "adapter_model.safetensors", single["out"] / "scratch" / "final" / "adapter" / "adapter_model.safetensors"
+    theirs = single["out"] / "scratch" / "final" / "adapter" / "adapter_model.safetensors"
+    mine = ck / "adapter" / "adapter_model.safetensors"
     a, b = load_file(str(mine)), load_file(str(theirs))
     assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
     opt = load_file(str(ck / "optimizer.safetensors"))
