@@ -162,3 +162,24 @@ def pipeline_worker(rank: int, world_size: int, port: int, spec: dict) -> None:
               "samples": [(s["condition"], s["id"], s["prediction"]) for s in results["samples"]],
               "store": results["data"]["store"]}  # fmt: skip
     _done(Path(spec["out"]), rank, result)
+
+
+def main_first_worker(rank: int, world_size: int, port: int, spec: dict) -> None:
+    """Rank 0 fails inside ``main_first``: every rank must get an error (none waits for ever), then all finish."""
+    from ecg_bench.errors import DataError, ECGBenchError
+    from ecg_bench.training.distributed import main_first
+
+    _init(rank, world_size, port)
+
+    def build():
+        if rank != 0:
+            raise AssertionError("only rank 0 runs the function")
+        raise DataError("store.bin: truncated")
+
+    try:
+        main_first(build, "preparing the data")
+        caught = ""
+    except ECGBenchError as e:
+        caught = f"{type(e).__name__}: {e}"
+    ok = main_first(lambda: {"rank": rank, "items": [1, 2, 3]}, "the second call")  # the group still works
+    _done(Path(spec["out"]), rank, {"caught": caught, "second": ok})

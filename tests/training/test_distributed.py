@@ -15,7 +15,8 @@ import json
 
 import pytest
 import torch
-from dist_workers import evaluate_items, first_step_grads, make_trainer, pipeline_worker, spawn, train_worker, trainable
+from dist_workers import (evaluate_items, first_step_grads, main_first_worker, make_trainer, pipeline_worker, spawn,
+                          train_worker, trainable)
 from safetensors.torch import load_file
 
 STEPS = 3
@@ -131,6 +132,14 @@ def test_pipeline_on_two_processes_builds_the_data_once_and_rank0_writes(tmp_pat
     assert results["environment"]["processes"] == 2 and results["training"]["steps"] == 2
     assert [(s["condition"], s["id"], s["prediction"]) for s in results["samples"]] == [tuple(s) for s in r0["samples"]]
     assert (tmp_path / "run" / "checkpoints" / "final" / "rng_state.rank1.json").is_file()
+
+
+def test_an_error_on_rank0_during_the_data_barrier_reaches_every_rank(tmp_path):
+    spawn(main_first_worker, 2, {"out": str(tmp_path)})
+    r0, r1 = _ranks(tmp_path)
+    assert r0["caught"] == "DataError: store.bin: truncated"
+    assert r1["caught"] == "ECGBenchError: rank 0 failed while preparing the data: DataError: store.bin: truncated"
+    assert r0["second"] == r1["second"] == {"rank": 0, "items": [1, 2, 3]}  # rank 0's result, handed to every rank
 
 
 @pytest.mark.gpu
