@@ -12,8 +12,9 @@ synthetic conversations whose lengths follow a fixed seeded distribution (median
   batch's longest, fused AdamW on CUDA, optional ``--compile``; generation in left-padded batches.
 
 Both use bf16 autocast on a GPU that supports it (fp32 on CPU). Reported per phase: real tokens/s (non-pad),
-computed tokens/s (padding included), MFU (4 x matmul parameters per REAL token, forward + activation
-gradients; frozen base weights have no weight gradients; attention FLOPs ignored; over ``--peak-tflops``),
+computed tokens/s (padding included), MFU (useful FLOPs: 4 x decoder matmul parameters per REAL token plus
+4 x LM-head parameters per SUPERVISED token, i.e. forward + activation gradients, as frozen base weights
+have no weight gradients; attention FLOPs ignored; over ``--peak-tflops``),
 peak memory (CUDA: max allocated in the phase; CPU: the process's max RSS so far), generation tokens/s.
 
     python benchmarks/bench_gpu.py                     # one GPU (about 3-5 minutes on an H100)
@@ -77,10 +78,10 @@ def build(shape: Shape, device: torch.device, lora_r: int) -> ELM:
     return ELM(llm).to(device)
 
 
-def matmul_params(shape: Shape) -> int:
-    """Weights every token multiplies through: the decoder's projections and the LM head."""
+def matmul_params(shape: Shape) -> tuple[int, int]:
+    """Weights a token multiplies through: (the decoder's projections, the LM head)."""
     attn = shape.hidden * shape.hidden * 2 + shape.hidden * (shape.hidden // shape.heads * shape.kv_heads) * 2
-    return shape.layers * (attn + 3 * shape.hidden * shape.mlp) + shape.hidden * shape.vocab
+    return shape.layers * (attn + 3 * shape.hidden * shape.mlp), shape.hidden * shape.vocab
 
 
 def examples(n: int, shape: Shape, seed: int = 0) -> list[tuple[list[int], list[int]]]:
@@ -128,11 +129,11 @@ def reset_memory(device):
 def train_phase(name, elm, batches, loss_fn, device, amp, fused, warmup, params, peak_tflops):
     opt = torch.optim.AdamW([p for p in elm.parameters() if p.requires_grad], lr=1e-4, fused=fused)
     reset_memory(device)
-    real = computed = 0
+    real = computed = supervised = 0
     for k, (ids, mask, labels, pos) in enumerate(batches):
         if k == warmup:
             sync(device)
-            t0, real, computed = time.perf_counter(), 0, 0
+            t0, real, computed, supervised = time.perf_counter(), 0, 0, 0
         ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss = loss_fn(ids, mask, labels, None if pos is None else pos.to(device))
@@ -140,9 +141,11 @@ def train_phase(name, elm, batches, loss_fn, device, amp, fused, warmup, params,
         opt.step()
         opt.zero_grad(set_to_none=True)
         real, computed = real + int(mask.sum()), computed + mask.numel()
+        supervised += int((labels[:, 1:] != IGNORE).sum())
     sync(device)
     dt = time.perf_counter() - t0
-    mfu = 4 * params * real / dt / (peak_tflops * 1e12) if peak_tflops else None
+    useful_flops = 4 * (params[0] * real + params[1] * supervised)
+    mfu = useful_flops / dt / (peak_tflops * 1e12) if peak_tflops else None
     return {"phase": name, "steps_timed": len(batches) - warmup, "seconds": round(dt, 3),
             "real_tokens_per_s": round(real / dt, 1), "computed_tokens_per_s": round(computed / dt, 1),
             "real_token_fraction": round(real / computed, 4), "mfu": round(mfu, 4) if mfu is not None else None,
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     warmup = 3
     data = examples(max(2 * (steps + warmup), batch_b * (steps + warmup)), shape)
     result = {"device": name, "torch": torch.__version__, "shape": shape.__dict__, "tiny": args.tiny, "lora_r": args.lora_r,
-              "bf16": amp, "matmul_params": params, "peak_tflops": peak or None}  # fmt: skip
+              "bf16": amp, "decoder_matmul_params": params[0], "lm_head_params": params[1], "peak_tflops": peak or None}  # fmt: skip
 
     # (A) the original's defaults: batch 2 padded to pad_to, full-vocabulary logits, plain AdamW
     elm = build(shape, device, args.lora_r)
