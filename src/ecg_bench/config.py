@@ -347,9 +347,33 @@ class TrainConfig:
     """torch CPU threads (0 = leave torch's default)."""
     seed: int = 0
     """Seed of weight init, data order and dropout."""
+    strategy: str = "auto"
+    """How several processes train (launched by torchrun or ``ecg-bench run --nproc N``): single (one process),
+    ddp (DistributedDataParallel, each rank a whole model), fsdp (FSDP2 fully_shard: parameters, gradients and
+    optimizer state sharded; bf16 parameters with fp32 gradient reduction on CUDA), or auto (ddp under torchrun
+    with several processes, else single). batch_size is per process: N processes x batch_size b train like one
+    process with batch N x b."""
+    gradient_checkpointing: bool = False
+    """Recompute the LLM's activations in the backward pass (less memory, about a third more compute)."""
+    compile: bool = False
+    """torch.compile each LLM decoder layer (faster steps on GPU after a compile warm-up; needs a C++ compiler on CPU)."""
+    group_by_length: int = 0
+    """Length-grouped batches: take this many global micro-batches of the shuffled epoch at a time, sort their
+    examples by token length, cut them into micro-batches again and shuffle those (less padding; the order stays a
+    function of seed and step). 0 = off (plain shuffled batches)."""
+    packing: int = 0
+    """Pack each micro-batch's conversations into rows of up to this many tokens (several per row, position ids
+    restarting, attention kept inside each conversation): almost no padding. 0 = off (one conversation per row);
+    else at least model.max_length."""
 
     def problems(self) -> list[str]:
         p = []
+        if self.strategy not in ("auto", "single", "ddp", "fsdp"):
+            p.append(f"train.strategy must be auto, single, ddp or fsdp, got {self.strategy!r}")
+        if self.packing < 0:
+            p.append(f"train.packing must be >= 0 (0 = off), got {self.packing}")
+        if self.group_by_length < 0:
+            p.append(f"train.group_by_length must be >= 0 (0 = off), got {self.group_by_length}")
         for name in ("max_steps", "batch_size", "grad_accum_steps"):
             if getattr(self, name) < 1:
                 p.append(f"train.{name} must be >= 1, got {getattr(self, name)}")
@@ -459,6 +483,9 @@ class RunConfig:
                 p += tree_problems(section, f"{f.name}.")
         if not self.output_dir:
             p.append("output_dir must name a folder, got ''")
+        if not p and 0 < self.train.packing < self.model.max_length:
+            p.append(f"train.packing {self.train.packing} is shorter than model.max_length {self.model.max_length}: a row "
+                     "must hold the longest conversation (use >= model.max_length, or 0 = off)")
         return p
 
     def validate(self) -> "RunConfig":

@@ -2,6 +2,11 @@
 
 records -> segment store -> conversations -> patient-disjoint folds -> ELM -> training -> evaluation
 -> ``results.json`` and a printed table.
+
+Under torchrun (several processes) ``run`` joins the process group; rank 0 claims the output folder and
+builds the store and conversations while the others wait, then hands every rank the same train and test
+items (``prepare_data_once``); each rank reads the memory-mapped store. Rank 0 alone writes config.json,
+checkpoints and results.json; evaluation is sharded and gathered (``evaluation.evaluator``).
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import platform
 import random
@@ -33,6 +39,7 @@ from ecg_bench.evaluation.statistics import results_tables
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.elm import build_elm
 from ecg_bench.representations.base import build_representation
+from ecg_bench.training import distributed
 from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, check_run_inputs, load_checkpoint
 from ecg_bench.training.trainer import Trainer, resolve_device, resolve_dtype, summarize
 
@@ -175,6 +182,20 @@ def prepare_data(cfg: RunConfig, kind: str = "run") -> PreparedData:
         test = [test[i] for i in sorted(rng.choice(len(test), d.max_eval_items, replace=False))]
     log.info("fold %d/%d: %d train and %d test conversations, patient-disjoint", d.fold, d.num_folds, len(train), len(test))
     return PreparedData(store, train, test, folds_file)
+
+
+def prepare_data_once(cfg: RunConfig, kind: str = "run") -> PreparedData:
+    """``prepare_data`` on rank 0 while the other ranks wait (the data barrier); every rank gets the same train
+    and test items and opens the store rank 0 built, read-only. In one process: ``prepare_data``."""
+    if not distributed.current().active:
+        return prepare_data(cfg, kind)
+
+    def build() -> tuple[str, list[dict], list[dict], str]:
+        data = prepare_data(cfg, kind)
+        return str(data.store.path), data.train, data.test, str(data.folds_file)
+
+    store, train, test, folds = distributed.main_first(build, "preparing the data")
+    return PreparedData(SegmentStore(store), train, test, Path(folds))
 
 
 def source_settings(cfg: RunConfig, source: Any = None) -> dict[str, Any]:
@@ -371,17 +392,38 @@ def config_problems(cfg: RunConfig) -> list[str]:
 
 
 def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
-    """Train (unless ``train`` is False and a checkpoint is given) and evaluate; write results.json."""
+    """Train (unless ``train`` is False and a checkpoint is given) and evaluate; write results.json.
+
+    Under torchrun every process calls this; see the module doc for who does what."""
     cfg.validate()
     check_names(cfg)
-    resolve_dtype(cfg.train.precision, resolve_device(cfg.train.device))  # an unusable device fails before any work
+    device = resolve_device(cfg.train.device)
+    resolve_dtype(cfg.train.precision, device)  # an unusable device fails before any work
     check_run_inputs(cfg, train)  # a corrupt .gguf or checkpoint file is refused before the data is built
+    created = distributed.init_from_env(device.type)
+    try:
+        distributed.resolve_strategy(cfg.train.strategy, distributed.current().world_size)
+        return _run(cfg, train)
+    finally:
+        if created:
+            distributed.shutdown()
+
+
+def _run(cfg: RunConfig, train: bool) -> dict[str, Any]:
+    rank = distributed.current()
+    if not rank.main:  # one log, rank 0's; the others speak only of problems
+        logging.getLogger("ecg_bench").setLevel(max(logging.WARNING, logging.getLogger("ecg_bench").level))
     kind = "run" if train else "eval"
-    out = claim_output(cfg, kind, new_results=True)
-    cfg.save(out / "config.json")
+
+    def claim() -> Path:
+        out = claim_output(cfg, kind, new_results=True)
+        cfg.save(out / "config.json")
+        return out
+
+    out = distributed.main_first(claim, f"claiming the output folder {cfg.output_dir}")
     seed_everything(cfg.train.seed)
     t0 = time.time()
-    data = prepare_data(cfg, kind)
+    data = prepare_data_once(cfg, kind)
     rep = _representation(cfg)
     seg_len, fs = input_dims(cfg, data.store)
     out_spec = rep.output(seg_len)
@@ -396,10 +438,15 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
     if train:
         trainer = Trainer(elm, processor, train_ds, with_absolute_paths(cfg), out / "checkpoints")
         trainer.training_data = training_data_record(cfg, data)
-        training = summarize(trainer.train())
+        result = trainer.train()
+        training = summarize(result)
         device = trainer.device
+        if trainer.strategy == "fsdp":  # generation reads whole weights: a fresh model from the final checkpoint
+            elm, processor = build_elm(cfg.model, seq_len=seq_len, in_leads=in_leads, fs=fs)
+            load_checkpoint(result.checkpoint, elm)
+            elm.to(device)
     else:
-        device = resolve_device(cfg.train.device)
+        device = distributed.rank_device(resolve_device(cfg.train.device), rank)
         elm.to(device)
         if cfg.train.resume_from:
             check_not_trained_on(cfg.train.resume_from, data.test, cfg)
@@ -419,11 +466,14 @@ def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
             "device": str(device),
             "python": platform.python_version(),
             "cpu_threads": torch.get_num_threads(),
+            "processes": rank.world_size,
         },
         "seconds": round(time.time() - t0, 1),
         **results,
     }
-    write_results(results, out / "results.json")
+    if rank.main:
+        write_results(results, out / "results.json")
+    distributed.barrier()  # results.json is there when any rank returns
     return results
 
 
