@@ -45,6 +45,31 @@ def test_nproc_relaunches_the_same_command_under_torchrun(monkeypatch):
     assert seen["nproc_per_node"] == "3" and seen["training_script_args"] == ["quickstart", "--train.strategy", "ddp"]
 
 
+def test_evaluate_nproc_relaunches_into_one_output_folder(monkeypatch, tmp_path):
+    """Every evaluating process must write into the one eval-<time> folder chosen before launching."""
+    import torch.distributed.run as trun
+
+    from ecg_bench.config import RunConfig
+
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    trained = RunConfig()
+    trained.model.llm = "tiny"
+    trained.save(ck / "config.json")
+    seen = {}
+    monkeypatch.setattr(trun, "run", lambda args: seen.update(vars(args)))
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert cli.main(["evaluate", "--checkpoint", str(ck), "--nproc", "2", "--train.strategy", "ddp"]) == 0
+    rest = seen["training_script_args"]
+    assert seen["nproc_per_node"] == "2" and "--nproc" not in rest
+    assert rest[:5] == ["evaluate", "--checkpoint", str(ck), "--train.strategy", "ddp"]
+    assert rest[5] == "--output_dir" and rest[6].startswith(str(ck / "eval-")) and len(rest) == 7
+    seen.clear()
+    assert cli.main(["evaluate", "--checkpoint", str(ck), "--nproc", "2", "--output_dir", str(tmp_path / "mine")]) == 0
+    assert seen["training_script_args"] == ["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "mine")]
+    assert not any(ck.glob("eval-*"))  # launching created no folder: the processes claim it
+
+
 def test_nproc_checks_the_config_before_launching(monkeypatch, capsys):
     import torch.distributed.run as trun
 
