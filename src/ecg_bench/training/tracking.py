@@ -278,7 +278,7 @@ def package_version() -> str:
     try:
         return version("ecg-bench")
     except PackageNotFoundError:
-        from ecg_bench import __version__
+        from ecg_bench._version import __version__
 
         return __version__
 
