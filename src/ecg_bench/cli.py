@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import typing
 from collections.abc import Callable
@@ -46,10 +47,60 @@ def cmd_quickstart(args) -> int:
     """Synthetic ECGs -> QA -> folds -> train an ELM -> evaluate with real, zeroed and no signal."""
     from ecg_bench.pipeline import run
 
+    nproc = _pop_nproc(args)
     cfg = _load_config(args)
+    if nproc > 1 and "LOCAL_RANK" not in os.environ:
+        return launch_torchrun(args, cfg, nproc)
     results = run(cfg)
-    _print_results(results, cfg)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one table, rank 0's
+        _print_results(results, cfg)
     return 0
+
+
+def _pop_nproc(args) -> int:
+    """The command's ``nproc`` (taken out of the overrides: it is how this invocation is launched, not a run setting),
+    range-checked before any work."""
+    from ecg_bench.errors import ConfigError
+
+    nproc = args.overrides.pop("nproc", 1)
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ConfigError([f"nproc must be an integer >= 1 (processes on this machine, one per GPU), got {nproc!r}"])
+    return nproc
+
+
+def launch_torchrun(args, cfg: RunConfig, nproc: int) -> int:
+    """Start this very command again (``python -m ecg_bench <the same argv>`` without ``--nproc``) as ``nproc``
+    processes with torchrun (torch.distributed.run) on this machine, and wait for them; the exit status is the worst
+    of theirs. ``cfg`` is the command's checked config: a strategy that cannot run on ``nproc`` processes is refused
+    here, once, before any process starts."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser
+    from torch.distributed.run import run as torchrun
+
+    from ecg_bench.training.distributed import resolve_strategy
+
+    resolve_strategy(cfg.train.strategy, nproc)  # e.g. single on 2 processes: refused here, once
+    rest = _without_nproc(args.argv)
+    targs = get_args_parser().parse_args(["--standalone", "--nproc-per-node", str(nproc), "--module", "ecg_bench", *rest])
+    try:
+        torchrun(targs)
+    except ChildFailedError as e:
+        codes = [f.exitcode for f in e.failures.values()]
+        return max((c for c in codes if c and c > 0), default=1)
+    return 0
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` less ``--nproc N`` / ``--nproc=N`` (the relaunched processes run one each)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
 
 
 def cmd_run(args) -> int:
@@ -66,16 +117,21 @@ def cmd_evaluate(args) -> int:
     if not checkpoint:
         raise ECGBenchError("evaluate needs --checkpoint DIR (a folder written by train/run/quickstart)")
     args.checkpoint = checkpoint
+    nproc = _pop_nproc(args)
     trained = RunConfig.load(args.config or str(Path(checkpoint) / "config.json"))
     given = set(args.overrides)
     for key, value in evaluation_defaults(trained, checkpoint).items():
         args.overrides.setdefault(key, value)
     cfg = build(trained, None, args.overrides, checks=[config_problems])
+    if nproc > 1 and "LOCAL_RANK" not in os.environ:  # every process evaluates into the one folder chosen here
+        args.argv += [] if "output_dir" in given else ["--output_dir", cfg.output_dir]
+        return launch_torchrun(args, cfg, nproc)
     if "data.store_dir" not in given:
         cfg.data.store_dir = evaluation_store(cfg, trained, args.checkpoint)
     cfg.train.resume_from = args.checkpoint
     results = run(cfg, train=False)
-    _print_results(results, cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _print_results(results, cfg)
     return 0
 
 
@@ -362,6 +418,24 @@ class DataCommand:
     """Folder for the store, conversations and folds; ``{source}`` stands for data.source's type."""
 
 
+# ``nproc`` is a field of the command configs (RunCommand, EvaluateCommand), not of RunConfig/TrainConfig: it says how
+# this invocation is launched, not what the run is. A run with N processes x batch b trains like one process with batch
+# N x b and resumes on another N, so nproc is not saved in config.json, where it would make `evaluate` of a checkpoint
+# (or a rerun of its config) start N processes on a machine that may not have N GPUs, and would contradict torchrun's
+# WORLD_SIZE when torchrun is started by hand. The command takes it out of the overrides (``_pop_nproc``) before the
+# run config is built, and the relaunched processes get the same command line without it.
+
+
+@dataclass
+class RunCommand(RunConfig):
+    """``ecg-bench run`` / ``quickstart``: the run config, and how many processes run it on this machine."""
+
+    nproc: int = 1
+    """Processes on this machine (one per GPU): >1 starts torchrun --nproc-per-node N running this same command
+    (pair it with --train.strategy ddp or fsdp; auto = ddp). For several machines run torchrun yourself (README
+    "Many GPUs and many machines"). Not saved in config.json."""
+
+
 @dataclass
 class EvaluateCommand:
     """``ecg-bench evaluate``: a checkpoint, and what may differ from the run that trained it."""
@@ -376,6 +450,9 @@ class EvaluateCommand:
     """Evaluation settings (default: the training run's)."""
     output_dir: str = ""
     """Folder for results.json (default: <checkpoint>/eval-<time>); must be new or empty."""
+    nproc: int = 1
+    """Processes on this machine (one per GPU): >1 starts torchrun --nproc-per-node N, each process generating a
+    share of the answers into the one output folder chosen before launching. Not saved in config.json."""
 
 
 @dataclass
@@ -459,8 +536,8 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "quickstart": Command(cmd_quickstart, preset=quickstart_config),
-    "run": Command(cmd_run),
+    "quickstart": Command(cmd_quickstart, RunCommand, preset=quickstart_config),
+    "run": Command(cmd_run, RunCommand),
     "evaluate": Command(cmd_evaluate, EvaluateCommand, EvaluateCommand),
     "data": Command(cmd_data, DataCommand, DataCommand),
     "config": Command(cmd_config),
@@ -516,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = COMMANDS[name]
     try:
         args = parse_command(name, spec, rest)
+        args.argv = argv  # the whole command line, for --nproc's relaunch under torchrun
         return spec.func(args)
     except (ECGBenchError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -385,11 +385,35 @@ class TrainConfig:
     eval_every: int = 0
     """Compute the validation loss every N optimizer steps and after the last (0 = after the last only); needs a
     held-out set (train.val_fraction > 0 or data.split official)."""
+    strategy: str = "auto"
+    """How several processes train (launched by torchrun or ``ecg-bench run --nproc N``): single (one process),
+    ddp (DistributedDataParallel, each rank a whole model), fsdp (FSDP2 fully_shard: parameters, gradients and
+    optimizer state sharded; bf16 parameters with fp32 gradient reduction on CUDA), or auto (ddp under torchrun
+    with several processes, else single). batch_size is per process: N processes x batch_size b train like one
+    process with batch N x b."""
+    gradient_checkpointing: bool = False
+    """Recompute the LLM's activations in the backward pass (less memory, about a third more compute)."""
+    compile: bool = False
+    """torch.compile each LLM decoder layer (faster steps on GPU after a compile warm-up; needs a C++ compiler on CPU)."""
+    group_by_length: int = 0
+    """Length-grouped batches: take this many global micro-batches of the shuffled epoch at a time, sort their
+    examples by token length, cut them into micro-batches again and shuffle those (less padding; the order stays a
+    function of seed and step). 0 = off (plain shuffled batches)."""
+    packing: int = 0
+    """Pack each micro-batch's conversations into rows of up to this many tokens (several per row, position ids
+    restarting, attention kept inside each conversation): almost no padding. 0 = off (one conversation per row);
+    else at least model.max_length."""
 
     def problems(self) -> list[str]:
         p = []
         if self.max_steps < 0:
             p.append(f"train.max_steps must be >= 0 (0 = evaluate without training), got {self.max_steps}")
+        if self.strategy not in ("auto", "single", "ddp", "fsdp"):
+            p.append(f"train.strategy must be auto, single, ddp or fsdp, got {self.strategy!r}")
+        if self.packing < 0:
+            p.append(f"train.packing must be >= 0 (0 = off), got {self.packing}")
+        if self.group_by_length < 0:
+            p.append(f"train.group_by_length must be >= 0 (0 = off), got {self.group_by_length}")
         for name in ("batch_size", "grad_accum_steps"):
             if getattr(self, name) < 1:
                 p.append(f"train.{name} must be >= 1, got {getattr(self, name)}")
@@ -516,6 +540,9 @@ class RunConfig:
         if not p and self.train.eval_every and not (self.train.val_fraction > 0 or self.data.split == "official"):
             p.append(f"train.eval_every {self.train.eval_every} needs a held-out set: set train.val_fraction > 0 "
                      f"(or data.split official)")  # fmt: skip
+        if not p and 0 < self.train.packing < self.model.max_length:
+            p.append(f"train.packing {self.train.packing} is shorter than model.max_length {self.model.max_length}: a row "
+                     "must hold the longest conversation (use >= model.max_length, or 0 = off)")
         return p
 
     def validate(self) -> "RunConfig":

@@ -2,6 +2,11 @@
 
 records -> segment store -> conversations -> patient-disjoint folds -> ELM -> training -> evaluation
 -> ``results.json`` and a printed table.
+
+Under torchrun (several processes) ``run`` joins the process group; rank 0 claims the output folder and
+builds the store and conversations while the others wait, then hands every rank the same train and test
+items (``prepare_data_once``); each rank reads the memory-mapped store. Rank 0 alone writes config.json,
+checkpoints and results.json; evaluation is sharded and gathered (``evaluation.evaluator``).
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import platform
 import random
@@ -38,6 +44,7 @@ from ecg_bench.logging_utils import get_logger, log_to_file
 from ecg_bench.models.elm import build_elm, input_problem
 from ecg_bench.representations.base import REPRESENTATIONS, build_representation
 from ecg_bench.signals.leads import LEADS
+from ecg_bench.training import distributed
 from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, check_run_inputs
 from ecg_bench.training.tracking import LOG_FILE, provenance, report_to_problems
 from ecg_bench.training.trainer import Trainer, resolve_device, resolve_dtype, summarize
@@ -199,6 +206,20 @@ def prepare_data(cfg: RunConfig, kind: str = "run") -> PreparedData:
         log.info("fold %d/%d: %d train and %d test conversations, patient-disjoint%s", d.fold, d.num_folds, len(train),
                  len(test), held)  # fmt: skip
     return PreparedData(store, train, test, folds_file, val)
+
+
+def prepare_data_once(cfg: RunConfig, kind: str = "run") -> PreparedData:
+    """``prepare_data`` on rank 0 while the other ranks wait (the data barrier); every rank gets the same train,
+    test and validation items and opens the store rank 0 built, read-only. In one process: ``prepare_data``."""
+    if not distributed.current().active:
+        return prepare_data(cfg, kind)
+
+    def build() -> tuple[str, list[dict], list[dict], str, list[dict]]:
+        data = prepare_data(cfg, kind)
+        return str(data.store.path), data.train, data.test, str(data.folds_file), data.val
+
+    store, train, test, folds, val = distributed.main_first(build, "preparing the data")
+    return PreparedData(SegmentStore(store), train, test, Path(folds), val)
 
 
 def source_settings(cfg: RunConfig, source: Any = None) -> dict[str, Any]:
@@ -405,22 +426,47 @@ def config_problems(cfg: RunConfig) -> list[str]:
 
 
 def run(cfg: RunConfig, train: bool = True) -> dict[str, Any]:
-    """Train (unless ``train`` is False and a checkpoint is given) and evaluate; write results.json."""
+    """Train (unless ``train`` is False and a checkpoint is given) and evaluate; write results.json.
+
+    Under torchrun every process calls this; see the module doc for who does what."""
     cfg.validate()
     check_names(cfg)
-    resolve_dtype(cfg.train.precision, resolve_device(cfg.train.device))  # an unusable device fails before any work
+    device = resolve_device(cfg.train.device)
+    resolve_dtype(cfg.train.precision, device)  # an unusable device fails before any work
     check_run_inputs(cfg, train)  # a corrupt .gguf or checkpoint file is refused before the data is built
+    created = distributed.init_from_env(device.type)
+    try:
+        distributed.resolve_strategy(cfg.train.strategy, distributed.current().world_size)
+        return _run(cfg, train)
+    finally:
+        if created:
+            distributed.shutdown()
+
+
+def _run(cfg: RunConfig, train: bool) -> dict[str, Any]:
+    rank = distributed.current()
+    if not rank.main:  # one log, rank 0's; the others speak only of problems
+        logging.getLogger("ecg_bench").setLevel(max(logging.WARNING, logging.getLogger("ecg_bench").level))
     kind = "run" if train else "eval"
-    out = claim_output(cfg, kind, new_results=True)
-    cfg.save(out / "config.json")
-    with log_to_file(out / LOG_FILE):  # the run's log beside its results (appended when it resumes)
-        return _run(cfg, train, out, kind)
+
+    def claim() -> Path:
+        out = claim_output(cfg, kind, new_results=True)
+        cfg.save(out / "config.json")
+        return out
+
+    out = distributed.main_first(claim, f"claiming the output folder {cfg.output_dir}")
+    if not rank.main:
+        return _run_in(cfg, train, out, kind)
+    with log_to_file(out / LOG_FILE):  # the run's log beside its results (appended when it resumes); rank 0's only
+        return _run_in(cfg, train, out, kind)
 
 
-def _run(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]:
+def _run_in(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]:
+    rank = distributed.current()
+    device = distributed.rank_device(resolve_device(cfg.train.device), rank)  # each rank on its own GPU
     seed_everything(cfg.train.seed)
     t0 = time.time()
-    data = prepare_data(cfg, kind)
+    data = prepare_data_once(cfg, kind)
     rep = _representation(cfg)
     seg_len, fs = input_dims(cfg, data.store)
     out_spec = rep.output(seg_len)
@@ -431,7 +477,7 @@ def _run(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]:
     checkpoint = None if train else cfg.train.resume_from
     if checkpoint:  # the load path of from_pretrained: dimensions and vocabulary from the checkpoint, checked below
         check_not_trained_on(checkpoint, data.test, cfg)
-        elm, processor, contract = build_from_checkpoint(checkpoint, cfg.model, resolve_device(cfg.train.device))
+        elm, processor, contract = build_from_checkpoint(checkpoint, cfg.model, device)
         if (contract.segment_len, contract.fs) != (seg_len, fs) or contract.representation_config() != cfg.model.representation:
             raise ConfigError([
                 f"{checkpoint} was trained on {contract.segment_len}-sample segments at {contract.fs:g} Hz "
@@ -446,7 +492,6 @@ def _run(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]:
     test_ds = ConversationDataset(data.test, data.store, rep.for_evaluation())
     training: dict[str, Any] = {}
     if train and cfg.train.max_steps == 0:
-        device = resolve_device(cfg.train.device)
         elm.to(device)
         training = {"steps": 0, "zero_shot": True, "note": ZERO_SHOT_NOTE}
         log.info("train.max_steps 0: evaluating the ELM as built (zero-shot; %s)", ZERO_SHOT_NOTE)
@@ -455,11 +500,13 @@ def _run(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]:
         trainer.training_data = training_data_record(cfg, data)
         trainer.run_dir = out
         trainer.val_dataset = ConversationDataset(data.val, data.store, rep.for_evaluation()) if data.val else None
-        training = summarize(trainer.train())
+        result = trainer.train()
+        training = summarize(result)
         training.update(ecg=cfg.train.ecg, val_items=len(data.val))
         device = trainer.device
+        if trainer.strategy == "fsdp":  # generation reads whole weights: a fresh model from the final checkpoint
+            elm, processor, _ = build_from_checkpoint(result.checkpoint, cfg.model, device)
     else:
-        device = resolve_device(cfg.train.device)
         elm.to(device)
     if cfg.train.ecg == "none" and [c for c in cfg.eval.conditions if c.type != "no_signal"]:
         log.info("train.ecg none (text-only baseline): its fair condition is no_signal; the others show it ECGs it never saw")
@@ -481,11 +528,14 @@ def _run(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]:
             "python": platform.python_version(),
             "cpu_threads": torch.get_num_threads(),
             **provenance(),
+            "processes": rank.world_size,
         },
         "seconds": round(time.time() - t0, 1),
         **results,
     }
-    write_results(results, out / "results.json")
+    if rank.main:
+        write_results(results, out / "results.json")
+    distributed.barrier()  # results.json is there when any rank returns
     return results
 
 

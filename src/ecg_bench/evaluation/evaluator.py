@@ -12,6 +12,11 @@ Prompts are cut to ``model.max_length`` minus the generation room (``eval.max_ne
 training rule (``ChatFormatter``: oldest history first, the token ELM's ECG blocks before that, the
 question from its left last); each condition's ``truncated_prompts`` in results.json counts the cut ones.
 
+With several processes (torchrun; ``torch.distributed`` initialised) generation is sharded: the batches are
+made exactly as in one process (prompts sorted by length, ``eval.batch_size`` at a time) and rank r generates
+batches r, r + N, ...; the answers are gathered back in order, so every rank scores the same answers and
+results.json is the same as one process's (rank 0 writes it).
+
 Scoring (``score_condition``): every answer becomes an ``AnswerSample`` carrying its item (question,
 question type, topic, patient, meta); ``statistics.summarize_condition`` gives each metric's value
 and 95 % CI resampled by patient (``eval.bootstrap_resamples``), overall and per question type /
@@ -37,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from ecg_bench.config import ConditionOptions, EvalConfig, condition_label
 from ecg_bench.data.conversations import turn_labels
@@ -91,13 +97,22 @@ def build_samples(
     return samples
 
 
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 @torch.no_grad()
 def generate(elm: ELM, processor: Processor, samples: list[EvalSample], cfg: EvalConfig, device: torch.device) -> list[str]:
-    """Greedy answers for ``samples`` in batches of similar prompt length (left padded)."""
+    """Greedy answers for ``samples`` in batches of similar prompt length (left padded); sharded by batch across
+    the ranks of a process group and gathered in order (see the module doc)."""
     elm.eval()
+    rank, world = _rank_world()
     order = sorted(range(len(samples)), key=lambda i: len(samples[i].prompt_ids))
-    out: list[str] = [""] * len(samples)
-    for start in progress(range(0, len(order), cfg.batch_size), desc="generate", leave=False):
+    starts = list(range(0, len(order), cfg.batch_size))[rank::world]  # the same batches as one process, dealt out
+    mine: dict[int, str] = {}
+    for start in progress(starts, desc="generate", leave=False, disable=rank != 0):
         idx = order[start : start + cfg.batch_size]
         batch = processor.collate_generation([samples[i] for i in idx]).to(device)
         new = elm.generate(
@@ -105,8 +120,12 @@ def generate(elm: ELM, processor: Processor, samples: list[EvalSample], cfg: Eva
             max_new_tokens=cfg.max_new_tokens, stop_token_ids=processor.stop_token_ids, pad_token_id=processor.pad_token_id,
         )  # fmt: skip
         for i, ids in zip(idx, new):
-            out[i] = processor.decode(ids)
-    return out
+            mine[i] = processor.decode(ids)
+    if world > 1:
+        parts: list[Any] = [None] * world
+        dist.all_gather_object(parts, mine)
+        mine = {i: text for part in parts for i, text in part.items()}
+    return [mine[i] for i in range(len(samples))]
 
 
 def evaluate(

@@ -15,7 +15,13 @@
 <dir>/trainer_state.json     step, learning-rate schedule position, loss history
 <dir>/rng_state.json         python ``random`` and numpy global RNG states (for an exact resume, dropout included)
 <dir>/rng_state.safetensors  torch CPU RNG state and one per CUDA device, as uint8 tensors
+<dir>/rng_state.rank<r>.*    the same for rank r > 0 of a run with several processes
 ```
+
+With several processes (``training.distributed``) every rank takes part in gathering what is sharded
+(FSDP parameters and AdamW moments are gathered whole, so the folder looks the same whatever the
+strategy and world size) and only rank 0 writes; the others wait for it. Any world size resumes from
+any checkpoint: rank r restores its own RNG state when the checkpoint has one, else rank 0's.
 
 Nothing is pickled and nothing is ``torch.load``-ed: a checkpoint from someone else cannot run code.
 Every file is read through :mod:`ecg_bench.safe_files`: a garbage, truncated or forged file, a tensor of
@@ -39,6 +45,8 @@ from ecg_bench.data.contract import PreprocessingContract
 from ecg_bench.errors import DataError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.safe_files import load_safetensors, read_json_file
+from ecg_bench.training import distributed
+from ecg_bench.training.distributed import full_tensor, like_param
 from ecg_bench.training.model_card import replace_peft_card, write_card
 
 log = get_logger(__name__)
@@ -69,41 +77,71 @@ def save_checkpoint(
     ``json_files`` (name -> JSON-serialisable value) are written into it too (e.g. training_data.json).
     """
     path = Path(path)
-    folders.check_replaceable(path, "checkpoint")
-    tmp = folders.make_temp(path, "checkpoint")
-    cfg.save(tmp / "config.json")
-    for name, value in (json_files or {}).items():
-        (tmp / name).write_text(json.dumps(value, indent=2) + "\n")
+    # every rank gathers (collectives, in the same order everywhere); rank 0 alone writes
+    llm_state = _gathered_llm_state(elm, cfg)
+    modules = {name: {k: full_tensor(v).detach().cpu().contiguous() for k, v in module.state_dict().items()}
+               for name, module in elm.trainable_modules().items()}  # fmt: skip
+    opt = _optimizer_tensors(elm, optimizer) if optimizer is not None else None
+    rng = distributed.all_gather_object(rng_state())  # saving draws no random numbers: the state after the last step
+
+    def write() -> Path:
+        folders.check_replaceable(path, "checkpoint")
+        tmp = folders.make_temp(path, "checkpoint")
+        cfg.save(tmp / "config.json")
+        for name, value in (json_files or {}).items():
+            (tmp / name).write_text(json.dumps(value, indent=2) + "\n")
+        llm = elm.llm
+        if cfg.model.full_finetune:
+            llm.save_pretrained(tmp / "llm", safe_serialization=True, state_dict=llm_state)
+        elif _is_peft(llm):
+            llm.save_pretrained(tmp / "adapter", state_dict=llm_state)
+        for name, tensors in modules.items():
+            save_file(tensors, str(tmp / f"{name}.safetensors"))
+        if hasattr(elm, "save_extra"):
+            elm.save_extra(tmp)
+        if hasattr(elm, "manifest"):
+            (tmp / MANIFEST_FILE).write_text(json.dumps(elm.manifest(), indent=2) + "\n")
+        contract = PreprocessingContract.from_run_config(cfg)
+        contract.write(tmp)
+        for rank, (doc, tensors) in enumerate(rng):
+            write_rng_state(tmp, doc, tensors, rank)
+        if opt is not None:
+            save_file(opt, str(tmp / "optimizer.safetensors"))
+        (tmp / STATE_FILE).write_text(json.dumps(state or {}, indent=2) + "\n")
+        replace_peft_card(tmp, cfg)
+        write_card(tmp, cfg, contract, location=str(path))
+        folders.replace(tmp, path, "checkpoint")
+        log.info("saved checkpoint %s", path)
+        return path
+
+    return distributed.main_first(write, f"saving checkpoint {path}")
+
+
+def _is_sharded(module: torch.nn.Module) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in module.parameters())
+
+
+def _gathered_llm_state(elm, cfg: RunConfig) -> dict[str, torch.Tensor] | None:
+    """Under FSDP, the LLM tensors a checkpoint holds gathered whole (all of them when fully fine-tuned, else the
+    trainable LoRA ones, which PEFT filters); None otherwise (``save_pretrained`` reads the model itself)."""
     llm = elm.llm
+    if not _is_sharded(llm):
+        return None
     if cfg.model.full_finetune:
-        llm.save_pretrained(tmp / "llm", safe_serialization=True)
-    elif _is_peft(llm):
-        llm.save_pretrained(tmp / "adapter")
-    for name, module in elm.trainable_modules().items():
-        save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp / f"{name}.safetensors"))
-    if hasattr(elm, "save_extra"):
-        elm.save_extra(tmp)
-    if hasattr(elm, "manifest"):
-        (tmp / MANIFEST_FILE).write_text(json.dumps(elm.manifest(), indent=2) + "\n")
-    contract = PreprocessingContract.from_run_config(cfg)
-    contract.write(tmp)
-    save_rng_state(tmp)  # saving draws no random numbers: this is the state after the last step
-    if optimizer is not None:
-        save_file(_optimizer_tensors(elm, optimizer), str(tmp / "optimizer.safetensors"))
-    (tmp / STATE_FILE).write_text(json.dumps(state or {}, indent=2) + "\n")
-    replace_peft_card(tmp, cfg)
-    write_card(tmp, cfg, contract, location=str(path))
-    folders.replace(tmp, path, "checkpoint")
-    log.info("saved checkpoint %s", path)
-    return path
+        return {k: full_tensor(v).detach().cpu() for k, v in llm.state_dict().items()}
+    return {n: full_tensor(p).detach().cpu() for n, p in llm.named_parameters() if p.requires_grad}
 
 
 def _optimizer_tensors(elm, optimizer) -> dict[str, torch.Tensor]:
     name_of = {id(p): n for n, p in _named_trainable(elm).items()}
     out = {}
-    for p, st in optimizer.state.items():
-        for k, v in st.items():
-            out[f"{name_of[id(p)]}::{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
+    for group in optimizer.param_groups:  # parameter order: the same on every rank (FSDP gathers collectively)
+        for p in group["params"]:
+            for k, v in sorted(optimizer.state.get(p, {}).items()):
+                v = full_tensor(v) if torch.is_tensor(v) else torch.tensor(v)
+                out[f"{name_of[id(p)]}::{k}"] = v.detach().cpu().contiguous()
     return out
 
 
@@ -145,10 +183,16 @@ def load_checkpoint(path: str | Path, elm, optimizer=None, max_steps: int | None
             tensors = load_safetensors(f)
             check_shapes(f, tensors, _shapes(module.state_dict()), name)
             module.load_state_dict(tensors)
-    if optimizer is not None and (path / "optimizer.safetensors").exists():
-        f = path / "optimizer.safetensors"
-        _load_optimizer(elm, optimizer, load_safetensors(f), f)
+    if optimizer is not None:
+        load_optimizer_state(path, elm, optimizer)
     return state
+
+
+def load_optimizer_state(path: str | Path, elm, optimizer) -> None:
+    """AdamW moments from ``path``/optimizer.safetensors (if there), sharded like their parameters under FSDP."""
+    f = Path(path) / "optimizer.safetensors"
+    if f.exists():
+        _load_optimizer(elm, optimizer, load_safetensors(f), f)
 
 
 def check_run_inputs(cfg: RunConfig, train: bool = True) -> None:
@@ -237,7 +281,24 @@ def read_trainer_state(path: str | Path, max_steps: int | None = None) -> dict[s
 
 
 def save_rng_state(folder: Path) -> None:
-    """Write every RNG state: python and numpy as JSON, torch CPU and each CUDA device as uint8 tensors."""
+    """Write this process's RNG states: python and numpy as JSON, torch CPU and each CUDA device as uint8 tensors."""
+    write_rng_state(folder, *rng_state(), rank=0)
+
+
+def _rng_files(folder: Path, rank: int) -> tuple[Path, Path]:
+    if rank == 0:
+        return folder / RNG_JSON, folder / RNG_TENSORS
+    return folder / f"rng_state.rank{rank}.json", folder / f"rng_state.rank{rank}.safetensors"
+
+
+def write_rng_state(folder: Path, doc: dict[str, Any], tensors: dict[str, torch.Tensor], rank: int = 0) -> None:
+    jf, tf = _rng_files(folder, rank)
+    jf.write_text(json.dumps(doc) + "\n")
+    save_file(tensors, str(tf))
+
+
+def rng_state() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """This process's RNG states: (python and numpy as a JSON document, torch CPU and CUDA as uint8 tensors)."""
     version, mt, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     doc = {
@@ -250,17 +311,22 @@ def save_rng_state(folder: Path) -> None:
             "cached_gaussian": float(cached),
         },  # fmt: skip
     }
-    (folder / RNG_JSON).write_text(json.dumps(doc) + "\n")
     tensors = {"torch_cpu": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors.update({f"torch_cuda_{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    save_file(tensors, str(folder / RNG_TENSORS))
+    return doc, tensors
 
 
-def restore_rng_state(folder: str | Path) -> bool:
-    """Set every RNG to the state saved in a checkpoint; False (with a warning) when it holds none."""
+def restore_rng_state(folder: str | Path, rank: int | None = None) -> bool:
+    """Set every RNG to the state saved in a checkpoint for this rank (rank 0's when it holds none for this rank,
+    e.g. resuming on more processes); False (with a warning) when it holds none at all."""
     folder = Path(folder)
-    jf, tf = folder / RNG_JSON, folder / RNG_TENSORS
+    rank = distributed.current().rank if rank is None else rank
+    jf, tf = _rng_files(folder, rank)
+    if rank and not (jf.exists() and tf.exists()):
+        log.info("%s holds no RNG state for rank %d (saved by fewer processes): rank %d continues from rank 0's", folder,
+                 rank, rank)  # fmt: skip
+        jf, tf = _rng_files(folder, 0)
     if not (jf.exists() and tf.exists()):
         log.warning("%s holds no RNG state (an older checkpoint): the resumed run matches an uninterrupted one "
                     "only without dropout", folder)  # fmt: skip
@@ -304,4 +370,4 @@ def _load_optimizer(elm, optimizer, tensors: dict[str, torch.Tensor], file: Path
         if field != "step" and tuple(value.shape) != tuple(p.shape):
             raise DataError(f"{file}: tensor {key!r} has shape {list(value.shape)} but parameter {name!r} has shape "
                             f"{list(p.shape)}")  # fmt: skip
-        optimizer.state[p][field] = value.to(p.device) if field != "step" else value
+        optimizer.state[p][field] = like_param(value, p) if field != "step" else value

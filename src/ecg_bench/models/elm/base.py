@@ -66,15 +66,23 @@ class ELM(nn.Module):
         return self.base_llm.get_input_embeddings()(input_ids)
 
     # -------------------------------------------------------------- training
-    def forward(self, input_ids, attention_mask, labels, ecg=None) -> tuple[torch.Tensor, int]:
+    def forward(self, input_ids, attention_mask, labels, ecg=None, position_ids=None) -> tuple[torch.Tensor, int]:
         """Return ``(sum of token losses, number of supervised tokens)``.
 
         The LM head runs only on supervised positions: on a 49k vocabulary that is a large share of
         the step on CPU. Summed (not averaged) so gradient accumulation can divide by the token
         count of the whole accumulation window.
+
+        With ``position_ids`` (packed rows, ``processors.pack_batch``) no attention mask is passed: transformers
+        reads the restarts of the position ids as sample boundaries and builds a block-diagonal causal mask
+        (SDPA, eager, flex) or variable-length attention (flash-attention), so no sample attends to another.
         """
         embeds = self.inputs_embeds(input_ids, ecg)
-        hidden = self.base_llm.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        decoder = self.base_llm.get_decoder()
+        if position_ids is not None:  # (use_cache off: transformers looks for packed rows only without a cache)
+            hidden = decoder(inputs_embeds=embeds, position_ids=position_ids, use_cache=False).last_hidden_state
+        else:
+            hidden = decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
         target = labels[:, 1:]
         keep = target != IGNORE_INDEX
         logits = self.base_llm.get_output_embeddings()(hidden[:, :-1][keep])

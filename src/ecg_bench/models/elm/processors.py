@@ -35,10 +35,13 @@ class Batch:
     attention_mask: torch.Tensor
     labels: torch.Tensor | None = None
     ecg: torch.Tensor | None = None
+    position_ids: torch.Tensor | None = None
+    """Packed rows only (``pack_batch``): positions restarting at 0 for every sample in a row; ``attention_mask``
+    then only marks the real tokens, and attention is kept inside each sample (see ``ELM.forward``)."""
 
     def to(self, device) -> "Batch":
         mv = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Batch(mv(self.input_ids), mv(self.attention_mask), mv(self.labels), mv(self.ecg))
+        return Batch(mv(self.input_ids), mv(self.attention_mask), mv(self.labels), mv(self.ecg), mv(self.position_ids))
 
 
 def pad_batch(seqs: list[list[int]], pad_id: int, side: str, label_seqs: list[list[int]] | None = None) -> Batch:
@@ -54,6 +57,46 @@ def pad_batch(seqs: list[list[int]], pad_id: int, side: str, label_seqs: list[li
         if labels is not None:
             labels[i, sl] = torch.tensor(label_seqs[i], dtype=torch.long)
     return Batch(ids, mask, labels)
+
+
+def pack_rows(lengths: Sequence[int], row_len: int) -> list[list[int]]:
+    """Examples (by index, order kept within a row) placed first-fit into rows of at most ``row_len`` tokens
+    (an example longer than ``row_len`` gets a row of its own)."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i, n in enumerate(lengths):
+        k = next((r for r, free in enumerate(room) if free >= n), None)
+        if k is None:
+            rows.append([i])
+            room.append(row_len - n)
+        else:
+            rows[k].append(i)
+            room[k] -= n
+    return rows
+
+
+def pack_batch(seqs: list[list[int]], label_seqs: list[list[int]], pad_id: int, row_len: int) -> tuple[Batch, list[int]]:
+    """Several samples per row (``pack_rows``): position ids restart at 0 for each sample, each sample's first label
+    is ignored (nothing is predicted across a sample boundary), and the padding at a row's end is a sample of its
+    own with no labels. Returns the batch and the order of the samples in it (row-major, to order their ECGs)."""
+    rows = pack_rows([len(s) for s in seqs], row_len)
+    width = max(sum(len(seqs[i]) for i in row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for i in row:
+            n = len(seqs[i])
+            ids[r, at : at + n] = torch.tensor(seqs[i], dtype=torch.long)
+            labels[r, at : at + n] = torch.tensor(label_seqs[i], dtype=torch.long)
+            labels[r, at] = IGNORE_INDEX
+            mask[r, at : at + n] = 1
+            pos[r, at : at + n] = torch.arange(n)
+            at += n
+        pos[r, at:] = torch.arange(width - at)  # the tail: one more "sample", all padding
+    return Batch(ids, mask, labels, position_ids=pos), [i for row in rows for i in row]
 
 
 @dataclass
@@ -119,9 +162,15 @@ class Processor:
     def stop_token_ids(self) -> list[int]:
         return self.formatter.stop_token_ids
 
-    def collate(self, examples: Sequence[TrainExample]) -> Batch:
-        """Right-padded training batch; ``ecg`` concatenated over the examples that carry one."""
-        batch = pad_batch([e.input_ids for e in examples], self.pad_token_id, "right", [e.labels for e in examples])
+    def collate(self, examples: Sequence[TrainExample], pack_to: int = 0) -> Batch:
+        """Right-padded training batch, or with ``pack_to`` > 0 rows of up to that many tokens each holding several
+        examples (``pack_batch``); ``ecg`` concatenated over the examples that carry one, in the order they sit."""
+        ids, labels = [e.input_ids for e in examples], [e.labels for e in examples]
+        if pack_to:
+            batch, order = pack_batch(ids, labels, self.pad_token_id, pack_to)
+            examples = [examples[i] for i in order]
+        else:
+            batch = pad_batch(ids, self.pad_token_id, "right", labels)
         batch.ecg = _cat([e.ecg for e in examples])
         return batch
 
@@ -135,10 +184,11 @@ class Processor:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
-    def train_collator(self, dataset, with_ecg: bool = True) -> Callable[[Sequence[int]], Batch]:
+    def train_collator(self, dataset, with_ecg: bool = True, pack_to: int = 0) -> Callable[[Sequence[int]], Batch]:
         """``indices -> Batch`` over a ConversationDataset; every conversation is tokenized once, up front.
-        ``with_ecg=False``: text only, the ECG markers dropped and no ECG ever read (``train.ecg none``)."""
-        return TrainCollator(self, dataset, with_ecg)
+        ``with_ecg=False``: text only, the ECG markers dropped and no ECG ever read (``train.ecg none``);
+        ``pack_to`` > 0 packs several conversations per row of that many tokens (``collate``)."""
+        return TrainCollator(self, dataset, with_ecg, pack_to)
 
 
 def _cat(ecgs: list[torch.Tensor | None]) -> torch.Tensor | None:
@@ -150,8 +200,8 @@ class TrainCollator:
     """Tokenizes every conversation once; a batch is then padding and stacking (and, where the processor
     does not write the ECG into the ids, a read of the batch's ECGs from the memory-mapped store)."""
 
-    def __init__(self, processor: Processor, dataset, with_ecg: bool = True):
-        self.processor, self.dataset, self.with_ecg = processor, dataset, with_ecg
+    def __init__(self, processor: Processor, dataset, with_ecg: bool = True, pack_to: int = 0):
+        self.processor, self.dataset, self.with_ecg, self.pack_to = processor, dataset, with_ecg, pack_to
         ecg_of = (lambda i: dataset[i]["ecg"]) if processor.ecg_in_ids and with_ecg else (lambda i: None)
         self.encoded = [
             processor.train_example(it["messages"], ecg_of(i), with_ecg=with_ecg)
@@ -162,7 +212,7 @@ class TrainCollator:
         examples = [self.encoded[i] for i in indices]
         if self.with_ecg and not self.processor.ecg_in_ids:  # read per step: the ECG tensors would not all fit in memory
             examples = [TrainExample(e.input_ids, e.labels, self.dataset[i]["ecg"]) for e, i in zip(examples, indices)]
-        return self.processor.collate(examples)
+        return self.processor.collate(examples, self.pack_to)
 
 
 class PlaceholderProcessor(Processor):
