@@ -67,9 +67,13 @@ def third_party(folder: Path, local: set[str] = frozenset()) -> dict[str, set[st
     return {m: files for m, files in imported_modules(folder).items() if m not in skip}
 
 
+PROVIDERS = {"mlflow": ["mlflow-skinny", "mlflow"]}
+"""Modules whose distribution has another name, for when none is installed (optional extras in a fresh venv)."""
+
+
 def distributions(module: str) -> set[str]:
-    """The distributions that provide a top-level module (its own name when none installed provides it)."""
-    dists = importlib.metadata.packages_distributions().get(module) or [module]
+    """The distributions that provide a top-level module (PROVIDERS, or its own name, when none installed does)."""
+    dists = importlib.metadata.packages_distributions().get(module) or PROVIDERS.get(module) or [module]
     return {_normalise(d) for d in dists}
 
 

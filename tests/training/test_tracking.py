@@ -168,23 +168,31 @@ def test_metrics_file_keeps_only_steps_up_to_the_resume_point(tmp_path):
     assert read_metrics(path) == []
 
 
-def test_progress_is_periodic_log_lines_without_carriage_returns(monkeypatch, caplog):
+def test_progress_is_periodic_log_lines_without_carriage_returns(monkeypatch):
     monkeypatch.setattr(logging_utils, "PROGRESS_SECONDS", 0.0)
-    monkeypatch.setattr(logging.getLogger("ecg_bench"), "propagate", True)  # an earlier CLI call may have stopped it
-    caplog.set_level(logging.INFO, logger="ecg_bench")
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    # its own handler, whatever earlier tests (CLI calls, setup_logging) left on the package logger
+    progress_log = logging.getLogger("ecg_bench.progress")
+    monkeypatch.setattr(progress_log, "handlers", [Keep(logging.INFO)])
+    monkeypatch.setattr(progress_log, "propagate", False)
+    monkeypatch.setattr(progress_log, "level", logging.INFO)
     bar = logging_utils.progress(range(3, 5), desc="train", initial=3, total=5)  # resumed at step 3 of 5
     assert isinstance(bar, logging_utils.LogProgress)
     for _ in bar:
         bar.set_postfix(loss="0.5")
-    lines = [r.getMessage() for r in caplog.records if r.name == "ecg_bench.progress"]
     assert len(lines) == 3  # after steps 4 and 5 (interval 0), then the closing count
     assert lines[0].startswith("train: 4/5 (80 %), ") and lines[0].endswith(" it/s, loss=0.5")
     assert lines[1].startswith("train: 5/5 (100 %), ") and lines[2].startswith("train: 5/5 (100 %), ")
     assert all("\r" not in x for x in lines)
     silent = logging_utils.LogProgress(range(10), desc="fast", every=3600)
-    caplog.clear()
+    lines.clear()
     list(silent)
-    assert not caplog.records  # a loop shorter than the interval logs nothing
+    assert not lines  # a loop shorter than the interval logs nothing
 
 
 @pytest.mark.slow
