@@ -616,6 +616,17 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def flat_dict(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config mapping (``to_dict``, a config.json) as dotted keys: ``{"model.encoder.type": "conv1d", ...}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(flat_dict(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 # ---------------------------------------------------------------- strict value checks
 
 _TRUE = ("true", "yes", "on", "1")

@@ -32,6 +32,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from ecg_bench.config import flat_dict
 from ecg_bench.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -185,7 +186,7 @@ class MlflowBackend(_Backend):
         else:
             self.run = mlflow.start_run(run_name=run_dir.name)
             id_file.write_text(self.run.info.run_id + "\n")
-            mlflow.log_params({k: str(v)[:500] for k, v in _flatten(config).items()})  # MLflow caps values at 500 chars
+            mlflow.log_params({k: str(v)[:500] for k, v in flat_dict(config).items()})  # MLflow caps values at 500 chars
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         self.mlflow.log_metrics({_tag(k).replace("/", "_"): float(v) for k, v in metrics.items()}, step=step)
@@ -199,16 +200,6 @@ BACKENDS = {"tensorboard": TensorBoardBackend, "wandb": WandbBackend, "mlflow": 
 
 def _tag(key: str) -> str:
     return key.replace("val_", "val/") if key.startswith("val_") else f"train/{key}"
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 class Tracker:

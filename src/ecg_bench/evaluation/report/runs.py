@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ecg_bench.config import flat_dict
 from ecg_bench.errors import DataError
 from ecg_bench.logging_utils import get_logger
 
@@ -92,16 +93,6 @@ class Configuration:
         return out
 
 
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def find_results(paths: Iterable[str | Path]) -> list[Path]:
     """results.json files: a RUN given is a run folder, a results.json, or a folder searched for them."""
     found: list[Path] = []
@@ -137,7 +128,7 @@ def load_run(path: Path) -> Run:
             raise DataError(f"{path}: condition {name!r} has no metrics object")
     if not isinstance(results.get("samples", []), list):
         raise DataError(f"{path}: samples is not a list")
-    config = flatten(results["config"])
+    config = flat_dict(results["config"])
     if results.get("training"):
         config.pop("train.resume_from", None)
     return Run(path.parent, config, results)
