@@ -16,15 +16,17 @@ def make_tiny_elm(**model_overrides):
     return build_elm(cfg, seq_len=500, fs=250.0)
 
 
-def save_tiny_vision_model(family: str, folder) -> str:
+def save_tiny_vision_model(family: str, folder, init: float = 0.02) -> str:
     """A tiny random ``family`` (vit, clip, siglip, siglip2) vision model + its image processor saved to ``folder``
     (32 x 32 px, 8 px patches, width 16), as a hub checkpoint would be laid out; CLIP as a whole CLIPModel, whose
-    vision tower the encoder loads. Nothing is downloaded."""
+    vision tower the encoder loads. Nothing is downloaded. ``init``: std of the random weights (the families' 0.02
+    makes a 1-layer tower's pooled output nearly the same for every picture, which contrastive tests cannot learn from)."""
     import torch
     import transformers as tf
 
     torch.manual_seed(0)
-    vc = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8)
+    vc = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8,
+              initializer_range=init, initializer_factor=init / 0.02)  # fmt: skip
     folder = str(folder)
     if family == "clip":
         tc = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=99,
@@ -43,4 +45,26 @@ def save_tiny_vision_model(family: str, folder) -> str:
         tf.Siglip2ImageProcessor(patch_size=8, max_num_patches=16).save_pretrained(folder)
     else:
         raise ValueError(f"unknown vision family {family!r}")
+    return folder
+
+
+def make_tiny_bert(folder, texts, init: float = 0.02, dropout: float = 0.1):
+    """A random 2-layer BERT (hidden 32) with a word-level vocabulary of ``texts``, saved to ``folder`` (``init``: std
+    of the random weights; ``dropout``: BERT's hidden and attention dropout)."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = sorted({w for t in texts for w in t.lower().replace(".", " . ").replace(",", " , ").split()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    # read back from the folder: transformers 5's BertTokenizerFast(vocab_file=...) ignores the file (5 tokens, all UNK)
+    tok = BertTokenizerFast.from_pretrained(folder)
+    assert len(tok) == len(vocab), (len(tok), len(vocab))
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=64, initializer_range=init, hidden_dropout_prob=dropout,
+                     attention_probs_dropout_prob=dropout)  # fmt: skip
+    BertModel(cfg).save_pretrained(folder)
     return folder

@@ -64,6 +64,10 @@ class Representation:
         """The representation evaluation uses: this one without training-only randomness (augmentations)."""
         return self
 
+    def reseed(self, seed: int) -> None:
+        """Restart the training-only randomness (augmentations) from ``seed``, e.g. the step of a pretraining run, so
+        a resumed run draws what an uninterrupted one would. Default: nothing to restart."""
+
     def output(self, segment_len: int) -> RepresentationOutput:
         """The declared output for ``segment_len``-sample segments."""
         return RepresentationOutput(self.kind, tuple(self.shape(segment_len)), self.dtype, self.variable_length)

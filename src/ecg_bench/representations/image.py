@@ -150,6 +150,9 @@ class ImageRepresentation(Representation):
             return self
         return ImageRepresentation(dataclasses.replace(self.options, augment=False), self.fs)
 
+    def reseed(self, seed: int) -> None:
+        self._rng = np.random.default_rng([self.options.seed, int(seed)])
+
     def shape(self, segment_len: int) -> tuple[int, ...]:
         return (3, self.options.height, self.options.width)
 

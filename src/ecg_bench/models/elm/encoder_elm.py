@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ecg_bench.config import ELMOptions, EncoderOptions, ModelConfig, choice, describe_options
+from ecg_bench.config import ELMOptions, EncoderOptions, ModelConfig, choice, describe_options, to_dict
 from ecg_bench.models.chat import ChatFormatter, add_ecg_placeholder
 from ecg_bench.models.elm.base import ELM, ELMS, ElmFamily, InputDims
 from ecg_bench.models.elm.processors import PlaceholderProcessor
@@ -68,7 +68,8 @@ class EncoderFamily(ElmFamily):
     def assemble(self, cfg: ModelConfig, llm: nn.Module, tokenizer, dims: InputDims) -> tuple[EncoderELM, PlaceholderProcessor]:
         opts = self.encoder_options(cfg)
         hidden = llm.get_input_embeddings().embedding_dim
-        spec = encoder_spec(opts, dims.in_leads, dims.seq_len, dims.fs, input_kind=dims.kind, input_shape=dims.shape)
+        spec = encoder_spec(opts, dims.in_leads, dims.seq_len, dims.fs, input_kind=dims.kind, input_shape=dims.shape,
+                            representation=to_dict(cfg.representation))  # fmt: skip
         encoder = build_encoder(opts, spec)
         projector = build_projector(cfg.projector, encoder.out_dim, hidden)
         elm = EncoderELM(llm, encoder, projector, add_ecg_placeholder(tokenizer), train_encoder=not opts.freeze)

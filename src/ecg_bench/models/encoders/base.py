@@ -9,7 +9,7 @@ A builder takes the encoder's options dataclass (``model.encoder``) and the ``En
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -43,6 +43,9 @@ class EncoderSpec:
     """Kind of the representation's output (signal, image), from ``Representation.output``."""
     input_shape: tuple[int, ...] = ()
     """Shape of one input, from ``Representation.output`` (empty = ``(in_leads, seq_len)``, the signal)."""
+    representation: dict = field(default_factory=dict)
+    """The run's representation options (``model.representation`` as JSON, with ``type``), checked against the
+    preprocessing contract of pretrained weights that read a drawn picture (empty = not known: not checked)."""
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -55,13 +58,14 @@ ENCODERS: Registry[Callable[[Any, EncoderSpec], nn.Module]] = Registry("encoder"
 
 
 def encoder_spec(opts: Any, in_leads: int, seq_len: int, fs: float, input_kind: str = "signal",
-                 input_shape: tuple[int, ...] = ()) -> EncoderSpec:  # fmt: skip
+                 input_shape: tuple[int, ...] = (), representation: dict | None = None) -> EncoderSpec:  # fmt: skip
     """The EncoderSpec of input ``[in_leads, seq_len]`` at ``fs`` Hz with the sizes and files of ``opts``; the
-    representation turns it into ``input_shape`` inputs of ``input_kind`` (default: the signal itself)."""
+    representation (options ``representation``) turns it into ``input_shape`` inputs of ``input_kind`` (default: the
+    signal itself)."""
     return EncoderSpec(in_leads=in_leads, seq_len=seq_len, out_dim=getattr(opts, "dim", 128), num_tokens=getattr(opts, "num_tokens", 4),
                        patch_size=getattr(opts, "patch_size", 50), fs=fs, tokenizer=getattr(opts, "tokenizer", ""),
                        weights=getattr(opts, "weights", ""), input_kind=input_kind,
-                       input_shape=tuple(int(d) for d in input_shape))  # fmt: skip
+                       input_shape=tuple(int(d) for d in input_shape), representation=dict(representation or {}))  # fmt: skip
 
 
 def input_kinds(name: str) -> tuple[str, ...]:

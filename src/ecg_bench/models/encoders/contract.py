@@ -31,29 +31,46 @@ class PreprocessingContract:
     """Lead order of the input channels."""
     scaling: str = "minmax"
     """Per-segment scaling inside the encoder (one of SCALINGS)."""
+    representation: dict | None = None
+    """How the segment became the encoder's input, for encoders of a drawn picture (the vision encoders): the
+    representation's type and drawing options (``model.representation`` without its training-only augmentations);
+    None for encoders of the signal."""
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["leads"] = list(self.leads)
+        if self.representation is None:
+            del d["representation"]
         return d
 
     @classmethod
     def from_json(cls, d: dict, where: str = "encoder.json") -> "PreprocessingContract":
         try:
-            return cls(float(d["fs"]), int(d["segment_len"]), tuple(str(x) for x in d["leads"]), str(d["scaling"]))
-        except (KeyError, TypeError, ValueError) as e:
+            rep = d.get("representation")
+            if rep is not None and not isinstance(rep, dict):
+                raise TypeError(f"representation must be a mapping, got {rep!r}")
+            return cls(float(d["fs"]), int(d["segment_len"]), tuple(str(x) for x in d["leads"]), str(d["scaling"]), rep)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DataError(f"{where}: preprocessing contract needs fs, segment_len, leads, scaling; got {d!r}") from e
 
     def check(self, used: "PreprocessingContract", weights: str, run: str = "this run") -> None:
-        """Raise DataError listing every field where ``used`` (the run's input) differs from these weights' contract."""
+        """Raise DataError listing every field where ``used`` (the run's input) differs from these weights' contract
+        (the representation where both name one: a picture drawn otherwise is another input; ``used`` without one is
+        an encoder built outside a run, e.g. in a test, whose input the caller answers for)."""
         diffs = [
             f"{name}: weights expect {getattr(self, name)!r}, {run} gives {getattr(used, name)!r}"
             for name in ("fs", "segment_len", "leads", "scaling")
             if getattr(self, name) != getattr(used, name)
         ]
+        if self.representation is not None and used.representation is not None:
+            mine, theirs = self.representation, used.representation
+            diffs += [f"model.representation.{k}: weights expect {mine.get(k)!r}, {run} gives {theirs.get(k)!r}"
+                      for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]  # fmt: skip
         if diffs:
             raise DataError(f"encoder weights {weights} do not match {run}'s preprocessing: " + "; ".join(diffs)
-                            + " (set data.target_fs / data.segment_seconds to the weights' values)")  # fmt: skip
+                            + " (set data.target_fs / data.segment_seconds"
+                            + (" / model.representation" if self.representation is not None else "")
+                            + " to the weights' values)")  # fmt: skip
 
 
 def scale(x: torch.Tensor, how: str, eps: float = 1e-6) -> torch.Tensor:

@@ -20,6 +20,10 @@ Output tokens (``tokens``):
 - ``pooled``: one token, the model's pooled output (ViT: every layer's hidden states averaged over layers
   and tokens, as the original ECG-Bench did);
 - ``all``: every last-layer token (LLaVA style; 197 for ViT-B/16 at 224 px).
+
+Pretrained on ECG printouts (``ecg-bench pretrain clip``, ``models/encoders/clip/``): ``weights`` names the encoder
+folder it wrote (``encoder.json``: the model's config and normalization, no hub access needed; the preprocessing
+contract with the representation's drawing options, checked against the run's; ``encoder.safetensors``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from ecg_bench.config import EncoderOptions
 from ecg_bench.errors import ConfigError, DataError, ShapeError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.encoders.base import ENCODERS, EncoderSpec
+from ecg_bench.models.encoders.contract import PreprocessingContract
+from ecg_bench.models.encoders.weights import contract_of, load_state, read_encoder
+from ecg_bench.signals.leads import LEADS
 
 log = get_logger(__name__)
 
@@ -60,9 +67,16 @@ class VisionEncoderOptions(EncoderOptions):
     """patches (last-layer patch tokens averaged down to num_tokens), pooled (one token) or all."""
     num_tokens: int = 4
     """Output tokens per ECG with tokens=patches (at most the model's patch count)."""
+    weights: str = ""
+    """Encoder folder written by `ecg-bench pretrain clip` (encoder.json + encoder.safetensors), instead of model:
+    architecture, normalization and weights come from it; its preprocessing contract (fs, segment length, the
+    representation and its drawing options) must match the run's."""
 
     def problems(self) -> list[str]:
         p = []
+        if self.model and self.weights:
+            p.append(f"set model (a Hugging Face model) or weights (a pretrained encoder folder), not both: got model "
+                     f"{self.model!r} and weights {self.weights!r}")  # fmt: skip
         if self.tokens not in TOKEN_MODES:
             p.append(f"tokens must be one of {', '.join(TOKEN_MODES)}, got {self.tokens!r}")
         if not isinstance(self.model, str):
@@ -120,14 +134,22 @@ class Normalization:
         return cls(rescale, mean, std)
 
 
+MODEL_CLASSES = {"vit": "ViTModel", "clip": "CLIPVisionModel", "siglip": "SiglipVisionModel", "siglip2": "Siglip2VisionModel"}
+"""The transformers class of each family's vision tower."""
+
+
+def _model_class(family: str):
+    import transformers
+
+    return getattr(transformers, MODEL_CLASSES[family]), ({"add_pooling_layer": False} if family == "vit" else {})
+
+
 def _load(family: str, name: str):
     """(vision model, image processor) of ``family`` from hub id or folder ``name``."""
-    import transformers
     from transformers import AutoImageProcessor
 
-    classes = {"vit": "ViTModel", "clip": "CLIPVisionModel", "siglip": "SiglipVisionModel", "siglip2": "Siglip2VisionModel"}
-    cls = getattr(transformers, classes[family])
-    kwargs = {"add_pooling_layer": False} if family == "vit" else {}
+    classes = MODEL_CLASSES
+    cls, kwargs = _model_class(family)
     try:
         proc = AutoImageProcessor.from_pretrained(name)
     except (OSError, ValueError) as e:
@@ -151,7 +173,7 @@ class VisionEncoder(nn.Module):
             raise ShapeError(f"{family} encoder input", self.in_shape, "[3, H, W] (an image or stacked representation)")
         self.register_buffer("mean", torch.tensor(norm.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(norm.std).view(1, 3, 1, 1), persistent=False)
-        self.rescale = norm.rescale
+        self.rescale, self.norm = norm.rescale, norm
         cfg = model.config
         self.patch = int(cfg.patch_size)
         if family == "siglip2":
@@ -181,17 +203,33 @@ class VisionEncoder(nn.Module):
         n, c, p, g = pix.shape[0], pix.shape[1], self.patch, self.grid
         return pix.reshape(n, c, g, p, g, p).permute(0, 2, 4, 3, 5, 1).reshape(n, g * g, p * p * c)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def run_model(self, x: torch.Tensor, hidden_states: bool = False):
+        """The Hugging Face model's output for 0-255 pictures ``x``."""
         dtype = next(self.model.parameters()).dtype
         pix = self.pixel_values(x).to(dtype)
-        kwargs = {"output_hidden_states": self.family == "vit" and self.tokens == "pooled"}
+        kwargs = {"output_hidden_states": hidden_states}
         if self.family == "siglip2":
             n = pix.shape[0]
-            out = self.model(pixel_values=self.patch_sequence(pix),
-                             pixel_attention_mask=torch.ones(n, self.grid * self.grid, dtype=torch.long, device=pix.device),
-                             spatial_shapes=torch.tensor([[self.grid, self.grid]] * n, device=pix.device), **kwargs)  # fmt: skip
-        else:
-            out = self.model(pixel_values=pix, **kwargs)
+            return self.model(pixel_values=self.patch_sequence(pix),
+                              pixel_attention_mask=torch.ones(n, self.grid * self.grid, dtype=torch.long, device=pix.device),
+                              spatial_shapes=torch.tensor([[self.grid, self.grid]] * n, device=pix.device), **kwargs)  # fmt: skip
+        return self.model(pixel_values=pix, **kwargs)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """One vector per picture, ``[N, out_dim]``: the model's own pooled output (CLIP: the normalized CLS token;
+        SigLIP / SigLIP2: the attention-pooling head), ViT's last-layer CLS token (the model has no pooler here).
+        What image-report pretraining (``ecg-bench pretrain clip``) projects into the shared space."""
+        out = self.run_model(x)
+        return out.last_hidden_state[:, 0] if self.family == "vit" else out.pooler_output
+
+    def architecture(self, source: str = "") -> dict:
+        """What rebuilds this tower without the hub (``encoder.json``): family, model config, normalization."""
+        n = self.norm
+        return {"family": self.family, "config": self.model.config.to_dict(), "source": source,
+                "normalization": {"rescale": n.rescale, "mean": list(n.mean), "std": list(n.std)}}  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.run_model(x, hidden_states=self.family == "vit" and self.tokens == "pooled")
         if self.tokens == "all":
             return out.last_hidden_state
         if self.tokens == "pooled":
@@ -202,12 +240,50 @@ class VisionEncoder(nn.Module):
         return F.adaptive_avg_pool1d(patches.transpose(1, 2), self.num_tokens).transpose(1, 2)
 
 
+def load_hf(family: str, name: str, spec: EncoderSpec, tokens: str = "patches") -> VisionEncoder:
+    """The ``family`` tower of Hugging Face model ``name`` (hub id or folder), normalized as its image processor."""
+    model, proc = _load(family, name)
+    return VisionEncoder(family, model, Normalization.from_processor(proc), spec, tokens)
+
+
+def drawing_options(representation: dict) -> dict:
+    """A representation's options (JSON, with ``type``) without the training-only ones (augmentations and their seed):
+    what a vision encoder's weights were trained to read."""
+    return {k: v for k, v in representation.items() if k not in ("augment", "seed")}
+
+
+def run_contract(spec: EncoderSpec) -> PreprocessingContract:
+    """What a run feeds a vision encoder: ``spec``'s segments drawn by its representation (None when not known)."""
+    rep = drawing_options(spec.representation) if spec.representation else None
+    return PreprocessingContract(float(spec.fs), int(spec.seq_len), tuple(LEADS[: spec.in_leads]), "none", rep)
+
+
+def load_pretrained(family: str, folder: str, spec: EncoderSpec, tokens: str = "patches") -> VisionEncoder:
+    """The ``family`` tower of encoder folder ``folder`` (``ecg-bench pretrain clip``), its contract checked for ``spec``."""
+    doc, tensors = read_encoder(folder, family)
+    contract_of(doc, folder).check(run_contract(spec), folder)
+    arch = doc.get("architecture") or {}
+    try:
+        cls, kwargs = _model_class(family)
+        model = cls(cls.config_class.from_dict(arch["config"]), **kwargs)
+        n = arch["normalization"]
+        norm = Normalization(float(n["rescale"]), tuple(float(v) for v in n["mean"]), tuple(float(v) for v in n["std"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{folder}/encoder.json: architecture needs the model's config and normalization "
+                        f"(rescale, mean, std): {type(e).__name__}: {e}") from None  # fmt: skip
+    enc = VisionEncoder(family, model, norm, spec, tokens)
+    load_state(enc, tensors, folder)
+    return enc
+
+
 def _builder(family: str):
     def build(o: VisionEncoderOptions, spec: EncoderSpec) -> nn.Module:
         o.check()
-        name = o.model or DEFAULT_MODELS[family]
-        model, proc = _load(family, name)
-        enc = VisionEncoder(family, model, Normalization.from_processor(proc), spec, o.tokens)
+        if o.weights:
+            enc, name = load_pretrained(family, o.weights, spec, o.tokens), o.weights
+        else:
+            name = o.model or DEFAULT_MODELS[family]
+            enc = load_hf(family, name, spec, o.tokens)
         log.info("%s encoder %s: %d px input, %d tokens of width %d", family, name, enc.size, enc.num_tokens, enc.out_dim)
         return enc
 

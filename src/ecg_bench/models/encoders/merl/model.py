@@ -61,6 +61,25 @@ def load_text_tower(name: str):
         raise DataError(f"text model {name!r} ({where}) could not be loaded: {e}") from None
 
 
+TEXT_POOLINGS = ("pooler", "cls", "mean")
+
+
+def text_features(model: nn.Module, tokenizer, texts: list[str], max_len: int, device: torch.device,
+                  pooling: str = "pooler") -> torch.Tensor:  # fmt: skip
+    """``[B, hidden]`` of a Hugging Face text encoder for ``texts``: ``pooler`` its pooled output where it has one (else
+    the first token; MERL), ``cls`` the last layer's first token (MedCPT's documented embedding), ``mean`` the mean of
+    the last layer's tokens under the attention mask."""
+    tok = tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt").to(device)
+    out = model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
+    pooled = getattr(out, "pooler_output", None)
+    if pooling == "pooler" and pooled is not None:
+        return pooled
+    if pooling == "mean":
+        mask = tok["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)
+        return (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return out.last_hidden_state[:, 0]
+
+
 class Merl(nn.Module):
     """ECG tower + text tower + projections; ``losses(ecg, reports)`` gives CMA, UMA and their sum."""
 
@@ -85,11 +104,7 @@ class Merl(nn.Module):
         return self.pool(self.ecg_maps(x))
 
     def text_embedding(self, texts: list[str]) -> torch.Tensor:
-        dev = self.text_proj[0].weight.device
-        tok = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_text_len, return_tensors="pt").to(dev)
-        out = self.text(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
-        pooled = getattr(out, "pooler_output", None)
-        return self.text_proj(pooled if pooled is not None else out.last_hidden_state[:, 0])
+        return self.text_proj(text_features(self.text, self.tokenizer, texts, self.max_text_len, self.text_proj[0].weight.device))
 
     def losses(self, x: torch.Tensor, reports: list[str]) -> dict[str, torch.Tensor]:
         maps = self.ecg_maps(x)
