@@ -95,7 +95,9 @@ def checkpoint_config(folder: str | Path) -> RunConfig:
             continue
         if (folder / name).is_file():
             setattr(opts, key, str(folder / name))
-        elif getattr(opts, key) and not Path(getattr(opts, key)).expanduser().is_file():
+        # exists, not is_file: model.encoder.weights of merl, mae and the vision encoders is an encoder folder (`ecg-bench
+        # pretrain`'s), which the encoder is built from at every load
+        elif getattr(opts, key) and not Path(getattr(opts, key)).expanduser().exists():
             raise DataError(f"{folder} carries no {name}, and the file its config.json names as {dotted} "
                             f"({getattr(opts, key)}) does not exist here: copy it into the checkpoint as "
                             f"{name}")  # fmt: skip

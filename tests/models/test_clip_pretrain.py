@@ -226,3 +226,32 @@ def test_bad_input_is_a_clear_error_before_training(store, towers, tmp_path):
     with pytest.raises(ConfigError, match="max_text_len 128 exceeds the text model's max_position_embeddings 64"):
         pretrain_clip(ClipPretrainOptions(**{**vars(_opts(store, towers, tmp_path / "o4")), "max_text_len": 128}))
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))  # nothing written
+
+
+@pytest.mark.slow
+def test_a_run_with_the_frozen_pretrained_tower_saves_a_checkpoint_that_loads(store, towers, tmp_path, monkeypatch):
+    """``ecg-bench run ... --model.encoder.weights DIR --model.encoder.freeze true`` trains and evaluates; its checkpoint
+    loads with ``from_pretrained`` (the frozen tower rebuilt from DIR, the folder the config names) with the tower as
+    pretrained."""
+    import logging as logging_module
+
+    from ecg_bench.inference import from_pretrained
+    from ecg_bench.presets import tiny
+
+    package_log = logging_module.getLogger("ecg_bench")  # the CLI's setup_logging stops propagation: undo it afterwards
+    for attr in ("handlers", "propagate", "level"):
+        monkeypatch.setattr(package_log, attr, list(package_log.handlers) if attr == "handlers" else getattr(package_log, attr))
+    enc_dir = tmp_path / "enc"
+    pretrain_clip(_opts(store, towers, enc_dir, steps=2, batch_size=4))
+    cfg = tiny(str(tmp_path / "run"))
+    cfg.train.max_steps, cfg.data.max_eval_items = 1, 4
+    cfg.save(tmp_path / "cfg.json")
+    flags = ["--model.representation.type", "image", "--model.representation.width", "64", "--model.representation.height",
+             "64", "--model.encoder.type", "clip", "--model.encoder.weights", str(enc_dir), "--model.encoder.freeze", "true",
+             "--model.encoder.num_tokens", "2", "--eval.conditions", "real"]  # fmt: skip
+    assert cli.main(["run", "--config", str(tmp_path / "cfg.json"), *flags]) == 0
+    final = tmp_path / "run" / "checkpoints" / "final"
+    assert not (final / "encoder.safetensors").exists()  # frozen: the ELM checkpoint leaves the tower to DIR
+    model = from_pretrained(final)
+    pretrained = load_safetensors(enc_dir / "encoder.safetensors")
+    assert all(torch.equal(v, pretrained[k]) for k, v in model.elm.encoder.state_dict().items())
