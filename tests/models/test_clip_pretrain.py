@@ -105,6 +105,8 @@ def test_pretraining_lowers_the_loss_and_saves_a_tower_that_loads_with_its_contr
         assert end < 0.6 * start, r
     assert any("clip step 60/60 loss" in m and "scale" in m for m in caplog.messages)
     assert r["model"].loss_name == loss
+    scores = r["model"].zero_shot(torch.rand(3, *_spec(kind=kind).input_shape) * 255, ["Sinus rhythm.", "Atrial fibrillation."])
+    assert scores.shape == (3, 2) and scores.abs().max() <= 1 + 1e-5  # cosine of each picture with each prompt
 
     doc, _ = read_encoder(out, family)
     drawing = {k: v for k, v in to_dict(_rep(kind)).items() if k not in ("augment", "seed")}

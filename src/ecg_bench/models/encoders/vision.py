@@ -148,7 +148,6 @@ def _load(family: str, name: str):
     """(vision model, image processor) of ``family`` from hub id or folder ``name``."""
     from transformers import AutoImageProcessor
 
-    classes = MODEL_CLASSES
     cls, kwargs = _model_class(family)
     try:
         proc = AutoImageProcessor.from_pretrained(name)
@@ -158,7 +157,7 @@ def _load(family: str, name: str):
     try:
         model = cls.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as e:
-        raise DataError(f"{family} encoder: cannot load {classes[family]} from {name!r}: {e}") from None
+        raise DataError(f"{family} encoder: cannot load {MODEL_CLASSES[family]} from {name!r}: {e}") from None
     return model, proc
 
 

@@ -7,7 +7,7 @@
     <folder>/pretrain_*.safetensors, pretrain_state.json   (pretraining runs only: the whole model, optimizer
                                    moments and step, for ``--resume``)
 
-Written by ``ecg-bench pretrain mae|merl`` and by the converters of public checkpoints (``public.py``); read by
+Written by ``ecg-bench pretrain mae|merl|clip`` and by the converters of public checkpoints (``public.py``); read by
 the encoders' builders, which rebuild the architecture, check the contract against the run and load strictly.
 """
 

@@ -113,8 +113,9 @@ def _check_text_sizes(text: torch.nn.Module, opts: ClipPretrainOptions) -> int:
 
 
 def pretrain_clip(opts: ClipPretrainOptions) -> dict:
-    """Pretrain and save; returns ``{"losses", "eval_loss_start", "eval_loss_end", "top1_start", "top1_end", "out",
-    "model"}`` (the loss and the image->report top-1 of a held batch, without augmentation, before and after)."""
+    """Pretrain and save; returns ``{"losses", "eval_loss_start", "eval_loss_end", "top1_start", "top1_end",
+    "top1_chance", "out", "model"}`` (the loss and the image->report top-1 of a held batch, without augmentation, before
+    and after; the top-1 of a random guess)."""
     from ecg_bench.data.store import SegmentStore
 
     check_options("clip", opts, required=("store", "out", "text_model"))
@@ -167,20 +168,25 @@ def pretrain_clip(opts: ClipPretrainOptions) -> dict:
     run = PretrainRun(model, loss_of, len(pool), loop, opts.out, options_json(opts, loop) | {"loop": None}, write, "clip")
     run.meta.setdefault("eval_loss_start", start)
     run.meta.setdefault("eval_top1_start", top1_start)
+    # a guess drawn at random hits a report equal to the true one this often (many records share a report)
+    run.meta["eval_top1_chance"] = float(np.mean([sum(r == q for q in held_r) / len(held_r) for r in held_r]))
     losses = run.train()
     end, top1_end = held_eval()
     run.meta.update(eval_loss_end=end, eval_top1_end=top1_end)
     run.save()
-    log.info("clip (%s, %s loss): held-batch loss %.4f -> %.4f, image->report top-1 %.3f -> %.3f; saved %s", family, loss,
-             run.meta["eval_loss_start"], end, run.meta["eval_top1_start"], top1_end, opts.out)  # fmt: skip
+    log.info("clip (%s, %s loss): held-batch loss %.4f -> %.4f, image->report top-1 %.3f -> %.3f (chance %.3f); saved %s",
+             family, loss, run.meta["eval_loss_start"], end, run.meta["eval_top1_start"], top1_end,
+             run.meta["eval_top1_chance"], opts.out)  # fmt: skip
     return {"losses": losses, "eval_loss_start": run.meta["eval_loss_start"], "eval_loss_end": end,
-            "top1_start": run.meta["eval_top1_start"], "top1_end": top1_end, "out": opts.out, "model": model}  # fmt: skip
+            "top1_start": run.meta["eval_top1_start"], "top1_end": top1_end, "top1_chance": run.meta["eval_top1_chance"],
+            "out": opts.out, "model": model}  # fmt: skip
 
 
 def run(opts: ClipPretrainOptions) -> str:
     r = pretrain_clip(opts)
     return (f"clip ({opts.encoder}, {opts.loss_name()} loss): held-batch loss {r['eval_loss_start']:.4f} -> "
-            f"{r['eval_loss_end']:.4f}, image->report top-1 {r['top1_start']:.3f} -> {r['top1_end']:.3f} after "
+            f"{r['eval_loss_end']:.4f}, image->report top-1 {r['top1_start']:.3f} -> {r['top1_end']:.3f} (chance "
+            f"{r['top1_chance']:.3f}) after "
             f"{len(r['losses'])} steps -> {r['out']} (load with --model.encoder.type {opts.encoder} "
             f"--model.encoder.weights {r['out']})")  # fmt: skip
 
