@@ -19,8 +19,9 @@ def make_tiny_elm(**model_overrides):
 def save_tiny_vision_model(family: str, folder, init: float = 0.02) -> str:
     """A tiny random ``family`` (vit, clip, siglip, siglip2) vision model + its image processor saved to ``folder``
     (32 x 32 px, 8 px patches, width 16), as a hub checkpoint would be laid out; CLIP as a whole CLIPModel, whose
-    vision tower the encoder loads. Nothing is downloaded. ``init``: std of the random weights (the families' 0.02
-    makes a 1-layer tower's pooled output nearly the same for every picture, which contrastive tests cannot learn from)."""
+    vision tower the encoder loads. Nothing is downloaded. ``init``: std of ViT's random weights, and CLIP's scaled
+    alike (``initializer_factor``); SigLIP's initialisation has no such setting and ignores it. The families' 0.02 makes a
+    1-layer ViT's or CLIP's pooled output nearly the same for every picture: nothing for a contrastive test to learn."""
     import torch
     import transformers as tf
 
