@@ -136,6 +136,12 @@ def test_pretraining_lowers_the_loss_and_saves_a_tower_that_loads_with_its_contr
         build_encoder(choice(EncoderOptions, other, weights=str(out)), spec)
     with pytest.raises(ConfigError, match="set model .* or weights .*, not both"):
         build_encoder(choice(EncoderOptions, family, weights=str(out), model=towers[family]), spec)
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    doc["architecture"].pop("normalization")
+    (broken / "encoder.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="encoder.json: architecture needs the model's config and normalization"):
+        build_encoder(choice(EncoderOptions, family, weights=str(broken)), spec)
 
 
 def test_resume_is_exact_with_augmentations(store, towers, tmp_path, capsys, monkeypatch):
