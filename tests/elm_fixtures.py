@@ -44,3 +44,20 @@ def save_tiny_vision_model(family: str, folder) -> str:
     else:
         raise ValueError(f"unknown vision family {family!r}")
     return folder
+
+
+def make_tiny_bert(folder, texts):
+    """A random 2-layer BERT (hidden 32) with a word-level vocabulary of ``texts``, saved to ``folder``."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = sorted({w for t in texts for w in t.lower().replace(".", " . ").replace(",", " , ").split()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=64)  # fmt: skip
+    BertModel(cfg).save_pretrained(folder)
+    return folder

@@ -16,24 +16,9 @@ from ecg_bench.models.encoders.merl import MerlOptions, MerlPretrainOptions, Res
 from ecg_bench.models.encoders.merl.public import convert_merl, map_merl
 from ecg_bench.models.encoders.pretrain_loop import PretrainLoopOptions
 from ecg_bench.models.encoders.weights import read_encoder
+from elm_fixtures import make_tiny_bert
 
 SPEC = EncoderSpec(in_leads=12, seq_len=500, out_dim=32, num_tokens=4, fs=250.0)
-
-
-def make_tiny_bert(folder, texts):
-    """A random 2-layer BERT (hidden 32) with a word-level vocabulary of ``texts``, saved to ``folder``."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    words = sorted({w for t in texts for w in t.lower().replace(".", " . ").replace(",", " , ").split()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                     max_position_embeddings=64)  # fmt: skip
-    BertModel(cfg).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
