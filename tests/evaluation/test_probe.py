@@ -79,6 +79,8 @@ def test_merl_pretrained_encoder_probes_clearly_above_a_random_one(tmp_path, cap
     / 0.901 vs 0.562 / 0.569 / 0.687; the heart-rate labels do not rise in this budget (0.79-0.86 both)."""
     import json
 
+    import torch
+
     from ecg_bench.config import DataConfig, SourceOptions, choice
     from ecg_bench.data.sources.base import SOURCES
     from ecg_bench.data.store import build_store
@@ -87,11 +89,11 @@ def test_merl_pretrained_encoder_probes_clearly_above_a_random_one(tmp_path, cap
     source = choice(SourceOptions, "synthetic", num_patients=200, records_per_patient=1)
     store = build_store(SOURCES.get("synthetic")(DataConfig(source=source, seed=11)), tmp_path / "store", "synthetic", 50, 250)
     bert = make_tiny_bert(tmp_path / "bert", [row["report"] for row in store.index])
-    enc = tmp_path / "merl"
+    enc, threads = tmp_path / "merl", torch.get_num_threads()
     assert cli.main(["pretrain", "merl", "--store", str(store.path), "--out", str(enc), "--text_model", str(bert),
                      "--proj_dim", "32", "--text_frozen_layers", "0", "--loop.steps", "800", "--loop.batch_size", "32",
                      "--loop.lr", "2e-3", "--loop.num_threads", "1"]) == 0  # fmt: skip
-    assert "CMA + UMA loss on a held batch" in capsys.readouterr().out
+    assert "CMA + UMA loss on a held batch" in capsys.readouterr().out and torch.get_num_threads() == threads
     results = {}
     for name, weights in (("random", []), ("pretrained", ["--encoder.weights", str(enc)])):
         out = tmp_path / f"{name}.json"
