@@ -108,3 +108,43 @@ def test_merl_pretrained_encoder_probes_clearly_above_a_random_one(tmp_path, cap
     for label in ("atrial fibrillation", "sinus rhythm"):
         assert pre["per_label"][label] > rand["per_label"][label] + 0.15 and pre["per_label"][label] > 0.8, summary
     assert pre["per_label"]["low QRS voltage"] > 0.95 and pre["per_label"]["noisy recording"] > 0.95, summary
+
+
+def test_probe_ptbxl_superclasses(shared_data, tmp_path, capsys):
+    """``--labels superclasses``: PTB-XL's diagnostic superclasses of each record's SCP codes (scp_statements.csv
+    ``diagnostic_class``), probed end to end on a store of the 10 real PTB-XL records of the shared data."""
+    import json
+
+    from config_helpers import data_config
+
+    from ecg_bench.data.sources.base import SOURCES
+    from ecg_bench.data.sources.ptbxl import diagnostic_superclasses, superclasses_of
+    from ecg_bench.data.store import build_store
+    from ecg_bench.errors import DataError
+    from ecg_bench.evaluation.probe import task_labels
+
+    statements = shared_data / "ptbxl" / "scp_statements.csv"
+    mapping = diagnostic_superclasses(statements)
+    assert len(mapping) == 44 and set(mapping.values()) == {"NORM", "MI", "STTC", "CD", "HYP"}  # PTB-XL's 44 diagnostic
+    assert (mapping["IRBBB"], mapping["NST_"], mapping["IMI"], mapping["LVH"]) == ("CD", "STTC", "MI", "HYP")
+    assert superclasses_of({"NORM": 100.0, "IRBBB": 100.0, "SBRAD": 0.0}, mapping) == ["CD", "NORM"]  # rhythm: none
+    opts = ProbeOptions(store="s", labels="superclasses", scp_statements=str(statements))
+    rows = [{"metadata": {"scp_codes": {"NST_": 100.0, "SR": 0.0}}}, {"metadata": {"scp_codes": {"SR": 0.0}}}]
+    assert task_labels(opts, rows, "s") == [["STTC"], None]  # no diagnostic statement: left out
+    with pytest.raises(DataError, match="segment 'x' has no PTB-XL scp_codes .* needs a PTB-XL store"):
+        task_labels(opts, [{"segment_id": "x", "labels": ["sinus rhythm"]}], "s")
+    assert ProbeOptions(store="s", labels="superclasses").problems() == [
+        "labels=superclasses needs --scp_statements (PTB-XL's scp_statements.csv)"]  # fmt: skip
+    assert ProbeOptions(store="s", labels="codes").problems() == ["labels must be one of statements, superclasses, got 'codes'"]
+
+    source = SOURCES.get("ptbxl")(data_config(source="ptbxl", data_dir=str(shared_data / "ptbxl")))
+    store = build_store(source, tmp_path / "store", "ptbxl", 250, 500)
+    out = tmp_path / "probe.json"
+    assert cli.main(["probe", "--store", str(store.path), "--labels", "superclasses", "--scp_statements", str(statements),
+                     "--min_count", "5", "--num_folds", "2", "--out", str(out)]) == 0  # fmt: skip
+    assert "on the superclasses of 50 segments, 10 patients" in capsys.readouterr().out
+    r = json.loads(out.read_text())
+    # 9 records NORM, 6001 STTC (NST_), 6002 also CD (IRBBB); no MI or HYP among these 10
+    assert r["labels"] == "superclasses" and set(r["per_label"]) == {"CD", "NORM", "STTC"} and r["segments"] == 50
+    m = r["macro_auroc"]  # 10 patients: some resamples draw no STTC or CD patient, and are left out of those labels
+    assert all(0.0 <= v <= 1.0 for v in r["per_label"].values()) and 0.0 <= m["ci_low"] <= m["ci_high"] <= 1.0, m
