@@ -41,7 +41,8 @@ def bench(args: argparse.Namespace, seed: int, root: Path) -> dict:
                         args.fs, args.seg_len)  # fmt: skip
     enc = root / "encoder"
     loop = ["--loop.steps", str(args.steps), "--loop.batch_size", str(args.batch_size), "--loop.lr", str(args.lr),
-            "--loop.seed", str(seed), "--loop.num_threads", str(args.threads), "--loop.log_every", str(max(1, args.steps // 4))]  # fmt: skip
+            "--loop.seed", str(seed), "--loop.num_threads", str(args.threads),
+            "--loop.log_every", str(max(1, args.steps // 4))]  # fmt: skip
     if args.objective == "merl":
         bert = make_tiny_bert(root / "bert", [row["report"] for row in store.index])
         pre = ["merl", "--text_model", str(bert), "--proj_dim", "32", "--text_frozen_layers", "0"]

@@ -74,17 +74,17 @@ def test_merl_pretrained_encoder_probes_clearly_above_a_random_one(tmp_path, cap
     the random one's, and per label it has learned the rhythm (atrial fibrillation vs sinus) from the reports.
 
     5-s segments at 50 Hz keep a step cheap and let the tiny ResNet's 39-sample receptive field span 0.8 s. Measured
-    with this recipe (benchmarks/README.md, "Linear probe"), seeds 0 / 1 / 2: macro AUROC 0.917 / 0.912 / 0.918
+    with this recipe (benchmarks/README.md, "bench_probe.py"), seeds 0 / 1 / 2: macro AUROC 0.917 / 0.912 / 0.918
     pretrained vs 0.774 / 0.787 / 0.823 random (CI gaps +0.096 / +0.078 / +0.049), atrial fibrillation 0.960 / 0.892
     / 0.901 vs 0.562 / 0.569 / 0.687; the heart-rate labels do not rise in this budget (0.79-0.86 both)."""
     import json
 
     import torch
+    from elm_fixtures import make_tiny_bert
 
     from ecg_bench.config import DataConfig, SourceOptions, choice
     from ecg_bench.data.sources.base import SOURCES
     from ecg_bench.data.store import build_store
-    from elm_fixtures import make_tiny_bert
 
     source = choice(SourceOptions, "synthetic", num_patients=200, records_per_patient=1)
     store = build_store(SOURCES.get("synthetic")(DataConfig(source=source, seed=11)), tmp_path / "store", "synthetic", 50, 250)

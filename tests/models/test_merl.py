@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import torch
+from elm_fixtures import make_tiny_bert
 from torch.nn import functional as F
 
 from ecg_bench.config import EncoderOptions, ModelConfig, RunConfig, build, choice
@@ -16,7 +17,6 @@ from ecg_bench.models.encoders.merl import MerlOptions, MerlPretrainOptions, Res
 from ecg_bench.models.encoders.merl.public import convert_merl, map_merl
 from ecg_bench.models.encoders.pretrain_loop import PretrainLoopOptions
 from ecg_bench.models.encoders.weights import read_encoder
-from elm_fixtures import make_tiny_bert
 
 SPEC = EncoderSpec(in_leads=12, seq_len=500, out_dim=32, num_tokens=4, fs=250.0)
 
@@ -57,7 +57,8 @@ def test_merl_options_from_flags_and_checks(tmp_path):
     from ecg_bench.training.pretrain import parse_pretrain
 
     with pytest.raises(ConfigError) as e:
-        parse_pretrain(["merl", "--store", "s", "--out", "o", "--proj_dim", "30", "--loop.batch_size", "0", "--loop.num_threads", "-1"])
+        parse_pretrain(["merl", "--store", "s", "--out", "o", "--proj_dim", "30", "--loop.batch_size", "0",
+                        "--loop.num_threads", "-1"])  # fmt: skip
     assert {"proj_dim must be a positive multiple of 4 (4 attention heads), got 30", "loop.batch_size must be >= 1, got 0",
             "loop.num_threads must be >= 0 (0 = torch's default), got -1"} <= set(e.value.problems)  # fmt: skip
     _, opts = parse_pretrain(["merl", "--store", "s", "--out", "o", "--size", "resnet50", "--loop.steps", "3"])

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from ecg_bench.config import EncoderOptions, choice
 
-
 LABEL_SETS = ("statements", "superclasses")
 
 

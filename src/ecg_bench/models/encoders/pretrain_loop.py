@@ -239,9 +239,13 @@ def check_options(name: str, opts: Any, required: tuple[str, ...] = ()) -> None:
         raise ConfigError(p)
 
 
+_NOT_COMPARED = ("resume", "log_every", "save_every", "device", "num_threads", "steps")
+"""Options a resumed run may change: where and how fast it runs, how it reports, how long it runs."""
+
+
 def options_json(*objs: Any) -> dict[str, Any]:
     """The options of a run as one flat JSON dict: what ``--loop.resume`` compares (not steps: a run may be extended)."""
     out: dict[str, Any] = {}
     for o in objs:
-        out.update({k: v for k, v in asdict(o).items() if k not in ("resume", "log_every", "save_every", "device", "num_threads", "steps")})
+        out.update({k: v for k, v in asdict(o).items() if k not in _NOT_COMPARED})
     return out
