@@ -16,6 +16,8 @@ tests/evaluation/test_probe.py runs the ``merl`` recipe for seed 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 import tempfile
@@ -50,7 +52,9 @@ def bench(args: argparse.Namespace, seed: int, root: Path) -> dict:
     else:
         pre = ["mae", "--encoder", args.encoder, "--scaling", args.scaling]
         probe_enc = ["--encoder.type", args.encoder, "--encoder.scaling", args.scaling]
-    if cli.main(["pretrain", *pre, "--store", str(store.path), "--out", str(enc), *loop]) != 0:
+    with contextlib.redirect_stdout(io.StringIO()):  # the commands' own summaries; the log has the progress
+        code = cli.main(["pretrain", *pre, "--store", str(store.path), "--out", str(enc), *loop])
+    if code != 0:
         raise SystemExit("pretraining failed")
     t1 = time.process_time()
     out = {}
@@ -58,7 +62,9 @@ def bench(args: argparse.Namespace, seed: int, root: Path) -> dict:
         path = root / f"{name}.json"
         argv = ["probe", "--store", str(store.path), *probe_enc, "--encoder.num_tokens", str(args.num_tokens), *weights,
                 "--seed", str(seed), "--out", str(path)]  # fmt: skip
-        if cli.main(argv) != 0:
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = cli.main(argv)
+        if code != 0:
             raise SystemExit("probe failed")
         r = json.loads(path.read_text())
         out[name] = {"macro_auroc": {k: round(v, 3) for k, v in r["macro_auroc"].items()},
