@@ -169,6 +169,20 @@ def test_cluster_bootstrap_is_seeded_and_checks_input():
         cluster_bootstrap(x, groups, n_resamples=0)
 
 
+def test_cluster_bootstrap_leaves_out_undefined_resamples():
+    """A statistic undefined on some resamples (NaN, e.g. an AUROC whose resample drew no positive) gets its CI from
+    the resamples where it is defined; undefined everywhere gives NaN."""
+    x = np.r_[1.0, np.zeros(9)]  # one positive sample, in cluster 0
+
+    def share_if_positive(sums):  # [B, 2] -> the mean where the positive was drawn, else undefined
+        return np.where(sums[:, 0] > 0, sums[:, 0] / sums[:, 1], np.nan)
+
+    value, low, high = cluster_bootstrap(x, np.arange(10), share_if_positive, seed=0)
+    assert value == pytest.approx(0.1) and 0.05 <= low <= value <= high <= 0.5 and np.isfinite([low, high]).all()
+    nan = cluster_bootstrap(x, np.arange(10), lambda s: np.full(len(s), np.nan), seed=0)
+    assert np.isnan(nan).all()
+
+
 def test_per_type_scores_equal_the_hand_count():
     spec = (
         [("p1", "single-verify", True), ("p1", "single-verify", True)]

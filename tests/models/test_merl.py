@@ -57,8 +57,10 @@ def test_merl_options_from_flags_and_checks(tmp_path):
     from ecg_bench.training.pretrain import parse_pretrain
 
     with pytest.raises(ConfigError) as e:
-        parse_pretrain(["merl", "--store", "s", "--out", "o", "--proj_dim", "30", "--loop.batch_size", "0"])
-    assert {"proj_dim must be a positive multiple of 4 (4 attention heads), got 30", "loop.batch_size must be >= 1, got 0"} <= set(e.value.problems)
+        parse_pretrain(["merl", "--store", "s", "--out", "o", "--proj_dim", "30", "--loop.batch_size", "0",
+                        "--loop.num_threads", "-1"])  # fmt: skip
+    assert {"proj_dim must be a positive multiple of 4 (4 attention heads), got 30", "loop.batch_size must be >= 1, got 0",
+            "loop.num_threads must be >= 0 (0 = torch's default), got -1"} <= set(e.value.problems)  # fmt: skip
     _, opts = parse_pretrain(["merl", "--store", "s", "--out", "o", "--size", "resnet50", "--loop.steps", "3"])
     assert isinstance(opts, MerlPretrainOptions) and (opts.size, opts.loop.steps) == ("resnet50", 3)
 

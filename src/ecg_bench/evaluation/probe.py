@@ -4,7 +4,8 @@
    ``num_tokens`` output tokens, concatenated, are the features.
 2. Tasks: each label of the store's ``labels`` (the synthetic attributes' statements: sinus rhythm, atrial
    fibrillation, bradycardia, tachycardia, low QRS voltage, noisy recording; PTB-XL's SCP statements; CinC's
-   SNOMED names) with at least ``min_count`` positive and negative segments.
+   SNOMED names), or with ``labels=superclasses`` PTB-XL's diagnostic superclasses (NORM, MI, STTC, CD, HYP) of each
+   segment's SCP codes, with at least ``min_count`` positive and negative segments.
 3. Patient-disjoint folds: patients are shuffled (seeded) and dealt into ``num_folds`` folds. For each fold a
    multi-label logistic regression (features standardised on the training folds, L2 penalty, full-batch L-BFGS in
    torch: a convex problem, no scikit-learn needed) is fitted on the other folds and scores the held-out fold.
@@ -62,6 +63,24 @@ def label_matrix(rows: list[dict[str, Any]], min_count: int) -> tuple[list[str],
     y = np.array([[x in s for x in names] for s in labels], dtype=bool).reshape(len(rows), len(names))
     keep = [(y[:, k].sum() >= min_count) and ((~y[:, k]).sum() >= min_count) for k in range(len(names))]
     return [n for n, k in zip(names, keep) if k], y[:, np.array(keep, dtype=bool)] if names else y
+
+
+def task_labels(opts: ProbeOptions, rows: list[dict[str, Any]], where: str) -> list[list[str] | None]:
+    """Each row's labels for the probe (``opts.labels``); ``None`` leaves the row out (superclasses: no diagnostic
+    statement)."""
+    if opts.labels == "statements":
+        return [list(r.get("labels") or []) for r in rows]
+    from ecg_bench.data.sources.ptbxl import diagnostic_superclasses, superclasses_of
+
+    mapping = diagnostic_superclasses(opts.scp_statements)
+    out: list[list[str] | None] = []
+    for r in rows:
+        codes = (r.get("metadata") or {}).get("scp_codes")
+        if not isinstance(codes, dict):
+            raise DataError(f"{where}: segment {r.get('segment_id')!r} has no PTB-XL scp_codes in its metadata; "
+                            "--labels superclasses needs a PTB-XL store")  # fmt: skip
+        out.append(superclasses_of(codes, mapping) or None)
+    return out
 
 
 def patient_folds(patients: list[str], k: int, seed: int) -> np.ndarray:
@@ -127,7 +146,12 @@ def run_probe(opts: ProbeOptions) -> dict[str, Any]:
     idx = np.arange(len(store))
     if 0 < opts.max_segments < len(idx):
         idx = np.sort(np.random.default_rng(opts.seed).choice(idx, opts.max_segments, replace=False))
-    rows = [store.index[i] for i in idx]
+    labels = task_labels(opts, [store.index[i] for i in idx], str(store.path))
+    keep = np.array([lab is not None for lab in labels], dtype=bool)
+    if not keep.all():
+        log.info("probe: %d of %d segments have no %s and are left out", int((~keep).sum()), len(idx), opts.labels)
+    rows = [{**store.index[i], "labels": lab} for i, lab in zip(idx, labels) if lab is not None]
+    idx = idx[keep]
     names, y = label_matrix(rows, opts.min_count)
     if not names:
         raise DataError(f"{store.path}: no label has >= {opts.min_count} positive and negative segments to probe")
@@ -148,11 +172,13 @@ def run_probe(opts: ProbeOptions) -> dict[str, Any]:
 
     def macro(cluster_counts: np.ndarray) -> np.ndarray:  # [B, G] times each patient is drawn -> [B] macro AUROC
         w = np.asarray(cluster_counts, dtype=float)[:, inverse]
-        return np.nanmean(np.stack([weighted_auroc(scores[:, k], y[:, k], w) for k in range(len(names))]), axis=0)
+        aucs = np.stack([weighted_auroc(scores[:, k], y[:, k], w) for k in range(len(names))])
+        defined = ~np.isnan(aucs)  # a resample may draw no positive (or negative) of a label: left out of the mean
+        return np.where(defined.any(0), np.where(defined, aucs, 0).sum(0) / np.maximum(defined.sum(0), 1), np.nan)
 
     # one row per patient, rows = identity: the resampled sums ARE the draw counts per patient
     value, low, high = cluster_bootstrap(np.eye(len(uniq)), list(uniq), macro, seed=opts.seed)
-    result = {"encoder": opts.encoder.type, "weights": getattr(opts.encoder, "weights", "") or None,
+    result = {"encoder": opts.encoder.type, "weights": getattr(opts.encoder, "weights", "") or None, "labels": opts.labels,
               "encoder_options": dataclasses.asdict(opts.encoder), "store": str(store.path), "segments": len(idx),
               "patients": len(uniq), "folds": opts.num_folds, "features": int(x.shape[1]),
               "macro_auroc": {"value": value, "ci_low": low, "ci_high": high}, "per_label": per_label,
@@ -165,7 +191,8 @@ def run_probe(opts: ProbeOptions) -> dict[str, Any]:
 
 def format_probe(r: dict[str, Any]) -> str:
     m = r["macro_auroc"]
-    lines = [f"linear probe of {r['encoder']} ({r['weights'] or 'random init'}) on {r['segments']} segments, "
+    lines = [f"linear probe of {r['encoder']} ({r['weights'] or 'random init'}) on the {r.get('labels', 'statements')} "
+             f"of {r['segments']} segments, "
              f"{r['patients']} patients, {r['folds']} patient-disjoint folds",
              f"macro AUROC {m['value']:.3f} [95 % CI {m['ci_low']:.3f}-{m['ci_high']:.3f}, resampling patients]"]  # fmt: skip
     lines += [f"  {name:<28} {auc:.3f}" for name, auc in sorted(r["per_label"].items())]

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from ecg_bench.config import EncoderOptions, choice
 
+LABEL_SETS = ("statements", "superclasses")
+
 
 def _random_st_mem() -> EncoderOptions:
     return choice(EncoderOptions, "st_mem", num_tokens=1)
@@ -21,6 +23,12 @@ class ProbeOptions:
     """The encoder and its options, as ``model.encoder`` of a run (``--encoder.type st_mem --encoder.weights DIR
     --encoder.num_tokens 12``; ``ecg-bench list --details encoders``). Its ``num_tokens`` output tokens are
     concatenated into the features; without ``weights`` it is a random, frozen encoder (the baseline)."""
+    labels: str = "statements"
+    """What is probed: statements (the store's ``labels``: PTB-XL's SCP statements, CinC's SNOMED names, the synthetic
+    attributes) or superclasses (PTB-XL's diagnostic superclasses NORM, MI, STTC, CD, HYP of each segment's SCP codes,
+    read through --scp_statements; segments without a diagnostic statement are left out, as in PTB-XL's benchmark)."""
+    scp_statements: str = ""
+    """PTB-XL's scp_statements.csv (SCP code -> diagnostic_class), for --labels superclasses."""
     num_folds: int = 5
     """Patient-disjoint folds."""
     min_count: int = 10
@@ -45,6 +53,10 @@ class ProbeOptions:
             p.append(f"num_folds must be >= 2, got {self.num_folds}")
         if self.l2 < 0:
             p.append(f"l2 must be >= 0, got {self.l2}")
+        if self.labels not in LABEL_SETS:
+            p.append(f"labels must be one of {', '.join(LABEL_SETS)}, got {self.labels!r}")
+        elif self.labels == "superclasses" and not self.scp_statements:
+            p.append("labels=superclasses needs --scp_statements (PTB-XL's scp_statements.csv)")
         if self.max_segments < 0:
             p.append(f"max_segments must be >= 0 (0 = all), got {self.max_segments}")
         return p

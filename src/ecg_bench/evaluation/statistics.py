@@ -49,7 +49,8 @@ def cluster_bootstrap(
     of scores means rows ``[score, 1]``); ``reduce`` maps summed rows [B, k] to B values (the
     default, for rows ``[score, 1]``, is the mean score). Each of ``n_resamples`` resamples draws
     the G distinct ``clusters`` G times with replacement and sums the rows of every drawn cluster
-    (as often as drawn). Seeded: the same inputs give the same interval.
+    (as often as drawn). Seeded: the same inputs give the same interval. Resamples where the statistic is
+    undefined (NaN: e.g. an AUROC whose resample drew no positive) are left out of the interval.
     """
     return cluster_bootstrap_many([(stats, reduce)], clusters, n_resamples, alpha, seed)[0]
 
@@ -96,7 +97,11 @@ def cluster_bootstrap_many(
             boot[j].append(np.asarray(reduce(counts @ cluster_sums), dtype=float))
     out = []
     for x, reduce, values in zip(rows, reduces, boot):
-        low, high = np.quantile(np.concatenate(values), [alpha / 2, 1 - alpha / 2])
+        values = np.concatenate(values)
+        if np.isnan(values).all():
+            low = high = float("nan")
+        else:  # resamples where the statistic is undefined are left out
+            low, high = np.nanquantile(values, [alpha / 2, 1 - alpha / 2])
         out.append((float(np.asarray(reduce(x.sum(axis=0, keepdims=True)))[0]), float(low), float(high)))
     return out
 

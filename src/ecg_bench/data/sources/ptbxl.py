@@ -30,6 +30,7 @@ from typing import Any
 from ecg_bench.config import DataConfig, SourceOptions
 from ecg_bench.data.record import ECGRecord
 from ecg_bench.data.sources.base import SOURCES, Source, check_sampling_rate, source_options
+from ecg_bench.errors import DataError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.signals.io import io_error, json_value, read_csv_table, read_wfdb
 
@@ -73,6 +74,29 @@ def parse_scp_codes(text: Any, where: str) -> dict[str, float]:
     if not isinstance(codes, dict) or not all(isinstance(k, str) and isinstance(v, int | float) for k, v in codes.items()):
         raise io_error(BAD_METADATA, f"{where}: scp_codes {text!r} is not a dict of code -> likelihood")
     return {k: float(v) for k, v in codes.items()}
+
+
+SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
+"""PTB-XL's diagnostic superclasses (scp_statements.csv ``diagnostic_class``)."""
+
+
+def diagnostic_superclasses(path: str | Path) -> dict[str, str]:
+    """SCP code -> diagnostic superclass (NORM, MI, STTC, CD, HYP) of the diagnostic statements (``diagnostic`` 1) of
+    PTB-XL's ``scp_statements.csv`` at ``path``."""
+    st = read_csv_table(path, ("diagnostic", "diagnostic_class"), index_col=0)
+    out = {str(code): str(cls) for code, diag, cls in zip(st.index, st["diagnostic"], st["diagnostic_class"])
+           if diag == 1 and isinstance(cls, str)}  # fmt: skip
+    unknown = sorted(set(out.values()) - set(SUPERCLASSES))
+    if not out or unknown:
+        raise DataError(f"{path}: expected diagnostic statements with diagnostic_class in {', '.join(SUPERCLASSES)}; "
+                        f"found {len(out)} statements, other classes {unknown}")  # fmt: skip
+    return out
+
+
+def superclasses_of(scp_codes: dict[str, float], mapping: dict[str, str]) -> list[str]:
+    """The diagnostic superclasses of a record's SCP codes (any likelihood, as PTB-XL's own example code aggregates
+    them); empty when it has no diagnostic statement."""
+    return sorted({mapping[code] for code in scp_codes if code in mapping})
 
 
 def statement_text(descriptions: list[str]) -> str:

@@ -60,6 +60,9 @@ class PretrainLoopOptions:
     """auto (CUDA if available), cpu, cuda, cuda:N."""
     precision: str = "auto"
     """auto (bf16 autocast on CUDA devices that support it, else fp32), fp32, bf16."""
+    num_threads: int = 0
+    """CPU threads of torch during the run (0 = torch's default; 1 is much faster on a busy shared CPU), as
+    ``train.num_threads``."""
 
     def problems(self) -> list[str]:
         """Range checks (messages name the flag: ``loop.steps``)."""
@@ -72,6 +75,8 @@ class PretrainLoopOptions:
             p.append(f"loop.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.save_every < 0:
             p.append(f"loop.save_every must be >= 0, got {self.save_every}")
+        if self.num_threads < 0:
+            p.append(f"loop.num_threads must be >= 0 (0 = torch's default), got {self.num_threads}")
         if self.precision not in ("auto", "fp32", "bf16"):
             p.append(f"loop.precision must be auto, fp32 or bf16, got {self.precision!r}")
         return p
@@ -183,6 +188,15 @@ class PretrainRun:
         return folders.replace(tmp, self.out, "checkpoint")
 
     def train(self) -> list[float]:
+        threads = torch.get_num_threads()
+        if self.loop.num_threads:
+            torch.set_num_threads(self.loop.num_threads)
+        try:
+            return self._train()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _train(self) -> list[float]:
         self._check_out()
         if self.loop.resume:
             self._resume()
@@ -225,9 +239,13 @@ def check_options(name: str, opts: Any, required: tuple[str, ...] = ()) -> None:
         raise ConfigError(p)
 
 
+_NOT_COMPARED = ("resume", "log_every", "save_every", "device", "num_threads", "steps")
+"""Options a resumed run may change: where and how fast it runs, how it reports, how long it runs."""
+
+
 def options_json(*objs: Any) -> dict[str, Any]:
     """The options of a run as one flat JSON dict: what ``--loop.resume`` compares (not steps: a run may be extended)."""
     out: dict[str, Any] = {}
     for o in objs:
-        out.update({k: v for k, v in asdict(o).items() if k not in ("resume", "log_every", "save_every", "device", "steps")})
+        out.update({k: v for k, v in asdict(o).items() if k not in _NOT_COMPARED})
     return out
