@@ -82,7 +82,7 @@ def test_component_flags_choose_and_configure(capsys):
 def test_list_details_prints_each_components_options(capsys):
     assert cli.main(["list", "--details", "encoders"]) == 0
     out = capsys.readouterr().out
-    assert "spectral:" in out and "hidden (int, default 256): Width of the MLP's hidden layer." in out
+    assert "spectral:" in out and "hidden (int, default 256): Width of each token's MLP's hidden layer." in out
     assert "patch_size (int, default 50)" in out
     assert cli.main(["list", "--details", "conditions"]) == 0
     assert "snr_db (float, default 10.0)" in capsys.readouterr().out
