@@ -52,9 +52,10 @@ CHECKPOINT_FILES: tuple[tuple[str, str], ...] = (
     ("ecg_byte_tokenizer.json", "model.elm.tokenizer"),  # the ecg_byte ELM's
     ("ecg_byte_tokenizer.json", "model.encoder.tokenizer"),  # the signal2vec encoder's
     ("signal2vec.safetensors", "model.encoder.weights"),
+    ("encoder_weights", "model.encoder.weights"),  # a pretrained encoder folder (mae, merl, clip, imported weights)
 )
-"""Files a checkpoint carries that its config names by path (file, option of the chosen component): the checkpoint's
-own copy is used where the chosen component has that option."""
+"""Files and folders a checkpoint carries that its config names by path (name, option of the chosen component): the
+checkpoint's own copy is used where the chosen component has that option."""
 HUB_EXCLUDE = ("optimizer.safetensors", "rng_state.json", "rng_state.safetensors", ".ecg-bench.json")
 """Checkpoint files only a resumed training run needs (and the folder marker): not uploaded."""
 
@@ -88,19 +89,22 @@ def checkpoint_config(folder: str | Path) -> RunConfig:
     if not f.is_file():
         raise DataError(f"{folder} is not an ecg-bench checkpoint: {f.name} (the run config) is missing")
     cfg = RunConfig.load(f)  # a config.json of the flat layout (model.tokenizer, ...) is migrated here
-    for name, dotted in CHECKPOINT_FILES:
+    for dotted in dict.fromkeys(d for _, d in CHECKPOINT_FILES):
         _, component, key = dotted.split(".")
         opts = getattr(cfg.model, component)
         if not hasattr(opts, key):  # the chosen component has no such option
             continue
-        if (folder / name).is_file():
-            setattr(opts, key, str(folder / name))
+        names = [n for n, d in CHECKPOINT_FILES if d == dotted]
+        own = [n for n in names if (folder / n).exists()]
+        if own:
+            setattr(opts, key, str(folder / own[0]))
         # exists, not is_file: model.encoder.weights of merl, mae and the vision encoders is an encoder folder (`ecg-bench
         # pretrain`'s), which the encoder is built from at every load
         elif getattr(opts, key) and not Path(getattr(opts, key)).expanduser().exists():
-            raise DataError(f"{folder} carries no {name}, and the file its config.json names as {dotted} "
-                            f"({getattr(opts, key)}) does not exist here: copy it into the checkpoint as "
-                            f"{name}")  # fmt: skip
+            is_file = bool(Path(getattr(opts, key)).suffix)
+            raise DataError(f"{folder} carries no {' or '.join(names)}, and the {'file' if is_file else 'folder'} its "
+                            f"config.json names as {dotted} ({getattr(opts, key)}) does not exist here: copy it into the "
+                            f"checkpoint as {names[0] if is_file else names[-1]}")  # fmt: skip
     return cfg
 
 

@@ -252,8 +252,8 @@ def test_bad_input_is_a_clear_error_before_training(store, towers, tmp_path):
 @pytest.mark.slow
 def test_a_run_with_the_frozen_pretrained_tower_saves_a_checkpoint_that_loads(store, towers, tmp_path, monkeypatch):
     """``ecg-bench run ... --model.encoder.weights DIR --model.encoder.freeze true`` trains and evaluates; its checkpoint
-    loads with ``from_pretrained`` (the frozen tower rebuilt from DIR, the folder the config names) with the tower as
-    pretrained."""
+    carries a copy of DIR (``encoder_weights/``) and loads with ``from_pretrained`` with the tower as pretrained, also
+    after DIR is gone."""
     import logging as logging_module
 
     from ecg_bench.inference import from_pretrained
@@ -272,7 +272,10 @@ def test_a_run_with_the_frozen_pretrained_tower_saves_a_checkpoint_that_loads(st
              "--model.encoder.num_tokens", "2", "--eval.conditions", "real"]  # fmt: skip
     assert cli.main(["run", "--config", str(tmp_path / "cfg.json"), *flags]) == 0
     final = tmp_path / "run" / "checkpoints" / "final"
-    assert not (final / "encoder.safetensors").exists()  # frozen: the ELM checkpoint leaves the tower to DIR
-    model = from_pretrained(final)
+    assert not (final / "encoder.safetensors").exists()  # frozen: not among the trained modules
+    assert sorted(p.name for p in (final / "encoder_weights").iterdir()) == ["encoder.json", "encoder.safetensors"]
     pretrained = load_safetensors(enc_dir / "encoder.safetensors")
+    shutil.rmtree(enc_dir)  # the checkpoint stands alone
+    model = from_pretrained(final)
+    assert model.config.model.encoder.weights == str(final / "encoder_weights")
     assert all(torch.equal(v, pretrained[k]) for k, v in model.elm.encoder.state_dict().items())
