@@ -7,9 +7,10 @@ Run by hand (never timed in tests), e.g.:
 
 Per seed: a synthetic store (``--patients`` patients, one 10-s record each, cut into ``--seg-len``-sample segments at
 ``--fs`` Hz), ``ecg-bench pretrain merl`` (text tower: a random 2-layer BERT with the reports' words as its
-vocabulary, tests/elm_fixtures.py) or ``ecg-bench pretrain mae``, then ``ecg-bench probe`` of the pretrained encoder
-and of the same encoder at random init (same seed, same features). Prints one JSON object per seed (both probes'
-macro AUROC with CI, per-label AUROC, the CI gap ``pretrained ci_low - random ci_high``, CPU seconds).
+vocabulary and weights of std ``--bert-init``, tests/elm_fixtures.py) or ``ecg-bench pretrain mae``, then
+``ecg-bench probe`` of the pretrained encoder and of the same encoder at random init (same seed, same features).
+Prints one JSON object per seed (both probes' macro AUROC with CI, per-label AUROC, the CI gap ``pretrained ci_low -
+random ci_high``, CPU seconds).
 tests/evaluation/test_probe.py runs the ``merl`` recipe for seed 0.
 """
 
@@ -46,7 +47,7 @@ def bench(args: argparse.Namespace, seed: int, root: Path) -> dict:
             "--loop.seed", str(seed), "--loop.num_threads", str(args.threads),
             "--loop.log_every", str(max(1, args.steps // 4))]  # fmt: skip
     if args.objective == "merl":
-        bert = make_tiny_bert(root / "bert", [row["report"] for row in store.index])
+        bert = make_tiny_bert(root / "bert", [row["report"] for row in store.index], init=args.bert_init)
         pre = ["merl", "--text_model", str(bert), "--proj_dim", "32", "--text_frozen_layers", "0"]
         probe_enc = ["--encoder.type", "merl"]
     else:
@@ -70,7 +71,7 @@ def bench(args: argparse.Namespace, seed: int, root: Path) -> dict:
         out[name] = {"macro_auroc": {k: round(v, 3) for k, v in r["macro_auroc"].items()},
                      "per_label": {k: round(v, 3) for k, v in r["per_label"].items()}}  # fmt: skip
     return {"objective": args.objective, "encoder": "merl" if args.objective == "merl" else args.encoder, "seed": seed,
-            "steps": args.steps, "fs": args.fs, "seg_len": args.seg_len, "patients": args.patients, **out,
+            "steps": args.steps, "bert_init": args.bert_init, "fs": args.fs, "seg_len": args.seg_len, "patients": args.patients, **out,
             "ci_gap": round(out["pretrained"]["macro_auroc"]["ci_low"] - out["random"]["macro_auroc"]["ci_high"], 3),
             "cpu_s_pretrain": round(t1 - t0, 1), "cpu_s_total": round(time.process_time() - t0, 1)}  # fmt: skip
 
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--bert-init", type=float, default=1.0,
+                    help="with --objective merl: std of the random text tower's weights (BERT's own: 0.02)")
     ap.add_argument("--patients", type=int, default=200)
     ap.add_argument("--store-seed", type=int, default=11)
     ap.add_argument("--fs", type=int, default=50)
