@@ -71,7 +71,8 @@ def bench(args: argparse.Namespace, seed: int, root: Path) -> dict:
         out[name] = {"macro_auroc": {k: round(v, 3) for k, v in r["macro_auroc"].items()},
                      "per_label": {k: round(v, 3) for k, v in r["per_label"].items()}}  # fmt: skip
     return {"objective": args.objective, "encoder": "merl" if args.objective == "merl" else args.encoder, "seed": seed,
-            "steps": args.steps, "bert_init": args.bert_init, "fs": args.fs, "seg_len": args.seg_len, "patients": args.patients, **out,
+            "steps": args.steps, "bert_init": args.bert_init, "fs": args.fs, "seg_len": args.seg_len,
+            "patients": args.patients, **out,
             "ci_gap": round(out["pretrained"]["macro_auroc"]["ci_low"] - out["random"]["macro_auroc"]["ci_high"], 3),
             "cpu_s_pretrain": round(t1 - t0, 1), "cpu_s_total": round(time.process_time() - t0, 1)}  # fmt: skip
 
