@@ -131,10 +131,7 @@ def _copy_encoder_folder(cfg: RunConfig, folder: Path) -> None:
     src = getattr(cfg.model.encoder, "weights", "")
     if not src or not Path(src).expanduser().is_dir():
         return
-    src = Path(src).expanduser()
-    if src.resolve() == (folder / ENCODER_FOLDER).resolve():
-        return
-    dst = folder / ENCODER_FOLDER
+    src, dst = Path(src).expanduser(), folder / ENCODER_FOLDER
     dst.mkdir()
     for name in (DOC_FILE, WEIGHTS_FILE):
         if (src / name).is_file():

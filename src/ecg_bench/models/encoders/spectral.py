@@ -137,7 +137,10 @@ class SpectralEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 3 or x.shape[1:] != (self.in_leads, self.seq_len):
             raise ShapeError("spectral encoder input", x.shape, f"[N, {self.in_leads}, {self.seq_len}]")
-        f = self.features(x)
+        return self.tokens(self.features(x))
+
+    def tokens(self, f: torch.Tensor) -> torch.Tensor:
+        """``[N, n_features] -> [N, num_tokens, out_dim]``: each group normalised, each token from its groups' MLP."""
         dtype = self.mlps[0][0].weight.dtype
         groups = [norm(f[:, sl]).to(dtype) for norm, sl in zip(self.norms, self.group_slices, strict=True)]
         tokens = [mlp(torch.cat([groups[g] for g in gs], 1)) for mlp, gs in zip(self.mlps, self.token_groups, strict=True)]
