@@ -67,31 +67,57 @@ def test_every_example_is_on_the_page_and_tested():
     assert tests == files
 
 
-def test_example_source_csv_folder(load_example, shared_data, tmp_path):
-    from ecg_bench.config import DataConfig, SourceOptions, choice
+def _ptbxl_as_csv(shared_data: Path, folder: Path) -> dict[str, dict]:
+    """The real PTB-XL records of the reference data written as the csv_folder example reads them: one
+    ``p<patient>_<ecg_id>.csv`` (header of lead names, mV) and its report in ``.txt``. Returns the rows by file stem."""
+    import csv
+
     from ecg_bench.data.record import LEADS
-    from ecg_bench.data.sources.base import SOURCES
-    from ecg_bench.data.store import build_store
     from ecg_bench.signals.io import read_wfdb
 
-    load_example("source_csv_folder")
-    folder = tmp_path / "csv"
     folder.mkdir()
-    for i, rec in enumerate(("06000", "06001", "06002")):  # real PTB-XL records written as CSV
-        sig = read_wfdb(shared_data / "ptbxl" / "records500" / "06000" / f"{rec}_hr").signal
-        assert sig.shape[0] == 12
-        np.savetxt(folder / f"p{i % 2}_{rec}.csv", sig.T, delimiter=",", header=",".join(LEADS), comments="", fmt="%.4f")
+    rows = {}
+    with open(shared_data / "ptbxl" / "ptbxl_database.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            sig = read_wfdb(shared_data / "ptbxl" / row["filename_hr"]).signal
+            assert sig.shape[0] == 12  # PTB-XL's rows are in the canonical order
+            stem = f"p{int(float(row['patient_id']))}_{int(row['ecg_id']):05d}"
+            np.savetxt(folder / f"{stem}.csv", sig.T, delimiter=",", header=",".join(LEADS), comments="", fmt="%.4f")
+            (folder / f"{stem}.txt").write_text(row["report"])
+            rows[stem] = row
+    return rows
+
+
+def test_example_source_csv_folder(load_example, shared_data, tmp_path):
+    """The source lists and reads real records, skips a bad file with its reason, and `ecg-bench data` builds a store
+    from it (with the report_qa example as its conversations)."""
+    from ecg_bench import cli
+    from ecg_bench.config import DataConfig, SourceOptions, choice
+    from ecg_bench.data.conversations import load_jsonl
+    from ecg_bench.data.sources.base import SOURCES
+
+    load_example("source_csv_folder")
+    load_example("mapped_report_qa")
+    folder = tmp_path / "csv"
+    rows = _ptbxl_as_csv(shared_data, folder)
     (folder / "p9_bad.csv").write_text("I,II\n0.1,0.2\n")
-    cfg = DataConfig(data_dir=str(folder), source=choice(SourceOptions, "csv_folder", fs=500.0))
-    source = SOURCES.get("csv_folder")(cfg)
+    source = SOURCES.get("csv_folder")(DataConfig(data_dir=str(folder), source=choice(SourceOptions, "csv_folder", fs=500.0)))
     records = list(source)  # the bad file is logged and skipped
-    assert [r.record_id for r in records] == ["p0_06000", "p0_06002", "p1_06001"]
-    assert records[0].patient_id == "p0" and records[0].signal.shape == (12, 5000) and records[0].fs == 500.0
-    with pytest.raises(Exception, match="expected the 12 leads"):
+    assert sorted(r.record_id for r in records) == sorted(rows) and len(rows) == 10
+    first = records[0]
+    assert first.signal.shape == (12, 5000) and first.fs == 500.0 and first.report == rows[first.record_id]["report"]
+    assert first.patient_id == first.record_id.split("_")[0]
+    with pytest.raises(Exception, match="expected the 12 leads") as bad:
         source.read("p9_bad.csv")
-    store = build_store(source, tmp_path / "store", "csv_folder", 250, 1250)  # 10 s at 250 Hz -> two 5 s segments
-    assert len(store) == 6 and store.signals([0]).shape == (1, 12, 1250)
-    assert np.isfinite(store.signals(range(6))).all()
+    assert bad.value.reason == "wrong leads"
+
+    out = tmp_path / "run"
+    assert cli.main(["data", "--data.source.type", "csv_folder", "--data.source.fs", "500", "--data.data_dir", str(folder),
+                     "--data.mapped.type", "report_qa", "--data.num_folds", "2", "--output_dir", str(out)]) == 0  # fmt: skip
+    items = load_jsonl(out / "report_qa.jsonl")
+    assert len(items) == 50  # 10 records x 5 segments of 2 s (250 Hz), every record has a report
+    assert {i["messages"][1]["content"] for i in items} == {r["report"].strip() for r in rows.values()}
+    assert (out / "folds.json").is_file()
 
 
 def test_example_mapped_report_qa(load_example, tiny_store):

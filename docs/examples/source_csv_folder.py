@@ -1,4 +1,5 @@
-"""A base dataset: one CSV file per ECG record (``<patient>_<record>.csv``, a header row of lead names, values in mV)."""
+"""A base dataset: one CSV file per ECG record (``<patient>_<record>.csv``, a header row of lead names, values in mV),
+with its report, if any, in ``<patient>_<record>.txt`` beside it."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from ecg_bench.limits import read_bytes_capped
 
 @dataclass
 class CsvFolderOptions(SourceOptions):
-    """ECGs as CSV files in data_dir: one per record, named <patient>_<record>.csv, lead names in the header, mV."""
+    """ECGs as CSV files in data_dir: one per record, named <patient>_<record>.csv, lead names in the header, mV;
+    the report in <patient>_<record>.txt."""
 
     fs: float = 500.0
     """Sampling rate of every file (Hz)."""
@@ -54,5 +56,8 @@ class CsvFolder(Source):
             signal = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, ndmin=2, dtype=np.float32).T
         except ValueError as e:
             raise data_error("unreadable file", f"{path}: {e}") from None
+        report_file = path.with_suffix(".txt")
+        report = read_bytes_capped(report_file, 2**20, "report").decode("utf-8", "replace") if report_file.is_file() else ""
         patient, _, record = path.stem.partition("_")
-        return ECGRecord(record_id=path.stem, patient_id=patient, signal=signal, fs=self.opts.fs, leads=leads)
+        return ECGRecord(record_id=path.stem, patient_id=patient, signal=signal, fs=self.opts.fs, leads=leads,
+                         report=report.strip())
