@@ -23,7 +23,7 @@ from ecg_bench.models.encoders.pretrain_loop import PretrainLoopOptions
 from ecg_bench.models.encoders.weights import read_encoder
 from ecg_bench.representations.base import build_representation
 from ecg_bench.safe_files import load_safetensors
-from ecg_bench.training.pretrain import parse_pretrain
+from config_helpers import parse_pretrain
 
 IMAGE = {"width": 64, "height": 64}
 

@@ -97,7 +97,7 @@ def test_encoder_chosen_from_flags_and_yaml(tmp_path):
 
 def test_pretrain_mae_flags(tmp_path):
     """``ecg-bench pretrain mae`` flags: the loop's options as --loop.X; all problems reported together."""
-    from ecg_bench.training.pretrain import parse_pretrain
+    from config_helpers import parse_pretrain
 
     name, opts = parse_pretrain(["mae", "--store", "s", "--out", str(tmp_path / "o"), "--encoder", "mlae", "--loop.steps", "7",
                                  "--mask_ratio", "0.5"])  # fmt: skip
