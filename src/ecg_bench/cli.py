@@ -16,7 +16,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ecg_bench.errors import ECGBenchError, UnknownNameError

@@ -228,11 +228,11 @@ class SweepCommand:
     """Sweep folder (default: the grid's output_dir)."""
 
     def problems(self) -> list[str]:
-        from ecg_bench.sweep import EXECUTORS
+        from ecg_bench.sweep import LAUNCHERS
 
         p = [] if self.grid else ["sweep needs a GRID file (ecg-bench sweep GRID.yaml)"]
         if self.jobs < 1:
             p.append(f"sweep --jobs must be >= 1, got {self.jobs}")
-        if self.executor not in EXECUTORS:
-            p.append(f"sweep --executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.executor not in LAUNCHERS:
+            p.append(f"sweep --executor must be one of {', '.join(LAUNCHERS.names())}, got {self.executor!r}")
         return p
