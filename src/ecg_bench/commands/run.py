@@ -93,7 +93,8 @@ def _without_nproc(argv: list[str]) -> list[str]:
 def cmd_evaluate(args) -> int:
     """Evaluate a checkpoint folder (its config.json, plus overrides) under the evaluation conditions, into a new
     folder (<checkpoint>/eval-<time>, or --output_dir if new or empty); the training run's files are never rewritten."""
-    from ecg_bench.pipeline import config_problems, evaluation_defaults, evaluation_store, run
+    from ecg_bench.inference import evaluation_defaults, evaluation_store
+    from ecg_bench.pipeline import config_problems, run
 
     checkpoint = args.overrides.pop("checkpoint", "") or ""
     if not checkpoint:

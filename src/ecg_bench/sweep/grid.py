@@ -217,7 +217,7 @@ def expand(axes: Mapping[str, list[Any]], include: Sequence[Mapping[str, Any]] =
 
 def store_key(cfg: RunConfig) -> str:
     """Folder name of the segment store the cells with these data settings share."""
-    from ecg_bench.pipeline import source_settings
+    from ecg_bench.data.store import source_settings
 
     return f"{cfg.data.source.type}-{_digest([source_settings(cfg), to_dict(cfg.data.source)])}"
 
