@@ -34,6 +34,7 @@ from ecg_bench.data.ecg_file import read_ecg_file
 from ecg_bench.data.record import ECGRecord
 from ecg_bench.data.sources.base import SOURCES
 from ecg_bench.data.store import absolute, source_settings, store_status
+from ecg_bench.devices import resolve_device
 from ecg_bench.errors import DataError, ECGBenchError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.chat import ECG_PLACEHOLDER
@@ -44,7 +45,6 @@ from ecg_bench.safe_files import read_json_file
 from ecg_bench.signals.leads import LEADS
 from ecg_bench.training.checkpoint import MANIFEST_FILE, load_checkpoint
 from ecg_bench.training.model_card import CARD_FILE, render_card, replace_peft_card
-from ecg_bench.training.trainer import resolve_device
 
 log = get_logger(__name__)
 

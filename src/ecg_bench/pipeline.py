@@ -33,6 +33,7 @@ from ecg_bench.data.mix import mapped_names, prepare_conversations
 from ecg_bench.data.sources.base import SOURCES
 from ecg_bench.data.splits import holdout_patients
 from ecg_bench.data.store import SegmentStore, open_store, setting_changes
+from ecg_bench.devices import resolve_device, resolve_dtype
 from ecg_bench.errors import ConfigError
 from ecg_bench.evaluation.baselines import majority_baseline
 from ecg_bench.evaluation.evaluator import evaluate
@@ -45,7 +46,7 @@ from ecg_bench.signals.leads import LEADS
 from ecg_bench.training import distributed
 from ecg_bench.training.checkpoint import check_not_trained_on, check_run_inputs, training_data_record
 from ecg_bench.training.tracking import LOG_FILE, provenance, report_to_problems
-from ecg_bench.training.trainer import Trainer, resolve_device, resolve_dtype, summarize
+from ecg_bench.training.trainer import Trainer, summarize
 
 log = get_logger(__name__)
 
