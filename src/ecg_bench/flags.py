@@ -204,11 +204,11 @@ def help_text(obj: Any, prog: str, description: str = "", positional: Sequence[s
         if f not in top:
             doc = field_docs(type(obj)).get(f.name, "")
             out += ["", f"{f.name}: {doc}".rstrip(": ")]
-            out += _section(getattr(obj, f.name), _hints(type(obj))[f.name], f"{f.name}.", width)
+            out += _section(getattr(obj, f.name), f"{f.name}.", width)
     return "\n".join(out)
 
 
-def _section(value: Any, hint: Any, prefix: str, width: int) -> list[str]:
+def _section(value: Any, prefix: str, width: int) -> list[str]:
     out = _fields(value, [f for f in dataclasses.fields(value) if not _is_config(_hints(type(value))[f.name])], prefix, width)
     for f in dataclasses.fields(value):
         sub_hint, sub = _hints(type(value))[f.name], getattr(value, f.name)
@@ -219,7 +219,7 @@ def _section(value: Any, hint: Any, prefix: str, width: int) -> list[str]:
             out += _option(f"--{prefix}{f.name}.type NAME", f" = {sub.type}", doc, width, f"One of: {names}.")
             out += _fields(sub, dataclasses.fields(sub), f"{prefix}{f.name}.", width)
         elif _is_config(sub_hint):
-            out += _section(sub, sub_hint, f"{prefix}{f.name}.", width)
+            out += _section(sub, f"{prefix}{f.name}.", width)
     return out
 
 
