@@ -215,7 +215,7 @@ def _section(value: Any, prefix: str, width: int) -> list[str]:
         if is_choice(sub_hint):
             names = ", ".join(sorted(sub_hint.get_known_choices()))
             doc = field_docs(type(value)).get(f.name, "")
-            doc = _summary(doc.split(" (``")[0], 1)  # its first sentence: the component's own options follow
+            doc = _summary(doc.split(" (``")[0], 1).rstrip(".") + "."  # its first sentence; its options follow
             out += _option(f"--{prefix}{f.name}.type NAME", f" = {sub.type}", doc, width, f"One of: {names}.")
             out += _fields(sub, dataclasses.fields(sub), f"{prefix}{f.name}.", width)
         elif _is_config(sub_hint):
