@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ecg_bench.errors import ECGBenchError, UnknownNameError
+from ecg_bench.errors import ECGBenchError
 from ecg_bench.logging_utils import setup_logging
 
 # ------------------------------------------------------------------ list (the catalogue of components)
@@ -203,16 +203,14 @@ def parse_command(name: str, spec: Command, argv: list[str]) -> argparse.Namespa
     cls = _resolve(spec.config)
     args = argparse.Namespace(command=name, sub="")
     if spec.sub:
-        registry, kind = cls, name
+        registry = cls
         if not argv or argv[0].startswith("-"):
             print(_sub_usage(prog, doc, registry))
             if not argv:
                 raise ECGBenchError(f"{name} needs a NAME: one of {', '.join(registry.names())}")
             sys.exit(0)
         args.sub, argv = argv[0], argv[1:]
-        if args.sub not in registry:
-            raise UnknownNameError(kind if kind != "pretrain" else "pretrainer", args.sub, registry.names())
-        entry = registry.get(args.sub)
+        entry = registry.get(args.sub)  # an unknown NAME: UnknownNameError listing the registered ones
         cls, prog, doc = entry.options, f"{prog} {args.sub}", entry.description
     args.preset = cls if spec.sub else spec.preset
     args.config, args.overrides = parse_flags(cls, argv, prog=prog, description=doc, preset=args.preset,
