@@ -22,3 +22,12 @@ def model_config(**kw: Any) -> ModelConfig:
 
 def eval_config(**kw: Any) -> EvalConfig:
     return _section("eval", kw)
+
+
+def parse_pretrain(argv: list[str]) -> tuple[str, Any]:
+    """``(name, checked options)`` of ``ecg-bench pretrain NAME [flags]``, parsed as the command parses them."""
+    from ecg_bench import cli
+    from ecg_bench.commands.tools import pretrain_options
+
+    args = cli.parse_command("pretrain", cli.COMMANDS["pretrain"], argv)
+    return args.sub, pretrain_options(args)

@@ -107,8 +107,7 @@ def test_representation_and_encoder_train_one_step_and_evaluate_under_condition(
     model_cfg, elm, processor, rep = built_pairs[pair]
     _train_step_and_evaluate(model_cfg, elm, processor, rep, condition, tiny_store, tiny_items, tmp_path)
     if condition == "zeros" and pair[0] == "image":  # the blank printout reaches the encoder: grid, labels, flat traces
-        this = build_samples(ConversationDataset(tiny_items[8:10], tiny_store, rep), processor, "zeros", 2,
-                             EvalConfig(conditions=[choice(ConditionOptions, "zeros")]))  # fmt: skip
+        this = build_samples(ConversationDataset(tiny_items[8:10], tiny_store, rep), processor, "zeros", 2)
         blank = torch.from_numpy(np.asarray(rep.draw(np.zeros((12, 500), np.float32))).transpose(2, 0, 1).astype(np.float32))
         assert all(torch.equal(e, blank) for s in this for e in s.ecg)
 

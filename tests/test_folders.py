@@ -10,7 +10,7 @@ from elm_fixtures import make_tiny_elm
 
 from ecg_bench import cli, folders
 from ecg_bench.config import DataConfig, RunConfig
-from ecg_bench.data.preprocess import remove_stale_temporaries, work_dir_for
+from ecg_bench.data.shards import remove_stale_temporaries, work_dir_for
 from ecg_bench.data.sources.synthetic import Synthetic, generate_records
 from ecg_bench.data.store import SegmentStore, build_store
 from ecg_bench.folders import MARKER, FolderError

@@ -200,3 +200,17 @@ def test_one_sweep_at_a_time_in_a_folder(tmp_path):
         with pytest.raises(FolderError, match="another ecg-bench sweep is running in this folder"):
             run_sweep(grid)
     assert not any(c.folder.exists() for c in grid.cells)
+
+
+def test_launchers_are_a_registry_and_an_unknown_one_is_refused_by_name(tmp_path, capsys):
+    """``--executor NAME`` looks NAME up in ``LAUNCHERS`` (a registered function per launcher): an unknown name is a
+    usage error listing the registered ones, before any grid is read or folder made."""
+    from ecg_bench.sweep import LAUNCHERS
+
+    assert {"local", "slurm", "submitit_local"} <= set(LAUNCHERS.names())
+    assert all(callable(LAUNCHERS.get(n)) for n in LAUNCHERS.names())
+    grid = _write(tmp_path / "grid.yaml", {"axes": {"data.fold": [0]}, "output_dir": str(tmp_path / "out")})
+    assert cli.main(["sweep", str(grid), "--executor", "ray"]) == 2
+    err = capsys.readouterr().err
+    assert "--executor must be one of" in err and "submitit_local" in err and "'ray'" in err
+    assert not (tmp_path / "out").exists()

@@ -16,8 +16,10 @@ evaluation; nothing here asks which ELM family the model is.
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,9 @@ from ecg_bench.config import ModelConfig, RunConfig
 from ecg_bench.data.contract import CONTRACT_FILE, PreprocessingContract
 from ecg_bench.data.ecg_file import read_ecg_file
 from ecg_bench.data.record import ECGRecord
+from ecg_bench.data.sources.base import SOURCES
+from ecg_bench.data.store import absolute, source_settings, store_status
+from ecg_bench.devices import resolve_device
 from ecg_bench.errors import DataError, ECGBenchError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.chat import ECG_PLACEHOLDER
@@ -40,7 +45,6 @@ from ecg_bench.safe_files import read_json_file
 from ecg_bench.signals.leads import LEADS
 from ecg_bench.training.checkpoint import MANIFEST_FILE, load_checkpoint
 from ecg_bench.training.model_card import CARD_FILE, render_card, replace_peft_card
-from ecg_bench.training.trainer import resolve_device
 
 log = get_logger(__name__)
 
@@ -396,3 +400,95 @@ def read_questions(lines: Iterable[str]) -> Iterator[str]:
     for line in lines:
         if line.strip():
             yield line.strip()
+
+
+# ------------------------------------------------------------------ paths inside a checkpoint
+
+
+PATH_FIELDS = ("output_dir", "data.data_dir", "data.store_dir", "data.mapped_dir", "data.source.snomed_mapping",
+               "data.source.translation_cache", "data.export_hf", "model.elm.tokenizer", "model.encoder.tokenizer",
+               "model.encoder.weights", "eval.metrics[meteor].nltk_data", "train.resume_from")  # fmt: skip
+"""Config fields that are file or folder paths: saved absolute in a checkpoint, resolved against it when relative
+(an option of a component the config does not choose is skipped; ``[type]`` picks list items of that type)."""
+NAME_OR_PATH_FIELDS = ("data.hf_dataset", "data.source.translate_model", "model.llm", "eval.metrics[bertscore].model")
+"""Fields that are a path or a name (hub id, short name): treated as a path only where that path exists."""
+
+
+def _owners(cfg: Any, dotted: str) -> list[tuple[Any, str]]:
+    """(object, attribute) pairs that ``dotted`` names in ``cfg``: none when a component lacks the option."""
+    nodes = [cfg]
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        name, _, typ = part.partition("[")
+        nxt = []
+        for n in nodes:
+            v = getattr(n, name, None)
+            if typ:
+                nxt += [x for x in (v or []) if getattr(x, "type", None) == typ.rstrip("]")]
+            elif v is not None:
+                nxt.append(v)
+        nodes = nxt
+    return [(n, leaf) for n in nodes if hasattr(n, leaf)]
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    owners = _owners(cfg, dotted)
+    return getattr(*owners[0]) if owners else None
+
+
+def with_absolute_paths(cfg: RunConfig) -> RunConfig:
+    """A copy of ``cfg`` whose relative paths are absolute (the config saved in a checkpoint)."""
+    out = copy.deepcopy(cfg)
+    for f in PATH_FIELDS + NAME_OR_PATH_FIELDS:
+        for obj, attr in _owners(out, f):
+            v = getattr(obj, attr)
+            if v and not Path(v).expanduser().is_absolute() and (f in PATH_FIELDS or Path(v).exists()):
+                setattr(obj, attr, absolute(v))
+    return out
+
+
+def evaluation_defaults(trained: RunConfig, checkpoint: str | Path) -> dict[str, Any]:
+    """Overrides for evaluating ``checkpoint`` (whose config is ``trained``): relative paths resolved against
+    the checkpoint, never the current folder; a new output folder ``<checkpoint>/eval-<time>``; no HF export;
+    the checkpoint's own copies of the ECG-Byte tokenizer and Signal2Vec vectors."""
+    ck = Path(checkpoint)
+    over: dict[str, Any] = {}
+    for f in PATH_FIELDS + NAME_OR_PATH_FIELDS:
+        v = _get(trained, f)
+        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute() and (f in PATH_FIELDS or (ck / v).exists()):
+            if "[" in f:  # an option inside a list (eval.metrics): resolved in the trained config itself
+                for obj, attr in _owners(trained, f):
+                    setattr(obj, attr, absolute(str(ck / v)))
+            else:
+                over[f] = absolute(str(ck / v))
+    stamp, n = time.strftime("%Y%m%d-%H%M%S"), 1
+    out = ck / f"eval-{stamp}"
+    while out.exists():
+        n += 1
+        out = ck / f"eval-{stamp}-{n}"
+    over["output_dir"] = str(out)
+    over["data.export_hf"] = ""
+    over["data.store_dir"] = ""  # decided by evaluation_store once the config is complete
+    for name, field in CHECKPOINT_FILES:
+        if (ck / name).exists() and _owners(trained, field):
+            over[field] = str(ck / name)
+    return over
+
+
+def evaluation_store(cfg: RunConfig, trained: RunConfig, checkpoint: str | Path) -> str:
+    """The store an evaluation reads: the training run's (the checkpoint's config names it) when it exists and
+    fits, used read-only; else a new one inside the evaluation folder. Nothing is built where the checkpoint points."""
+    ck = Path(checkpoint)
+    named = Path(trained.data.store_dir).expanduser() if trained.data.store_dir else None
+    run_dir = Path(trained.output_dir).expanduser()
+    trained_store = named or (run_dir if run_dir.is_absolute() else ck / run_dir) / "store"
+    if not trained_store.is_absolute():
+        trained_store = ck / trained_store
+    src = SOURCES.get(cfg.data.source.type)(cfg.data)
+    status, detail = store_status(trained_store, source_settings(cfg, src), src.fingerprint())
+    if status in ("current", "no_fingerprint"):
+        return str(trained_store)
+    own = Path(cfg.output_dir) / "store"
+    why = {"missing": "not found"}.get(status, f"{status.replace('_', ' ')}: {detail}")
+    log.info("the training run's store %s cannot be used (%s); building one for this evaluation in %s", trained_store, why, own)
+    return str(own)

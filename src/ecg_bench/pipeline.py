@@ -11,8 +11,6 @@ checkpoints and results.json; evaluation is sharded and gathered (``evaluation.e
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import logging
 import os
@@ -34,20 +32,21 @@ from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.mix import mapped_names, prepare_conversations
 from ecg_bench.data.sources.base import SOURCES
 from ecg_bench.data.splits import holdout_patients
-from ecg_bench.data.store import SegmentStore, build_store, store_lock
-from ecg_bench.errors import ConfigError, DataError, UnknownNameError
+from ecg_bench.data.store import SegmentStore, open_store, setting_changes
+from ecg_bench.devices import resolve_device, resolve_dtype
+from ecg_bench.errors import ConfigError
 from ecg_bench.evaluation.baselines import majority_baseline
 from ecg_bench.evaluation.evaluator import evaluate
 from ecg_bench.evaluation.statistics import results_tables
-from ecg_bench.inference import CHECKPOINT_FILES, build_from_checkpoint
+from ecg_bench.inference import build_from_checkpoint, with_absolute_paths
 from ecg_bench.logging_utils import get_logger, log_to_file
 from ecg_bench.models.elm import build_elm, input_problem
 from ecg_bench.representations.base import REPRESENTATIONS, build_representation
 from ecg_bench.signals.leads import LEADS
 from ecg_bench.training import distributed
-from ecg_bench.training.checkpoint import TRAINING_DATA_FILE, check_run_inputs
+from ecg_bench.training.checkpoint import check_not_trained_on, check_run_inputs, training_data_record
 from ecg_bench.training.tracking import LOG_FILE, provenance, report_to_problems
-from ecg_bench.training.trainer import Trainer, resolve_device, resolve_dtype, summarize
+from ecg_bench.training.trainer import Trainer, summarize
 
 log = get_logger(__name__)
 
@@ -83,11 +82,6 @@ def store_dir(cfg: RunConfig) -> Path:
 _NOT_DATA_IDENTITY = ("workers", "rebuild", "max_train_items", "max_eval_items", "fold", "export_hf", "export_hf_signals")
 
 
-def _changes(old: dict[str, Any], new: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
-    keys = sorted(k for k in {*old, *new} if k not in ignore and old.get(k) != new.get(k))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys]
-
-
 def claim_output(cfg: RunConfig, kind: str = "run", new_results: bool = False) -> Path:
     """Make ``output_dir`` this run's folder (``ecg_bench.folders.claim``) without writing over another run.
 
@@ -111,70 +105,13 @@ def claim_output(cfg: RunConfig, kind: str = "run", new_results: bool = False) -
         old = RunConfig.from_dict(json.loads((out / "config.json").read_text())).to_dict()["data"]
     except (OSError, ValueError, KeyError, TypeError, ConfigError):
         old = None
-    changed = _changes(old, cfg.to_dict()["data"], _NOT_DATA_IDENTITY) if isinstance(old, dict) else ["(unknown)"]
+    changed = setting_changes(old, cfg.to_dict()["data"], _NOT_DATA_IDENTITY) if isinstance(old, dict) else ["(unknown)"]
     if changed:
         raise folders.FolderError(
             f"{out} holds a finished run ({results}) made with other data settings ({'; '.join(changed)}); "
             f"writing this data there would change that run's store and folds: choose another --output_dir"
         )
     return out
-
-
-def store_status(sdir: Path, settings: dict[str, Any], fingerprint: dict[str, Any]) -> tuple[str, str]:
-    """Whether the store at ``sdir`` can serve ``settings``: (status, detail) with status one of
-    missing, current, no_fingerprint (built before fingerprints were recorded), other_settings, source_changed."""
-    if not SegmentStore.exists(sdir):
-        return "missing", ""
-    meta = SegmentStore(sdir).meta
-    old = meta.get("source_settings")
-    if not isinstance(old, dict):
-        return "other_settings", "no source_settings in its meta.json"
-    old = {**old, "data_dir": _abs(old.get("data_dir", ""))}
-    changed = _changes(old, settings)
-    if changed:
-        return "other_settings", "; ".join(changed)
-    got = meta.get("source_fingerprint")
-    if got is None:
-        return "no_fingerprint", ""
-    if got != fingerprint:
-        keys = [k for k in ("files", "bytes", "newest_mtime_ns") if got.get(k) != fingerprint.get(k)]
-        detail = ", ".join(f"{k} {got.get(k)} -> {fingerprint.get(k)}" for k in keys) or "same counts, other file names or times"
-        return "source_changed", detail
-    return "current", ""
-
-
-def open_store(cfg: RunConfig, src: Any, sdir: Path) -> SegmentStore:
-    """Reuse the store at ``sdir`` if it was built with these settings from the same source files; else build it.
-
-    Holds the store's lock while deciding and building, so a second writer waits and then reuses
-    what the first built. A store with other settings is never silently replaced: refused unless
-    ``data.rebuild``. Changed source files (a record repaired or added) rebuild it, with a log line.
-    """
-    d = cfg.data
-    settings = source_settings(cfg, src)
-    with store_lock(sdir):
-        fingerprint = src.fingerprint()
-        status, detail = store_status(sdir, settings, fingerprint)
-        if d.rebuild:
-            log.info("data.rebuild: building the segment store %s from scratch", sdir)
-        elif status in ("current", "no_fingerprint"):
-            store = SegmentStore(sdir)
-            if status == "no_fingerprint":
-                log.warning("segment store %s records no source fingerprint (older ecg-bench): changed source files "
-                            "cannot be detected; pass --data.rebuild true to rebuild it", sdir)  # fmt: skip
-            log.info("reusing segment store %s (%d segments)", sdir, len(store))
-            return store
-        elif status == "other_settings":
-            raise ConfigError([
-                f"data.store_dir: {sdir} holds a segment store built with other settings ({detail}); it is not replaced "
-                f"silently: choose another data.store_dir (or another --output_dir), or pass --data.rebuild true to replace it"
-            ])  # fmt: skip
-        elif status == "source_changed":
-            log.info("the source files of segment store %s changed since it was built (%s); rebuilding it", sdir, detail)
-        seg_len = int(round(d.segment_seconds * d.target_fs))
-        extra = {"source_settings": settings, "source_fingerprint": fingerprint}
-        return build_store(src, sdir, d.source.type, d.target_fs, seg_len, extra_meta=extra, workers=d.workers,
-                           resume=not d.rebuild)  # fmt: skip
 
 
 def prepare_data(cfg: RunConfig, kind: str = "run") -> PreparedData:
@@ -220,161 +157,6 @@ def prepare_data_once(cfg: RunConfig, kind: str = "run") -> PreparedData:
 
     store, train, test, folds, val = distributed.main_first(build, "preparing the data")
     return PreparedData(SegmentStore(store), train, test, Path(folds), val)
-
-
-def source_settings(cfg: RunConfig, source: Any = None) -> dict[str, Any]:
-    """The settings a store depends on; a store built with other settings is rebuilt, not reused.
-
-    ``source`` (a Source) adds its own ``settings()`` under "reader", JSON-normalised so that the
-    value compares equal to the one read back from meta.json.
-    """
-    d = cfg.data
-    # The keys stores have recorded since before sources had options (num_patients / records_per_patient were
-    # data fields then, saved with their defaults for every source), so an existing store still matches.
-    settings = {"source": d.source.type, "data_dir": _abs(d.data_dir),  # the same folder however it was spelled
-                "num_patients": getattr(d.source, "num_patients", 120),
-                "records_per_patient": getattr(d.source, "records_per_patient", 2),
-                "target_fs": d.target_fs, "segment_seconds": d.segment_seconds, "seed": d.seed}  # fmt: skip
-    if source is not None:
-        settings["reader"] = json.loads(json.dumps(source.settings()))
-    return settings
-
-
-def _abs(path: str) -> str:
-    return str(Path(path).expanduser().resolve()) if path else ""
-
-
-# ------------------------------------------------------------------ paths inside a checkpoint
-
-PATH_FIELDS = ("output_dir", "data.data_dir", "data.store_dir", "data.mapped_dir", "data.source.snomed_mapping",
-               "data.source.translation_cache", "data.export_hf", "model.elm.tokenizer", "model.encoder.tokenizer",
-               "model.encoder.weights", "eval.metrics[meteor].nltk_data", "train.resume_from")  # fmt: skip
-"""Config fields that are file or folder paths: saved absolute in a checkpoint, resolved against it when relative
-(an option of a component the config does not choose is skipped; ``[type]`` picks list items of that type)."""
-NAME_OR_PATH_FIELDS = ("data.hf_dataset", "data.source.translate_model", "model.llm", "eval.metrics[bertscore].model")
-"""Fields that are a path or a name (hub id, short name): treated as a path only where that path exists."""
-
-
-def _owners(cfg: Any, dotted: str) -> list[tuple[Any, str]]:
-    """(object, attribute) pairs that ``dotted`` names in ``cfg``: none when a component lacks the option."""
-    nodes = [cfg]
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        name, _, typ = part.partition("[")
-        nxt = []
-        for n in nodes:
-            v = getattr(n, name, None)
-            if typ:
-                nxt += [x for x in (v or []) if getattr(x, "type", None) == typ.rstrip("]")]
-            elif v is not None:
-                nxt.append(v)
-        nodes = nxt
-    return [(n, leaf) for n in nodes if hasattr(n, leaf)]
-
-
-def _get(cfg: Any, dotted: str) -> Any:
-    owners = _owners(cfg, dotted)
-    return getattr(*owners[0]) if owners else None
-
-
-def with_absolute_paths(cfg: RunConfig) -> RunConfig:
-    """A copy of ``cfg`` whose relative paths are absolute (the config saved in a checkpoint)."""
-    out = copy.deepcopy(cfg)
-    for f in PATH_FIELDS + NAME_OR_PATH_FIELDS:
-        for obj, attr in _owners(out, f):
-            v = getattr(obj, attr)
-            if v and not Path(v).expanduser().is_absolute() and (f in PATH_FIELDS or Path(v).exists()):
-                setattr(obj, attr, _abs(v))
-    return out
-
-
-def evaluation_defaults(trained: RunConfig, checkpoint: str | Path) -> dict[str, Any]:
-    """Overrides for evaluating ``checkpoint`` (whose config is ``trained``): relative paths resolved against
-    the checkpoint, never the current folder; a new output folder ``<checkpoint>/eval-<time>``; no HF export;
-    the checkpoint's own copies of the ECG-Byte tokenizer and Signal2Vec vectors."""
-    ck = Path(checkpoint)
-    over: dict[str, Any] = {}
-    for f in PATH_FIELDS + NAME_OR_PATH_FIELDS:
-        v = _get(trained, f)
-        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute() and (f in PATH_FIELDS or (ck / v).exists()):
-            if "[" in f:  # an option inside a list (eval.metrics): resolved in the trained config itself
-                for obj, attr in _owners(trained, f):
-                    setattr(obj, attr, _abs(str(ck / v)))
-            else:
-                over[f] = _abs(str(ck / v))
-    stamp, n = time.strftime("%Y%m%d-%H%M%S"), 1
-    out = ck / f"eval-{stamp}"
-    while out.exists():
-        n += 1
-        out = ck / f"eval-{stamp}-{n}"
-    over["output_dir"] = str(out)
-    over["data.export_hf"] = ""
-    over["data.store_dir"] = ""  # decided by evaluation_store once the config is complete
-    for name, field in CHECKPOINT_FILES:
-        if (ck / name).exists() and _owners(trained, field):
-            over[field] = str(ck / name)
-    return over
-
-
-def evaluation_store(cfg: RunConfig, trained: RunConfig, checkpoint: str | Path) -> str:
-    """The store an evaluation reads: the training run's (the checkpoint's config names it) when it exists and
-    fits, used read-only; else a new one inside the evaluation folder. Nothing is built where the checkpoint points."""
-    ck = Path(checkpoint)
-    named = Path(trained.data.store_dir).expanduser() if trained.data.store_dir else None
-    run_dir = Path(trained.output_dir).expanduser()
-    trained_store = named or (run_dir if run_dir.is_absolute() else ck / run_dir) / "store"
-    if not trained_store.is_absolute():
-        trained_store = ck / trained_store
-    src = SOURCES.get(cfg.data.source.type)(cfg.data)
-    status, detail = store_status(trained_store, source_settings(cfg, src), src.fingerprint())
-    if status in ("current", "no_fingerprint"):
-        return str(trained_store)
-    own = Path(cfg.output_dir) / "store"
-    why = {"missing": "not found"}.get(status, f"{status.replace('_', ' ')}: {detail}")
-    log.info("the training run's store %s cannot be used (%s); building one for this evaluation in %s", trained_store, why, own)
-    return str(own)
-
-
-def training_data_record(cfg: RunConfig, data: PreparedData) -> dict[str, Any]:
-    """What a checkpoint was trained on (``training_data.json``): fold, folds digest, hashed patient ids."""
-    patients = sorted({_patient_hash(it["patient_id"]) for it in data.train})
-    return {"split": cfg.data.split, "fold": cfg.data.fold, "num_folds": cfg.data.num_folds, "seed": cfg.data.seed,
-            "folds_sha256": hashlib.sha256(data.folds_file.read_bytes()).hexdigest(),
-            "num_items": len(data.train), "patients_sha256_16": patients}  # fmt: skip
-
-
-def _patient_hash(pid: Any) -> str:
-    return hashlib.sha256(str(pid).encode()).hexdigest()[:16]
-
-
-def check_not_trained_on(checkpoint: str | Path, test: list[dict], cfg: RunConfig) -> None:
-    """Refuse to evaluate ``checkpoint`` on items whose patients it was trained on, naming the folds."""
-    f = Path(checkpoint) / TRAINING_DATA_FILE
-    if not f.is_file():
-        log.warning("%s has no %s (older ecg-bench): cannot check that the evaluation patients were not in its training "
-                    "data", checkpoint, TRAINING_DATA_FILE)  # fmt: skip
-        return
-    try:
-        rec = json.loads(f.read_text())
-        trained = set(rec["patients_sha256_16"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{f}: not a training-data record ({e}); expected JSON with patients_sha256_16") from None
-    test_patients = {_patient_hash(it["patient_id"]) for it in test}
-    overlap = len(test_patients & trained)
-    if overlap and rec.get("split") == "official" and cfg.data.split == "official":
-        log.warning("%d of the %d test patients of the official split were in the training data of %s: the release's "
-                    "split shares them (see official_split.json); scored as released",
-                    overlap, len(test_patients), checkpoint)  # fmt: skip
-        return
-    if overlap:
-        raise DataError(
-            f"{checkpoint} was trained on fold {rec.get('fold')} of {rec.get('num_folds')} (data seed {rec.get('seed')}); "
-            f"{overlap} of the {len(test_patients)} patients of evaluation fold {cfg.data.fold} of {cfg.data.num_folds} "
-            f"were in its training data, so the scores would not be held-out: evaluate with --data.fold {rec.get('fold')} "
-            f"and the training run's data settings"
-        )
-    log.info("checked: none of the %d evaluation patients is in the training data of %s (fold %s)",
-             len(test_patients), checkpoint, rec.get("fold"))  # fmt: skip
 
 
 def _representation(cfg: RunConfig):

@@ -78,7 +78,7 @@ def test_data_command_with_the_official_split_reports_its_overlap(shared_data, r
 
     out = tmp_path / "run"
     args = ["data", "--data.source", "ptbxl", "--data.data_dir", str(shared_data / "ptbxl"), "--data.mapped", "ecg_qa_ptbxl",
-            "--data.mapped_dir", str(release), "--data.qa_variant", "template", "--data.mapped_segments", "first",
+            "--data.mapped_dir", str(release), "--data.mapped.qa_variant", "template", "--data.mapped_segments", "first",
             "--data.split", "official", "--output_dir", str(out)]  # fmt: skip
     assert cli.main(args) == 0
     captured = capsys.readouterr()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ecg_bench.config import DataConfig
-from ecg_bench.data.preprocess import shard_paths, work_dir_for
+from ecg_bench.data.shards import shard_paths, work_dir_for
 from ecg_bench.data.record import ECGRecord
 from ecg_bench.data.sources.base import data_error
 from ecg_bench.data.sources.synthetic import Synthetic, generate_records

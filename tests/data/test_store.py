@@ -175,7 +175,7 @@ def _ptbxl_run(tmp_path, shared_data):
 def test_store_is_rebuilt_when_its_source_files_changed(tmp_path, shared_data, caplog):
     import os
 
-    from ecg_bench.pipeline import open_store
+    from ecg_bench.data.store import open_store
 
     cfg, src, data_dir = _ptbxl_run(tmp_path, shared_data)
     sdir = tmp_path / "run" / "store"
@@ -208,7 +208,7 @@ _HOLDER = """
 import sys, time
 from ecg_bench.config import RunConfig
 from ecg_bench.data.sources.synthetic import Synthetic
-from ecg_bench.pipeline import open_store
+from ecg_bench.data.store import open_store
 
 class Slow(Synthetic):
     def read(self, key):
@@ -240,7 +240,7 @@ def _start_holder(tmp_path, sdir):
 def test_a_second_writer_waits_for_the_first_then_reuses_its_store(tmp_path, caplog):
     from ecg_bench.config import RunConfig
     from ecg_bench.data.sources.synthetic import Synthetic
-    from ecg_bench.pipeline import open_store
+    from ecg_bench.data.store import open_store
 
     class Counting(Synthetic):
         reads = 0

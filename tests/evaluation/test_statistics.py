@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ecg_bench.evaluation.metrics import AnswerSample, bleu
+from ecg_bench.evaluation.metrics import AnswerSample, bleu_stats
 from ecg_bench.evaluation.statistics import (
     bootstrap_ci,
     cluster_bootstrap,
@@ -217,9 +217,9 @@ def test_corpus_bleu_per_type_is_the_corpus_bleu_of_that_type():
     types = ["report", "report", "verify", "report"]
     answers = [AnswerSample(p, r, question_type=t, patient_id=f"p{i % 2}") for i, (p, r, t) in enumerate(zip(preds, refs, types))]
     out = summarize_condition(answers, ["bleu"], n_resamples=100)
-    assert out["metrics"]["bleu"] == pytest.approx(bleu(preds, refs)["bleu"])
+    assert out["metrics"]["bleu"] == pytest.approx(bleu_stats(preds, refs).value())
     reports = [i for i, t in enumerate(types) if t == "report"]
-    expected = bleu([preds[i] for i in reports], [refs[i] for i in reports])["bleu"]
+    expected = bleu_stats([preds[i] for i in reports], [refs[i] for i in reports]).value()
     assert out["per_type"]["report"]["metrics"]["bleu"] == pytest.approx(expected)
     assert 0 < expected < 1
 

@@ -23,7 +23,7 @@ from ecg_bench.models.encoders.pretrain_loop import PretrainLoopOptions
 from ecg_bench.models.encoders.weights import read_encoder
 from ecg_bench.representations.base import build_representation
 from ecg_bench.safe_files import load_safetensors
-from ecg_bench.training.pretrain import parse_pretrain
+from config_helpers import parse_pretrain
 
 IMAGE = {"width": 64, "height": 64}
 
@@ -147,21 +147,12 @@ def test_pretraining_lowers_the_loss_and_saves_a_tower_that_loads_with_its_contr
 def test_resume_is_exact_with_augmentations(store, towers, tmp_path, capsys, monkeypatch):
     """A run stopped after its step-3 checkpoint and resumed from the command line gives the losses and weights of an
     uninterrupted run (augmented pictures, batch order and dropout are functions of seed and step)."""
-    from ecg_bench.models.encoders import pretrain_loop
+    from resume_helpers import pretraining_stopped_at
 
     kw = {"image": {"augment": True}, "steps": 6, "batch_size": 8, "save_every": 3}
     straight = pretrain_clip(_opts(store, towers, tmp_path / "a", **kw))
-    real = pretrain_loop.batch_indices
-
-    def crash_at_step_4(n, bs, step, seed):
-        if step == 4:
-            raise KeyboardInterrupt
-        return real(n, bs, step, seed)
-
-    monkeypatch.setattr(pretrain_loop, "batch_indices", crash_at_step_4)
-    with pytest.raises(KeyboardInterrupt):
+    with pretraining_stopped_at(monkeypatch, 4):
         pretrain_clip(_opts(store, towers, tmp_path / "b", **kw))
-    monkeypatch.setattr(pretrain_loop, "batch_indices", real)
     assert json.loads((tmp_path / "b" / "pretrain_state.json").read_text())["step"] == 3
     with pytest.raises(ConfigError, match="already holds a checkpoint"):
         pretrain_clip(_opts(store, towers, tmp_path / "b", **kw))

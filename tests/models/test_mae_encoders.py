@@ -97,7 +97,7 @@ def test_encoder_chosen_from_flags_and_yaml(tmp_path):
 
 def test_pretrain_mae_flags(tmp_path):
     """``ecg-bench pretrain mae`` flags: the loop's options as --loop.X; all problems reported together."""
-    from ecg_bench.training.pretrain import parse_pretrain
+    from config_helpers import parse_pretrain
 
     name, opts = parse_pretrain(["mae", "--store", "s", "--out", str(tmp_path / "o"), "--encoder", "mlae", "--loop.steps", "7",
                                  "--mask_ratio", "0.5"])  # fmt: skip
@@ -138,24 +138,15 @@ def test_mae_pretraining_lowers_masked_loss_and_contract_is_checked(store, tmp_p
 @pytest.mark.slow
 def test_resume_is_exact(store, tmp_path, monkeypatch):
     """A run stopped after its step-3 checkpoint and resumed gives the losses of an uninterrupted run."""
-    from ecg_bench.models.encoders import pretrain_loop
+    from resume_helpers import pretraining_stopped_at
 
     def opts(out, resume=False):
         return MAEPretrainOptions(store=str(store.path), out=str(out), encoder="mtae", num_samples=100,
                                   loop=PretrainLoopOptions(steps=6, batch_size=8, save_every=3, resume=resume))  # fmt: skip
 
     full = pretrain_mae(opts(tmp_path / "a"))["losses"]
-    real = pretrain_loop.batch_indices
-
-    def crash_at_step_4(n, bs, step, seed):
-        if step == 4:
-            raise KeyboardInterrupt
-        return real(n, bs, step, seed)
-
-    monkeypatch.setattr(pretrain_loop, "batch_indices", crash_at_step_4)
-    with pytest.raises(KeyboardInterrupt):
+    with pretraining_stopped_at(monkeypatch, 4):
         pretrain_mae(opts(tmp_path / "b"))
-    monkeypatch.setattr(pretrain_loop, "batch_indices", real)
     with pytest.raises(ConfigError, match="trained with other options \\(size differ\\)"):
         pretrain_mae(dataclasses.replace(opts(tmp_path / "b", resume=True), size="small"))
     assert pretrain_mae(opts(tmp_path / "b", resume=True))["losses"] == pytest.approx(full, rel=1e-5)

@@ -54,7 +54,7 @@ def test_merl_options_from_flags_and_checks(tmp_path):
             "model.encoder (merl): scaling must be one of minmax, zscore, none, got 'max'"} <= set(e.value.problems)
     with pytest.raises(ConfigError, match="merl encoder: size must be one of"):
         ResNet1d(MerlOptions(size="resnet9"), 12, 500)
-    from ecg_bench.training.pretrain import parse_pretrain
+    from config_helpers import parse_pretrain
 
     with pytest.raises(ConfigError) as e:
         parse_pretrain(["merl", "--store", "s", "--out", "o", "--proj_dim", "30", "--loop.batch_size", "0",

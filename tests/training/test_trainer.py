@@ -13,7 +13,9 @@ from ecg_bench.config import RunConfig
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.representations.signal import SignalRepresentation
 from ecg_bench.training.checkpoint import load_checkpoint, restore_rng_state
-from ecg_bench.training.trainer import Trainer, lr_lambda, resolve_dtype
+from ecg_bench.devices import resolve_dtype
+from ecg_bench.devices import warmup_cosine as lr_lambda
+from ecg_bench.training.trainer import Trainer
 from ecg_bench.config import EncoderOptions, choice
 
 

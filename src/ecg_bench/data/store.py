@@ -39,11 +39,12 @@ from filelock import Timeout as LockTimeout
 
 from ecg_bench import folders
 from ecg_bench.data.record import LEADS, ECGRecord
-from ecg_bench.errors import DataError
+from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.jsonl import load_jsonl
 from ecg_bench.logging_utils import get_logger
 
 if TYPE_CHECKING:
+    from ecg_bench.config import RunConfig
     from ecg_bench.data.sources.base import Source
 
 log = get_logger(__name__)
@@ -89,6 +90,7 @@ def build_store(
     ``lock_timeout`` seconds, None = as long as it takes).
     """
     from ecg_bench.data import preprocess as pp  # imports the source registry, which may import readers
+    from ecg_bench.data.shards import remove_stale_temporaries
     from ecg_bench.data.sources.base import Source
 
     if int(segment_len) != segment_len or segment_len <= 0:
@@ -106,8 +108,8 @@ def build_store(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with store_lock(out_dir, lock_timeout):
         folders.check_replaceable(out_dir, "store")  # again: it may have changed while we waited
-        pp.remove_stale_temporaries(out_dir.parent, f"{out_dir.name}.tmp-*")
-        pp.remove_stale_temporaries(out_dir.parent, f"{out_dir.name}.old-*")
+        remove_stale_temporaries(out_dir.parent, f"{out_dir.name}.tmp-*")
+        remove_stale_temporaries(out_dir.parent, f"{out_dir.name}.old-*")
         extra_meta = extra_meta or {}
         work, n_shards = None, 0
         if isinstance(records, Source):
@@ -324,3 +326,91 @@ def _read_index(path: Path) -> list[dict[str, Any]]:
         if row.get("segment_id") != i:
             raise DataError(f"{path}: row {i + 1} has segment_id {row.get('segment_id')!r}, expected {i}")
     return rows
+
+
+# ------------------------------------------------------------------ reusing a store
+
+
+def absolute(path: str) -> str:
+    return str(Path(path).expanduser().resolve()) if path else ""
+
+
+def setting_changes(old: dict[str, Any], new: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    """``key: old -> new`` for each setting that differs (``ignore``d keys left out)."""
+    keys = sorted(k for k in {*old, *new} if k not in ignore and old.get(k) != new.get(k))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys]
+
+
+def source_settings(cfg: RunConfig, source: Any = None) -> dict[str, Any]:
+    """The settings a store depends on; a store built with other settings is rebuilt, not reused.
+
+    ``source`` (a Source) adds its own ``settings()`` under "reader", JSON-normalised so that the
+    value compares equal to the one read back from meta.json.
+    """
+    d = cfg.data
+    # The keys stores have recorded since before sources had options (num_patients / records_per_patient were
+    # data fields then, saved with their defaults for every source), so an existing store still matches.
+    settings = {"source": d.source.type, "data_dir": absolute(d.data_dir),  # the same folder however it was spelled
+                "num_patients": getattr(d.source, "num_patients", 120),
+                "records_per_patient": getattr(d.source, "records_per_patient", 2),
+                "target_fs": d.target_fs, "segment_seconds": d.segment_seconds, "seed": d.seed}  # fmt: skip
+    if source is not None:
+        settings["reader"] = json.loads(json.dumps(source.settings()))
+    return settings
+
+
+def store_status(sdir: Path, settings: dict[str, Any], fingerprint: dict[str, Any]) -> tuple[str, str]:
+    """Whether the store at ``sdir`` can serve ``settings``: (status, detail) with status one of
+    missing, current, no_fingerprint (built before fingerprints were recorded), other_settings, source_changed."""
+    if not SegmentStore.exists(sdir):
+        return "missing", ""
+    meta = SegmentStore(sdir).meta
+    old = meta.get("source_settings")
+    if not isinstance(old, dict):
+        return "other_settings", "no source_settings in its meta.json"
+    old = {**old, "data_dir": absolute(old.get("data_dir", ""))}
+    changed = setting_changes(old, settings)
+    if changed:
+        return "other_settings", "; ".join(changed)
+    got = meta.get("source_fingerprint")
+    if got is None:
+        return "no_fingerprint", ""
+    if got != fingerprint:
+        keys = [k for k in ("files", "bytes", "newest_mtime_ns") if got.get(k) != fingerprint.get(k)]
+        detail = ", ".join(f"{k} {got.get(k)} -> {fingerprint.get(k)}" for k in keys) or "same counts, other file names or times"
+        return "source_changed", detail
+    return "current", ""
+
+
+def open_store(cfg: RunConfig, src: Any, sdir: Path) -> SegmentStore:
+    """Reuse the store at ``sdir`` if it was built with these settings from the same source files; else build it.
+
+    Holds the store's lock while deciding and building, so a second writer waits and then reuses
+    what the first built. A store with other settings is never silently replaced: refused unless
+    ``data.rebuild``. Changed source files (a record repaired or added) rebuild it, with a log line.
+    """
+    d = cfg.data
+    settings = source_settings(cfg, src)
+    with store_lock(sdir):
+        fingerprint = src.fingerprint()
+        status, detail = store_status(sdir, settings, fingerprint)
+        if d.rebuild:
+            log.info("data.rebuild: building the segment store %s from scratch", sdir)
+        elif status in ("current", "no_fingerprint"):
+            store = SegmentStore(sdir)
+            if status == "no_fingerprint":
+                log.warning("segment store %s records no source fingerprint (older ecg-bench): changed source files "
+                            "cannot be detected; pass --data.rebuild true to rebuild it", sdir)  # fmt: skip
+            log.info("reusing segment store %s (%d segments)", sdir, len(store))
+            return store
+        elif status == "other_settings":
+            raise ConfigError([
+                f"data.store_dir: {sdir} holds a segment store built with other settings ({detail}); it is not replaced "
+                f"silently: choose another data.store_dir (or another --output_dir), or pass --data.rebuild true to replace it"
+            ])  # fmt: skip
+        elif status == "source_changed":
+            log.info("the source files of segment store %s changed since it was built (%s); rebuilding it", sdir, detail)
+        seg_len = int(round(d.segment_seconds * d.target_fs))
+        extra = {"source_settings": settings, "source_fingerprint": fingerprint}
+        return build_store(src, sdir, d.source.type, d.target_fs, seg_len, extra_meta=extra, workers=d.workers,
+                           resume=not d.rebuild)  # fmt: skip

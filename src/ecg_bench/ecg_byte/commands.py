@@ -2,59 +2,64 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ecg_bench.config import add_flag
 from ecg_bench.errors import ECGBenchError
 from ecg_bench.logging_utils import progress
 
 ACTIONS = ("train", "verify", "encode", "import")
 
 
-def add_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of ``ecg-bench tokenizer``; each action uses the ones it needs. Flags use underscores
-    (``--vocab_size``); the old dashed spelling (``--vocab-size``) still works."""
-    p.add_argument(
-        "action",
-        choices=ACTIONS,
-        help="train: learn BPE on a store sample; verify: round trip, "
-        "reconstruction error and compression; encode: print/write ids; import: convert an original pickle.",
-    )
-    p.add_argument("--store", metavar="DIR", help="Segment store folder (train, verify, encode).")
-    p.add_argument("--tokenizer", metavar="FILE", help="Tokenizer JSON file to use (verify, encode).")
-    p.add_argument("--out", metavar="FILE", help="Output file: tokenizer JSON (train, import) or JSONL of ids (encode).")
-    p.add_argument("--pickle", metavar="FILE", help="Original ECG-Bench tokenizer pickle to import (read safely).")
-    add_flag(p, "vocab_size", type=int, default=5000, help="Number of token ids incl. the 26 base symbols (train).")
-    add_flag(p, "num_samples", type=int, default=10000, help="Segments sampled at random for train/verify; 0 = all segments.")
-    p.add_argument("--seed", type=int, default=0, help="Random seed of the segment sample (train, verify).")
-    p.add_argument(
-        "--scope",
-        choices=("segment", "lead"),
-        default="segment",
-        help="Normalize with one min/max per segment (original) or per lead (train, import).",
-    )
-    add_flag(
-        p,
-        "clip_percentiles",
-        type=float,
-        nargs=2,
-        metavar=("LO", "HI"),
-        default=None,
-        help="Clip each segment to these percentiles before min-max (train, import); default: no clipping.",
-    )
-    p.add_argument("--segments", type=int, nargs="+", metavar="I", help="Segment indices to encode (default: all).")
-    add_flag(p, "batch_size", type=int, default=512, help="Segments encoded together per batch (verify, encode).")
+@dataclass
+class TokenizerCommand:
+    """``ecg-bench tokenizer ACTION``; each action uses the options it needs."""
+
+    action: str = ""
+    """train: learn BPE on a store sample; verify: round trip, reconstruction error and compression; encode:
+    print/write ids; import: convert an original pickle."""
+    store: str = ""
+    """Segment store folder (train, verify, encode)."""
+    tokenizer: str = ""
+    """Tokenizer JSON file to use (verify, encode)."""
+    out: str = ""
+    """Output file: tokenizer JSON (train, import) or JSONL of ids (encode)."""
+    pickle: str = ""
+    """Original ECG-Bench tokenizer pickle to import (read safely)."""
+    vocab_size: int = 5000
+    """Number of token ids incl. the 26 base symbols (train)."""
+    num_samples: int = 10000
+    """Segments sampled at random for train/verify; 0 = all segments."""
+    seed: int = 0
+    """Random seed of the segment sample (train, verify)."""
+    scope: str = "segment"
+    """Normalize with one min/max per segment (original) or per lead (train, import)."""
+    clip_percentiles: list[float] = field(default_factory=list)
+    """Clip each segment to these two percentiles (LO HI) before min-max (train, import); empty = no clipping."""
+    segments: list[int] = field(default_factory=list)
+    """Segment indices to encode (empty = all)."""
+    batch_size: int = 512
+    """Segments encoded together per batch (verify, encode)."""
+
+    def problems(self) -> list[str]:
+        p = [] if self.action in ACTIONS else [f"tokenizer ACTION must be one of {', '.join(ACTIONS)}, got {self.action!r}"]
+        if self.scope not in ("segment", "lead"):
+            p.append(f"tokenizer --scope must be segment or lead, got {self.scope!r}")
+        if self.clip_percentiles and len(self.clip_percentiles) != 2:
+            p.append(f"tokenizer --clip_percentiles takes two numbers (LO HI), got {self.clip_percentiles}")
+        if self.batch_size < 1:
+            p.append(f"tokenizer --batch_size must be >= 1, got {self.batch_size}")
+        return p
 
 
-def run_tokenizer_command(args: argparse.Namespace) -> int:
+def run_tokenizer_command(args: TokenizerCommand) -> int:
     """Dispatch ``args.action``; missing options are reported as errors naming the option."""
-    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+    handlers: dict[str, Callable[[TokenizerCommand], int]] = {
         "train": _train,
         "verify": _verify,
         "encode": _encode,
@@ -63,20 +68,20 @@ def run_tokenizer_command(args: argparse.Namespace) -> int:
     return handlers[args.action](args)
 
 
-def _need(args: argparse.Namespace, *names: str) -> None:
+def _need(args: TokenizerCommand, *names: str) -> None:
     missing = [f"--{n}" for n in names if not getattr(args, n)]
     if missing:
         raise ECGBenchError(f"tokenizer {args.action} needs {' '.join(missing)}")
 
 
-def _symbol_config(args: argparse.Namespace):
+def _symbol_config(args: TokenizerCommand):
     from ecg_bench.ecg_byte import SymbolConfig
 
     clip = tuple(args.clip_percentiles) if args.clip_percentiles else None
     return SymbolConfig(scope=args.scope, clip_percentiles=clip)
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(args: TokenizerCommand) -> int:
     from ecg_bench.data.store import SegmentStore
     from ecg_bench.ecg_byte import train_tokenizer
 
@@ -91,7 +96,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import(args: argparse.Namespace) -> int:
+def _import(args: TokenizerCommand) -> int:
     from ecg_bench.ecg_byte import import_pickle
 
     _need(args, "pickle", "out")
@@ -107,7 +112,7 @@ def _sample(n: int, num_samples: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=num_samples, replace=False))
 
 
-def _verify(args: argparse.Namespace) -> int:
+def _verify(args: TokenizerCommand) -> int:
     from ecg_bench.data.store import SegmentStore
     from ecg_bench.ecg_byte import ECGByteTokenizer
 
@@ -139,7 +144,7 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _encode(args: argparse.Namespace) -> int:
+def _encode(args: TokenizerCommand) -> int:
     from ecg_bench.data.store import SegmentStore
     from ecg_bench.ecg_byte import ECGByteTokenizer
 
@@ -147,7 +152,7 @@ def _encode(args: argparse.Namespace) -> int:
     tok, store = ECGByteTokenizer.load(args.tokenizer), SegmentStore(args.store)
     out = open(Path(args.out), "w") if args.out else None  # noqa: SIM115 - closed below
     try:
-        for i, ids, params in tok.iter_encode_store(store, args.segments, args.batch_size):
+        for i, ids, params in tok.iter_encode_store(store, args.segments or None, args.batch_size):
             if out:
                 out.write(json.dumps({"segment_id": i, "ids": ids.tolist(), "norm": params.to_dict()}) + "\n")
             else:

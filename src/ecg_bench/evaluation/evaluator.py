@@ -77,7 +77,6 @@ def build_samples(
     processor: Processor,
     condition: str | ConditionOptions | Condition,
     max_new_tokens: int = 0,
-    eval_cfg: EvalConfig | None = None,
 ) -> list[EvalSample]:
     """Every assistant turn of every conversation, with the model input of ``condition`` (a name with default
     options, an item of ``eval.conditions``, or a built Condition); prompts leave room for ``max_new_tokens``
@@ -138,7 +137,7 @@ def evaluate(
     for opts in cfg.conditions:
         condition = condition_label(opts, cfg.conditions)
         t0 = time.time()
-        samples = build_samples(dataset, processor, opts, cfg.max_new_tokens, cfg)
+        samples = build_samples(dataset, processor, opts, cfg.max_new_tokens)
         truncated = sum(s.truncated for s in samples)
         if truncated:
             log.warning(

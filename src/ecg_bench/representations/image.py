@@ -56,8 +56,8 @@ INK = (0, 0, 0)
 
 
 @dataclass
-class ImageOptions(RepresentationOptions):
-    """The printed 12-lead ECG as a picture, float32 [3, height, width] 0-255 (for vision encoders)."""
+class ImageSettings:
+    """How a segment is drawn as a 12-lead printout (the image representation's options; ``ecg-bench render``'s)."""
 
     layout: str = "3x4"
     """3x4 (with a lead II rhythm strip), 6x2 or 12x1."""
@@ -100,6 +100,11 @@ class ImageOptions(RepresentationOptions):
         p = self.problems()
         if p:
             raise ConfigError([f"image representation: {m}" for m in p])
+
+
+@dataclass
+class ImageOptions(ImageSettings, RepresentationOptions):
+    """The printed 12-lead ECG as a picture, float32 [3, height, width] 0-255 (for vision encoders)."""
 
 
 def lead_grid(layout: str) -> list[list[int]]:

@@ -30,6 +30,7 @@ the wrong shape or a NaN weight is a :class:`DataError` naming the file (and ten
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -392,3 +393,49 @@ def _load_optimizer(elm, optimizer, tensors: dict[str, torch.Tensor], file: Path
             raise DataError(f"{file}: tensor {key!r} has shape {list(value.shape)} but parameter {name!r} has shape "
                             f"{list(p.shape)}")  # fmt: skip
         optimizer.state[p][field] = like_param(value, p) if field != "step" else value
+
+
+# ------------------------------------------------------------------ the fold-leak check
+
+
+def training_data_record(cfg: RunConfig, data: Any) -> dict[str, Any]:
+    """What a checkpoint was trained on (``training_data.json``): fold, folds digest, hashed patient ids (``data``:
+    the prepared data, its ``train`` items and ``folds_file``)."""
+    patients = sorted({_patient_hash(it["patient_id"]) for it in data.train})
+    return {"split": cfg.data.split, "fold": cfg.data.fold, "num_folds": cfg.data.num_folds, "seed": cfg.data.seed,
+            "folds_sha256": hashlib.sha256(data.folds_file.read_bytes()).hexdigest(),
+            "num_items": len(data.train), "patients_sha256_16": patients}  # fmt: skip
+
+
+def _patient_hash(pid: Any) -> str:
+    return hashlib.sha256(str(pid).encode()).hexdigest()[:16]
+
+
+def check_not_trained_on(checkpoint: str | Path, test: list[dict], cfg: RunConfig) -> None:
+    """Refuse to evaluate ``checkpoint`` on items whose patients it was trained on, naming the folds."""
+    f = Path(checkpoint) / TRAINING_DATA_FILE
+    if not f.is_file():
+        log.warning("%s has no %s (older ecg-bench): cannot check that the evaluation patients were not in its training "
+                    "data", checkpoint, TRAINING_DATA_FILE)  # fmt: skip
+        return
+    try:
+        rec = json.loads(f.read_text())
+        trained = set(rec["patients_sha256_16"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{f}: not a training-data record ({e}); expected JSON with patients_sha256_16") from None
+    test_patients = {_patient_hash(it["patient_id"]) for it in test}
+    overlap = len(test_patients & trained)
+    if overlap and rec.get("split") == "official" and cfg.data.split == "official":
+        log.warning("%d of the %d test patients of the official split were in the training data of %s: the release's "
+                    "split shares them (see official_split.json); scored as released",
+                    overlap, len(test_patients), checkpoint)  # fmt: skip
+        return
+    if overlap:
+        raise DataError(
+            f"{checkpoint} was trained on fold {rec.get('fold')} of {rec.get('num_folds')} (data seed {rec.get('seed')}); "
+            f"{overlap} of the {len(test_patients)} patients of evaluation fold {cfg.data.fold} of {cfg.data.num_folds} "
+            f"were in its training data, so the scores would not be held-out: evaluate with --data.fold {rec.get('fold')} "
+            f"and the training run's data settings"
+        )
+    log.info("checked: none of the %d evaluation patients is in the training data of %s (fold %s)",
+             len(test_patients), checkpoint, rec.get("fold"))  # fmt: skip

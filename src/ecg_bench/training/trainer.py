@@ -27,6 +27,7 @@ import torch
 
 from ecg_bench.config import RunConfig
 from ecg_bench.data.dataset import ConversationDataset
+from ecg_bench.devices import resolve_device, resolve_dtype, warmup_cosine
 from ecg_bench.errors import ConfigError, ECGBenchError
 from ecg_bench.logging_utils import get_logger, progress
 from ecg_bench.models.elm import ELM, Processor
@@ -42,34 +43,6 @@ class NonFiniteError(ECGBenchError):
     """Training produced a NaN or infinite loss or gradient norm; the step's update is not applied."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise ConfigError([f"train.device {name!r} is not a device: use auto, cpu, cuda, cuda:N or mps"]) from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError([f"train.device={name!r} but no CUDA device is available"])
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError([f"train.device={name!r} but there are {torch.cuda.device_count()} CUDA devices"])
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError([f"train.device={name!r} but MPS is not available"])
-    return dev
-
-
-def resolve_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
-    if precision == "fp32":
-        return None
-    bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    if precision == "bf16" and device.type == "cuda" and not bf16_ok:
-        raise ConfigError([f"train.precision='bf16' but {torch.cuda.get_device_name(device)} does not support bf16"])
-    if precision == "auto":
-        return torch.bfloat16 if bf16_ok else None
-    return torch.bfloat16  # explicit bf16 on CPU: autocast supports it (slow on most CPUs)
-
-
 def length_grouped(order: np.ndarray, lengths: np.ndarray, batch: int, window: int, rng: np.random.Generator) -> np.ndarray:
     """``order`` regrouped so that each run of ``batch`` examples holds similar lengths: every ``window`` batches'
     examples sorted by length and cut into batches, whose order is then shuffled by ``rng`` (so long and short
@@ -80,14 +53,6 @@ def length_grouped(order: np.ndarray, lengths: np.ndarray, batch: int, window: i
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches += [chunk[i : i + batch] for i in range(0, len(chunk), batch)]
     return np.concatenate([batches[i] for i in rng.permutation(len(batches))]) if batches else order
-
-
-def lr_lambda(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """Linear warmup to 1, then cosine decay to ``min_ratio`` at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -134,7 +99,7 @@ class Trainer:
         self.optimizer = self._optimizer()
         warmup = int(self.tc.warmup_ratio * self.tc.max_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_lambda(s, self.tc.max_steps, warmup, self.tc.min_lr_ratio)
+            self.optimizer, lambda s: warmup_cosine(s, self.tc.max_steps, warmup, self.tc.min_lr_ratio)
         )
         self.step = 0
         self.losses: list[float] = []

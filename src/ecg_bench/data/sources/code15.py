@@ -55,8 +55,6 @@ from ecg_bench.signals.io import MISSING_FILE, UNREADABLE_FILE, hdf5_dataset, io
 
 FS = 400.0
 """Sampling rate of every CODE-15% tracing (Hz)."""
-PADDED_LEN = 4096
-"""Samples per stored tracing (after zero padding)."""
 DURATIONS_S = (10.0, 7.0)
 """Recording lengths in the dataset; each is centred in the 4096 samples."""
 LABELS = {

@@ -244,7 +244,7 @@ def report_of(attrs: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _record(i: int, num_patients: int, records_per_patient: int, seed: int, all_attrs, fs: float, duration: float) -> ECGRecord:
+def _record(i: int, records_per_patient: int, seed: int, all_attrs, fs: float, duration: float) -> ECGRecord:
     p = i // records_per_patient
     morph = patient_morphology(np.random.default_rng([seed, 0, p]))
     attrs = all_attrs[i]
@@ -269,7 +269,7 @@ def generate_records(
         raise ValueError(f"num_patients and records_per_patient must be >= 1, got {num_patients}, {records_per_patient}")
     all_attrs = sample_attributes(num_patients * records_per_patient, seed)
     for i in range(num_patients * records_per_patient):
-        yield _record(i, num_patients, records_per_patient, seed, all_attrs, fs, duration)
+        yield _record(i, records_per_patient, seed, all_attrs, fs, duration)
 
 
 @dataclass
@@ -316,7 +316,7 @@ class Synthetic(Source):
             raise data_error("unknown record", f"synthetic record key {key!r}: expected an integer in [0, {n})")
         if self._attrs is None:
             self._attrs = sample_attributes(n, c.seed)
-        return _record(int(key), o.num_patients, o.records_per_patient, c.seed, self._attrs, FS, DURATION_S)
+        return _record(int(key), o.records_per_patient, c.seed, self._attrs, FS, DURATION_S)
 
     def settings(self) -> dict:
         c, o = self.cfg, self.opts

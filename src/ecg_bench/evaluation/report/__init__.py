@@ -217,31 +217,6 @@ def _examples(configs: list[Configuration], k: int, fig_dir: Path) -> list[tuple
     return out
 
 
-def report_arguments(p: Any) -> None:
-    """``ecg-bench report`` arguments: RUN..., --out, and ``--report.<field>`` for every ReportOptions field."""
-    from ecg_bench.config import add_flag, iter_leaf_fields
-
-    p.add_argument("runs", nargs="+", metavar="RUN", help="Run folders (holding results.json), results.json files, or "
-                   "folders searched for them (a sweep's folder).")  # fmt: skip
-    p.add_argument("--out", default="", metavar="DIR", help="Report folder (default: RUN/report for one folder of runs, "
-                   "else ./report); a report folder made before is replaced, any other non-empty folder refused.")  # fmt: skip
-    for dotted, typ, default, doc in iter_leaf_fields(ReportOptions):
-        help_text = f"{doc} (default: {default!r})".replace("%", "%%")
-        kw: dict[str, Any] = {"dest": f"report:{dotted}", "default": default, "help": help_text, "metavar": "X"}
-        if isinstance(default, list):
-            kw["nargs"] = "+"
-        add_flag(p, f"report.{dotted}", **kw)
-
-
-def options_from_args(args: Any) -> ReportOptions:
-    """ReportOptions from ``report_arguments``' flags, each value coerced to its field's type (ConfigError otherwise)."""
-    from ecg_bench.config import coerce, iter_leaf_fields
-
-    values = {dotted: coerce(getattr(args, f"report:{dotted}"), typ, f"--report.{dotted}")
-              for dotted, typ, _, _ in iter_leaf_fields(ReportOptions)}  # fmt: skip
-    return ReportOptions(**values)
-
-
 def default_out(runs: Sequence[str]) -> Path:
     """RUN/report when the one RUN given is a folder of runs (a sweep), else ./report."""
     if len(runs) == 1 and Path(runs[0]).is_dir() and not (Path(runs[0]) / "results.json").is_file():

@@ -1,5 +1,6 @@
-"""The loop shared by the encoder pretrainers (``pretrain mae``, ``pretrain merl``): AdamW, warmup + cosine,
-bf16 autocast where the device supports it, progress as log lines, checkpoints, exact resume.
+"""The loop shared by the encoder pretrainers (``pretrain mae``, ``pretrain merl``, ``pretrain clip``): AdamW,
+warmup + cosine, bf16 autocast where the device supports it, progress as log lines, checkpoints, exact resume.
+Device, autocast dtype and schedule are the fine-tuning trainer's (``ecg_bench.devices``).
 
 Determinism makes resume exact without saving RNG or loader state: the batch order of an epoch is a pure function of
 (seed, epoch) and every step reseeds torch with (seed, step) before it draws masks or dropout. The checkpoint
@@ -11,7 +12,6 @@ the optimizer moments (``pretrain_optimizer.safetensors``) and ``pretrain_state.
 from __future__ import annotations
 
 import json
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ecg_bench import folders
+from ecg_bench.devices import resolve_device, resolve_dtype, warmup_cosine
 from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.safe_files import load_safetensors, read_json_file
@@ -82,21 +83,6 @@ class PretrainLoopOptions:
         return p
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError([f"pretrain device={name!r} but no CUDA device is available"])
-    return dev
-
-
-def _lr_factor(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-
 def batch_indices(n: int, batch_size: int, step: int, seed: int) -> np.ndarray:
     """Indices of step ``step``: epochs of a (seed, epoch)-seeded permutation, ragged tail dropped."""
     per_epoch = max(1, n // batch_size)
@@ -138,14 +124,13 @@ class PretrainRun:
             raise DataError(f"{name} pretraining: the store holds no segments")
         self.model, self.loss_of, self.n, self.loop, self.out = model, loss_of, n, loop, Path(out)
         self.options, self.write_encoder, self.name = json.loads(json.dumps(options)), write_encoder, name
-        self.device = _device(loop.device)
-        bf16_ok = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
-        self.amp = torch.bfloat16 if (loop.precision == "bf16" or (loop.precision == "auto" and bf16_ok)) else None
+        self.device = resolve_device(loop.device, "loop.device")
+        self.amp = resolve_dtype(loop.precision, self.device, "loop.precision")
         self.model.to(self.device)
         self.opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=loop.lr,
                                      weight_decay=loop.weight_decay, betas=(0.9, 0.95))  # fmt: skip
         warmup = int(loop.warmup_ratio * loop.steps)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: _lr_factor(s, loop.steps, warmup))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: warmup_cosine(s, loop.steps, warmup))
         self.step, self.losses, self.extra_meta = 0, [], {}
         self.meta: dict[str, Any] = {}
 
