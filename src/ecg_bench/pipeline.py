@@ -38,6 +38,7 @@ from ecg_bench.data.store import SegmentStore, build_store, store_lock
 from ecg_bench.errors import ConfigError, DataError, UnknownNameError
 from ecg_bench.evaluation.baselines import majority_baseline
 from ecg_bench.evaluation.evaluator import evaluate
+from ecg_bench.evaluation.results_file import write_results
 from ecg_bench.evaluation.statistics import results_tables
 from ecg_bench.inference import CHECKPOINT_FILES, build_from_checkpoint
 from ecg_bench.logging_utils import get_logger, log_to_file
@@ -107,7 +108,7 @@ def claim_output(cfg: RunConfig, kind: str = "run", new_results: bool = False) -
                 f"another --output_dir, or continue that run with --train.resume_from {out / 'checkpoints' / 'final'}"
             )
         return out
-    try:  # read through the config loader, so a config.json of an older version compares in today's keys
+    try:  # read through the config loader, so both sides compare in the same keys
         old = RunConfig.from_dict(json.loads((out / "config.json").read_text())).to_dict()["data"]
     except (OSError, ValueError, KeyError, TypeError, ConfigError):
         old = None
@@ -122,7 +123,7 @@ def claim_output(cfg: RunConfig, kind: str = "run", new_results: bool = False) -
 
 def store_status(sdir: Path, settings: dict[str, Any], fingerprint: dict[str, Any]) -> tuple[str, str]:
     """Whether the store at ``sdir`` can serve ``settings``: (status, detail) with status one of
-    missing, current, no_fingerprint (built before fingerprints were recorded), other_settings, source_changed."""
+    missing, current, other_settings, source_changed."""
     if not SegmentStore.exists(sdir):
         return "missing", ""
     meta = SegmentStore(sdir).meta
@@ -134,8 +135,8 @@ def store_status(sdir: Path, settings: dict[str, Any], fingerprint: dict[str, An
     if changed:
         return "other_settings", "; ".join(changed)
     got = meta.get("source_fingerprint")
-    if got is None:
-        return "no_fingerprint", ""
+    if not isinstance(got, dict):
+        return "other_settings", "no source_fingerprint in its meta.json"
     if got != fingerprint:
         keys = [k for k in ("files", "bytes", "newest_mtime_ns") if got.get(k) != fingerprint.get(k)]
         detail = ", ".join(f"{k} {got.get(k)} -> {fingerprint.get(k)}" for k in keys) or "same counts, other file names or times"
@@ -157,11 +158,8 @@ def open_store(cfg: RunConfig, src: Any, sdir: Path) -> SegmentStore:
         status, detail = store_status(sdir, settings, fingerprint)
         if d.rebuild:
             log.info("data.rebuild: building the segment store %s from scratch", sdir)
-        elif status in ("current", "no_fingerprint"):
+        elif status == "current":
             store = SegmentStore(sdir)
-            if status == "no_fingerprint":
-                log.warning("segment store %s records no source fingerprint (older ecg-bench): changed source files "
-                            "cannot be detected; pass --data.rebuild true to rebuild it", sdir)  # fmt: skip
             log.info("reusing segment store %s (%d segments)", sdir, len(store))
             return store
         elif status == "other_settings":
@@ -351,8 +349,8 @@ def check_not_trained_on(checkpoint: str | Path, test: list[dict], cfg: RunConfi
     """Refuse to evaluate ``checkpoint`` on items whose patients it was trained on, naming the folds."""
     f = Path(checkpoint) / TRAINING_DATA_FILE
     if not f.is_file():
-        log.warning("%s has no %s (older ecg-bench): cannot check that the evaluation patients were not in its training "
-                    "data", checkpoint, TRAINING_DATA_FILE)  # fmt: skip
+        log.warning("%s has no %s (saved outside a training run): cannot check that the evaluation patients were not in "
+                    "its training data", checkpoint, TRAINING_DATA_FILE)  # fmt: skip
         return
     try:
         rec = json.loads(f.read_text())
@@ -537,13 +535,6 @@ def _run_in(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]
         write_results(results, out / "results.json")
     distributed.barrier()  # results.json is there when any rank returns
     return results
-
-
-def write_results(results: dict[str, Any], path: Path) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, path)
-    log.info("wrote %s", path)
 
 
 def results_table(results: dict[str, Any]) -> str:

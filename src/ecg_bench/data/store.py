@@ -7,7 +7,7 @@
                           {segment_id, record_id, patient_id, segment_index, report, labels, metadata}
     <store>/meta.json     {dataset, fs, segment_len, leads, num_segments, num_records, max_nan_gap_s,
                            skipped: {reason: count}, skipped_records: [{record_id, key, reason, detail}],
-                           version, ...extra_meta}
+                           ...extra_meta, format_version}
 
 ``build_store`` preprocesses a Source (in parallel, resumable: see ``ecg_bench.data.preprocess``, which
 never imports this module: the dependency is one-way, store -> preprocess) or
@@ -41,6 +41,8 @@ from ecg_bench import folders
 from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.errors import DataError
 from ecg_bench.jsonl import load_jsonl
+from ecg_bench.limits import load_json_file
+from ecg_bench.safe_files import check_format_version
 from ecg_bench.logging_utils import get_logger
 
 if TYPE_CHECKING:
@@ -249,7 +251,11 @@ class SegmentStore:
         for name in _FILES:
             if not (self.path / name).is_file():
                 raise FileNotFoundError(f"segment store {self.path} is incomplete: {self.path / name} not found")
-        self.meta: dict[str, Any] = json.loads((self.path / "meta.json").read_text())
+        from ecg_bench.data.preprocess import STORE_VERSION  # the writer of meta.json owns its version
+
+        meta = load_json_file(self.path / "meta.json", "segment store meta.json")
+        check_format_version(meta, self.path / "meta.json", STORE_VERSION, "a segment store's meta.json")
+        self.meta: dict[str, Any] = meta
         self.index: list[dict[str, Any]] = _read_index(self.path / "index.jsonl")
         self._open()
         n, shape = len(self.index), self._signals.shape
