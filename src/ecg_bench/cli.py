@@ -48,6 +48,7 @@ def cmd_quickstart(args) -> int:
     from ecg_bench.pipeline import run
 
     nproc = _pop_nproc(args)
+    _pop_size_factor(args)
     cfg = _load_config(args)
     if nproc > 1 and "LOCAL_RANK" not in os.environ:
         return launch_torchrun(args, cfg, nproc)
@@ -66,6 +67,15 @@ def _pop_nproc(args) -> int:
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ConfigError([f"nproc must be an integer >= 1 (processes on this machine, one per GPU), got {nproc!r}"])
     return nproc
+
+
+def _pop_size_factor(args) -> None:
+    """``--model_size_limit_factor N`` (taken out of the overrides): multiply the model-size limits (``limits``)."""
+    from ecg_bench import limits
+
+    factor = args.overrides.pop("model_size_limit_factor", None)
+    if factor is not None:
+        limits.set_model_size_factor(factor)
 
 
 def launch_torchrun(args, cfg: RunConfig, nproc: int) -> int:
@@ -118,6 +128,7 @@ def cmd_evaluate(args) -> int:
         raise ECGBenchError("evaluate needs --checkpoint DIR (a folder written by train/run/quickstart)")
     args.checkpoint = checkpoint
     nproc = _pop_nproc(args)
+    _pop_size_factor(args)
     trained = RunConfig.load(args.config or str(Path(checkpoint) / "config.json"))
     given = set(args.overrides)
     for key, value in evaluation_defaults(trained, checkpoint).items():
@@ -323,6 +334,7 @@ def cmd_chat(args) -> int:
     questions are read from stdin, one per line, until EOF; each answer sees the earlier ones."""
     from ecg_bench.inference import chat_answers, read_questions
 
+    _pop_size_factor(args)
     cmd: ChatCommand = build(args.preset(), args.config or None, args.overrides)
     segment = cmd.segment if cmd.segment == "all" else int(cmd.segment)
     questions = [cmd.question] if cmd.question else read_questions(_stdin_lines())

@@ -32,6 +32,7 @@ from ecg_bench.data.ecg_file import read_ecg_file
 from ecg_bench.data.record import ECGRecord
 from ecg_bench.errors import DataError, ECGBenchError
 from ecg_bench.evaluation.results_file import read_results
+from ecg_bench.limits import check_max_new_tokens, check_model_sizes
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.chat import ECG_PLACEHOLDER
 from ecg_bench.models.elm import ELM, Processor, build_elm
@@ -91,6 +92,7 @@ def checkpoint_config(folder: str | Path) -> RunConfig:
     f = folder / "config.json"
     if not f.is_file():
         raise DataError(f"{folder} is not an ecg-bench checkpoint: {f.name} (the run config) is missing")
+    check_model_sizes(read_json_file(f, "run config (JSON object)"), str(f))  # before anything is built from it
     cfg = RunConfig.load(f)
     for dotted in dict.fromkeys(d for _, d in CHECKPOINT_FILES):
         _, component, key = dotted.split(".")
@@ -197,6 +199,7 @@ class ECGLanguageModel:
         """The model's answer to the last user message of ``messages`` (``<ecg>`` markers stand for ``segment``,
         float32 ``[12, segment_len]``; None = no ECG), greedy, through the processor as in evaluation."""
         room = int(max_new_tokens or self.config.eval.max_new_tokens)
+        check_max_new_tokens(room, "max_new_tokens")
         ecg = None if segment is None else self.representation.represent(np.asarray(segment, np.float32)[None])
         turns = self.processor.generation_inputs([*messages, {"role": "assistant", "content": ""}], ecg, room=room)
         if not turns:

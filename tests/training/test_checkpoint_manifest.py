@@ -153,3 +153,44 @@ def test_the_real_cli_exits_2_naming_a_missing_encoder(ck, command, tmp_path, sh
                        capture_output=True, text=True, timeout=300)  # fmt: skip
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "encoder.safetensors is missing" in p.stderr and str(ck) in p.stderr
+
+
+# ---------------------------------------------------------------- sizes in a received checkpoint's config
+
+
+@pytest.mark.parametrize("key, value", [("model.lora_r", 10**7), ("model.projector.hidden", 10**8),
+                                        ("model.encoder.num_tokens", 10**7), ("model.encoder.dim", 10**6),
+                                        ("eval.max_new_tokens", 10**9)])  # fmt: skip
+def test_huge_sizes_in_a_checkpoint_config_are_refused_before_building(ck, key, value, tmp_path, shared_data, capsys):
+    from ecg_bench.errors import DataError
+    from ecg_bench.training.manifest import write_manifest
+
+    cfg = json.loads((ck / "config.json").read_text())
+    *path, last = key.split(".")
+    node = cfg
+    for k in path:
+        node = node[k]
+    node[last] = value
+    (ck / "config.json").write_text(json.dumps(cfg))
+    write_manifest(ck)  # a checkpoint whose files agree with its manifest, made with these sizes
+    with pytest.raises(DataError, match=rf"config\.json: {key} = {value} is above the limit [\d,]+ .*"
+                                        r"--model_size_limit_factor N only for a config you trust"):  # fmt: skip
+        from_pretrained(ck, device="cpu")
+    rc, err = _cli(capsys, "chat", "--checkpoint", str(ck), "--ecg", str(shared_data / PTBXL), "--question", "Rate?")
+    assert rc == 2 and f"{key} = {value} is above the limit" in err
+    rc, err = _cli(capsys, "evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval"))
+    assert rc == 2 and f"{key} = {value} is above the limit" in err
+
+
+def test_the_size_factor_raises_the_bounds(monkeypatch):
+    from ecg_bench import limits
+    from ecg_bench.errors import DataError
+
+    cfg = {"model": {"lora_r": 5000, "encoder": {"dim": 64}}, "eval": {"max_new_tokens": 16}}
+    with pytest.raises(DataError, match=r"model\.lora_r = 5000 is above the limit 4,096"):
+        limits.check_model_sizes(cfg, "config.json")
+    monkeypatch.setattr(limits, "_model_size_factor", 1.0)  # restored after the test
+    limits.set_model_size_factor(2)
+    limits.check_model_sizes(cfg, "config.json")
+    with pytest.raises(DataError, match="must be a number >= 1"):
+        limits.set_model_size_factor(0.5)

@@ -53,6 +53,7 @@ from ecg_bench.config import RunConfig
 from ecg_bench.data.contract import PreprocessingContract
 from ecg_bench.data.preprocess import remove_stale_temporaries
 from ecg_bench.errors import CheckpointError, DataError
+from ecg_bench.limits import check_model_sizes
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.encoders.weights import DOC_FILE, WEIGHTS_FILE
 from ecg_bench.safe_files import load_safetensors, read_json_file
@@ -261,6 +262,7 @@ def check_run_inputs(cfg: RunConfig, train: bool = True) -> None:
     from ecg_bench.models.llm import check_gguf
     from ecg_bench.safe_files import check_safetensors_header
 
+    check_model_sizes(cfg.to_dict(), "the run config")  # the model allocates its weights from these at once
     if str(cfg.model.llm).endswith(".gguf"):
         check_gguf(cfg.model.llm)
     weights = getattr(cfg.model.encoder, "weights", "")  # an encoder's pretrained weights file (e.g. signal2vec)
