@@ -1,5 +1,6 @@
 """``results.json``: one run's evaluation, written once by the pipeline and read by the report, the sweep and hub staging.
 
+A number that is not defined for a run (NaN, infinity) is written as null, which the report shows as missing.
 It carries ``format_version`` (``safe_files.FORMAT_KEY``); a file without it, or of another version, is refused
 naming the file, the version found and the one this ecg-bench reads. It is read with the structure limits of
 ``ecg_bench.limits`` (size, nesting, node count), so a hostile file is a message, never a RecursionError.
@@ -8,6 +9,7 @@ naming the file, the version found and the one this ecg-bench reads. It is read 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,21 @@ def write_results(results: dict[str, Any], path: str | Path) -> Path:
     """Write ``results`` with its format version, atomically (a reader sees the old file or the whole new one)."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({FORMAT_KEY: FORMAT_VERSION, **results}, indent=2) + "\n")
+    tmp.write_text(json.dumps(_finite_or_null({FORMAT_KEY: FORMAT_VERSION, **results}), indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)
     log.info("wrote %s", path)
     return path
+
+
+def _finite_or_null(x: Any) -> Any:
+    """NaN and infinity (a metric not defined for a run, e.g. a CI of one patient) as null: JSON has no NaN."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite_or_null(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite_or_null(v) for v in x]
+    return x
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
