@@ -15,7 +15,6 @@ import copy
 import hashlib
 import json
 import logging
-import os
 import platform
 import random
 import time

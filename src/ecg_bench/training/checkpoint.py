@@ -59,7 +59,7 @@ from ecg_bench.models.encoders.weights import DOC_FILE, WEIGHTS_FILE
 from ecg_bench.safe_files import load_safetensors, read_json_file
 from ecg_bench.training import distributed
 from ecg_bench.training.distributed import full_tensor, like_param
-from ecg_bench.training.manifest import MANIFEST, verify_checkpoint, write_manifest
+from ecg_bench.training.manifest import verify_checkpoint, write_manifest
 from ecg_bench.training.model_card import replace_peft_card, write_card
 
 log = get_logger(__name__)

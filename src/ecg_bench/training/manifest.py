@@ -36,6 +36,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ecg_bench.data.contract import PreprocessingContract
 from ecg_bench.errors import CheckpointError, DataError
 from ecg_bench.folders import MARKER
 from ecg_bench.safe_files import FORMAT_KEY, check_format_version, check_safetensors_header, read_json_file
@@ -187,6 +188,7 @@ def check_contract(folder: Path, files: dict[str, Any]) -> None:
     for need in ("config.json", "preprocessing.json", "elm.json"):
         if need not in files:
             raise CheckpointError(f"{folder / MANIFEST}: lists no {need}; every checkpoint carries it")
+    PreprocessingContract.read(folder)  # valid on its own first (fs, segment length, leads, units, ...)
     contract = read_json_file(folder / "preprocessing.json", "preprocessing contract (JSON object)")
     elm = read_json_file(folder / "elm.json", "ELM manifest (JSON object)")
     cfg = read_json_file(folder / "config.json", "run config (JSON object)")
