@@ -122,6 +122,7 @@ def cmd_evaluate(args) -> int:
     """Evaluate a checkpoint folder (its config.json, plus overrides) under the evaluation conditions, into a new
     folder (<checkpoint>/eval-<time>, or --output_dir if new or empty); the training run's files are never rewritten."""
     from ecg_bench.pipeline import config_problems, evaluation_defaults, evaluation_store, run
+    from ecg_bench.training.manifest import verify_checkpoint
 
     checkpoint = args.overrides.pop("checkpoint", "") or ""
     if not checkpoint:
@@ -129,6 +130,7 @@ def cmd_evaluate(args) -> int:
     args.checkpoint = checkpoint
     nproc = _pop_nproc(args)
     _pop_size_factor(args)
+    verify_checkpoint(checkpoint)  # whole, as its manifest lists it, before anything is read or made
     trained = RunConfig.load(args.config or str(Path(checkpoint) / "config.json"))
     given = set(args.overrides)
     for key, value in evaluation_defaults(trained, checkpoint).items():
