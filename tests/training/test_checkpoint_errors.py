@@ -268,6 +268,7 @@ def test_cli_refuses_a_corrupt_gguf_before_any_work(tmp_path, capsys):
 
 def test_cli_evaluate_refuses_a_config_that_is_not_json(ck, tmp_path, capsys):
     (ck / "config.json").write_text('{"model": {"llm": "tiny"')
+    write_manifest(ck)
     rc, err = _cli(capsys, ["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval")])
     assert rc == 2 and str(ck / "config.json") in err and "line 1 column" in err
 
