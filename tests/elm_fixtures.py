@@ -69,3 +69,28 @@ def make_tiny_bert(folder, texts, init: float = 0.02, dropout: float = 0.1):
                      attention_probs_dropout_prob=dropout)  # fmt: skip
     BertModel(cfg).save_pretrained(folder)
     return folder
+
+
+def write_config_only_checkpoint(folder, config: dict):
+    """A checkpoint folder that holds ``config`` (a run config as a dict, bad values allowed) with the files every
+    checkpoint carries around it (preprocessing contract, elm.json, a LoRA adapter stand-in) and its manifest, for
+    tests of how a checkpoint's config is read; it has no trained weights."""
+    import json
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import save_file
+
+    from ecg_bench.config import RunConfig
+    from ecg_bench.data.contract import PreprocessingContract
+    from ecg_bench.training.manifest import write_manifest
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    PreprocessingContract.from_run_config(RunConfig()).write(folder)
+    (folder / "elm.json").write_text(json.dumps({"family": "llava", "input": None}))
+    (folder / "adapter").mkdir(exist_ok=True)
+    save_file({"stand_in": torch.zeros(1)}, str(folder / "adapter" / "adapter_model.safetensors"))
+    write_manifest(folder)
+    return folder

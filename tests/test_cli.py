@@ -204,12 +204,12 @@ def test_yaml_and_json_values_are_coerced_like_flags(tmp_path, capsys):
 
 
 def test_checkpoint_config_with_bad_values_exits_2(tmp_path, capsys):
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
+    from elm_fixtures import write_config_only_checkpoint
+
     d = RunConfig().to_dict()
     d["train"]["max_steps"], d["model"]["lora_r"], d["train"]["batch_size"] = "ten", 2.5, "5"
     d["output_dir"] = str(tmp_path / "out")
-    (ckpt / "config.json").write_text(json.dumps(d))
+    ckpt = write_config_only_checkpoint(tmp_path / "ckpt", d)
     assert cli.main(["evaluate", "--checkpoint", str(ckpt)]) == 2
     err = capsys.readouterr().err
     assert "train.max_steps: expected an integer, got 'ten'" in err and "model.lora_r: expected an integer, got 2.5" in err

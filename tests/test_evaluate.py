@@ -11,6 +11,7 @@ import pytest
 
 from ecg_bench import cli
 from ecg_bench.presets import tiny
+from ecg_bench.training.manifest import write_manifest
 
 
 @pytest.fixture(autouse=True)
@@ -75,6 +76,7 @@ def test_a_received_checkpoint_cannot_make_evaluate_build_or_delete_elsewhere(tr
     cfg = json.loads((got / "config.json").read_text())
     cfg["output_dir"], cfg["data"]["store_dir"] = str(mine), str(mine)
     (got / "config.json").write_text(json.dumps(cfg))
+    write_manifest(got)  # a received checkpoint, whole as its manifest says
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -85,6 +87,7 @@ def test_a_received_checkpoint_cannot_make_evaluate_build_or_delete_elsewhere(tr
     # relative paths are read against the checkpoint, never the current folder
     cfg["output_dir"], cfg["data"]["store_dir"] = "runs/quickstart", "runs/quickstart/store"
     (got / "config.json").write_text(json.dumps(cfg))
+    write_manifest(got)
     assert cli.main(["evaluate", "--checkpoint", str(got), "--eval.conditions", "real"]) == 0
     assert list(work.iterdir()) == [] and not (got / "runs").exists()
     assert len(list(got.glob("eval-*"))) == 2

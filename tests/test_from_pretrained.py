@@ -1,10 +1,9 @@
-"""``from_pretrained`` needs nothing but the checkpoint folder (the store it was trained from may be gone); old
-checkpoints load or are refused by name; the model card and ``push_to_hub`` (hub API mocked: never network)."""
+"""``from_pretrained`` needs nothing but the checkpoint folder (the store it was trained from may be gone); a
+checkpoint whose files disagree is refused by name; the model card and ``push_to_hub`` (hub API mocked: never network)."""
 
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from ecg_bench import folders
 from ecg_bench.errors import DataError, ECGBenchError
 from ecg_bench.inference import from_pretrained, push_to_hub, resolve_checkpoint
+from ecg_bench.training.manifest import write_manifest
 
 PTBXL = "ptbxl/records500/06000/06000_hr"
 Q = "Is there tachycardia?"
@@ -126,40 +126,22 @@ def test_a_hub_id_is_downloaded_and_a_failed_download_says_so(tiny_checkpoint, m
         resolve_checkpoint("./no/such/folder")
 
 
-def test_an_old_checkpoint_without_contract_loads_from_its_config_or_is_refused(tiny_checkpoint, shared_data, tmp_path, caplog):
-    ck = tiny_checkpoint[1]
-    old = tmp_path / "old"
-    shutil.copytree(ck, old, ignore=shutil.ignore_patterns("eval-*"))
-    (old / "preprocessing.json").unlink()
-    (old / "elm.json").unlink()
-    with caplog.at_level(logging.WARNING, logger="ecg_bench"):
-        model = from_pretrained(old, device="cpu")
-    assert "has no preprocessing.json (an older checkpoint)" in caplog.text
-    assert (model.contract.fs, model.contract.segment_len) == (250.0, 500)
-    assert model.ask(shared_data / PTBXL, Q) == from_pretrained(ck, device="cpu").ask(shared_data / PTBXL, Q)
-
-    cfg = json.loads((old / "config.json").read_text())
-    del cfg["data"]["target_fs"]
-    (old / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(DataError, match=r"has no preprocessing.json .* its config.json lacks data.target_fs"):
-        from_pretrained(old, device="cpu")
-    (old / "config.json").unlink()
-    with pytest.raises(DataError, match="is not an ecg-bench checkpoint: config.json .* is missing"):
-        from_pretrained(old, device="cpu")
-
-
 def test_a_checkpoint_whose_files_disagree_is_refused(tiny_checkpoint, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(tiny_checkpoint[1], bad, ignore=shutil.ignore_patterns("eval-*"))
     manifest = json.loads((bad / "elm.json").read_text())
     manifest["vocab"]["placeholder_id"] = 7
     (bad / "elm.json").write_text(json.dumps(manifest))
+    write_manifest(bad)  # files that agree with the checkpoint's manifest, but not with each other
     with pytest.raises(DataError, match="trained with vocabulary .* the added tokens would get other ids"):
         from_pretrained(bad, device="cpu")
     (bad / "preprocessing.json").write_text(json.dumps({"fs": 250.0, "segment_len": 600}))
-    with pytest.raises(DataError, match=r"elm.json: input \(500, 12, 250.0\) .* differs from what preprocessing.json gives"):
+    write_manifest(bad)
+    with pytest.raises(DataError, match=r"config.json \(data.target_fs 250, 500 samples per segment\) and preprocessing.json "
+                                        r"\(fs 250.0, segment_len 600\) disagree"):  # fmt: skip
         from_pretrained(bad, device="cpu")
     (bad / "preprocessing.json").write_text(json.dumps({"fs": -1, "segment_len": 500, "units": "uV"}))
+    write_manifest(bad)
     with pytest.raises(DataError, match=r"preprocessing.json: invalid preprocessing contract: fs must be a positive .* units"):
         from_pretrained(bad, device="cpu")
 
@@ -170,43 +152,10 @@ def test_a_file_the_config_names_but_the_checkpoint_lacks_is_refused_by_name(tin
     cfg = json.loads((bad / "config.json").read_text())
     cfg["model"]["elm"] = {"type": "ecg_byte", "tokenizer": str(tmp_path / "elsewhere" / "tok.json")}
     (bad / "config.json").write_text(json.dumps(cfg))
+    write_manifest(bad)
     with pytest.raises(DataError, match=r"carries no ecg_byte_tokenizer.json, and the file its config.json names as "
                                         r"model.elm.tokenizer \(.*tok.json\) does not exist here"):  # fmt: skip
         from_pretrained(bad, device="cpu")
-
-
-def test_a_checkpoint_written_before_component_options_loads_and_answers_the_same(tiny_checkpoint, shared_data, tmp_path,
-                                                                                 capsys):  # fmt: skip
-    """A checkpoint of the pre-port code: config.json in the old flat layout (model.encoder "conv1d" with
-    model.encoder_dim / num_ecg_tokens / train_encoder, model.tokenizer, data.num_patients, eval.ablations; the file
-    tests/old_flat_config.json was written by that code for the same tiny run), elm.json naming the family alone,
-    preprocessing.json naming the representation alone. from_pretrained migrates it and answers as the new one."""
-    from pathlib import Path
-
-    from ecg_bench import cli
-
-    run, ck = tiny_checkpoint
-    old = tmp_path / "old"
-    shutil.copytree(ck, old, ignore=shutil.ignore_patterns("eval-*"))
-    flat = json.loads((Path(__file__).parent / "old_flat_config.json").read_text())
-    flat["output_dir"] = str(run)
-    assert flat["model"]["encoder"] == "conv1d" and flat["model"]["num_ecg_tokens"] == 2 and "tokenizer" in flat["model"]
-    (old / "config.json").write_text(json.dumps(flat))
-    manifest = json.loads((old / "elm.json").read_text())
-    del manifest["options"]
-    (old / "elm.json").write_text(json.dumps(manifest))
-    contract = json.loads((old / "preprocessing.json").read_text())
-    del contract["representation_options"]
-    (old / "preprocessing.json").write_text(json.dumps(contract))
-
-    model = from_pretrained(old, device="cpu")
-    enc = model.config.model.encoder
-    assert (enc.type, enc.dim, enc.num_tokens, enc.freeze) == ("conv1d", 32, 2, False)
-    assert model.config.model.elm.type == "llava" and model.config.eval.conditions[0].type == "real"
-    new = from_pretrained(ck, device="cpu")
-    assert model.ask(shared_data / PTBXL, Q) == new.ask(shared_data / PTBXL, Q)
-    assert cli.main(["chat", "--checkpoint", str(old), "--ecg", str(shared_data / PTBXL), "--question", Q]) == 0
-    assert capsys.readouterr().out == new.ask(shared_data / PTBXL, Q) + "\n"
 
 
 def test_the_contract_names_the_representation_by_type_and_options():

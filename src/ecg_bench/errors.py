@@ -30,6 +30,10 @@ class DataError(ECGBenchError, ValueError):
     """Bad input data: a missing or corrupt file, a wrong shape, a missing field."""
 
 
+class CheckpointError(DataError):
+    """A checkpoint folder that is incomplete, damaged, unfinished (a ``.tmp-`` folder) or could not be written."""
+
+
 class ShapeError(DataError):
     """An array whose shape is not the expected one."""
 

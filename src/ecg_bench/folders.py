@@ -12,8 +12,8 @@ gets ``.ecg-bench.json``::
   atomically, only if ``dst`` is missing, empty, or ours of the same kind.
 - ``remove(path)``: refuses a folder without our marker. No option bypasses this.
 
-A folder that is not empty and has no marker (a dataset download, a home folder, a store made by an
-older ecg-bench) is refused with a ``FolderError`` naming it; nothing in it is touched.
+A folder that is not empty and has no marker (a dataset download, a home folder, a folder of another
+tool) is refused with a ``FolderError`` naming it; nothing in it is touched.
 """
 
 from __future__ import annotations

@@ -36,6 +36,8 @@ from ecg_bench.data.sources.base import SOURCES
 from ecg_bench.data.store import absolute, source_settings, store_status
 from ecg_bench.devices import resolve_device
 from ecg_bench.errors import DataError, ECGBenchError
+from ecg_bench.evaluation.results_file import read_results
+from ecg_bench.limits import check_max_new_tokens, check_model_sizes
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.chat import ECG_PLACEHOLDER
 from ecg_bench.models.elm import ELM, Processor, build_elm
@@ -44,6 +46,7 @@ from ecg_bench.representations.base import Representation, build_representation
 from ecg_bench.safe_files import read_json_file
 from ecg_bench.signals.leads import LEADS
 from ecg_bench.training.checkpoint import MANIFEST_FILE, load_checkpoint
+from ecg_bench.training.manifest import read_manifest, verify_checkpoint, write_manifest
 from ecg_bench.training.model_card import CARD_FILE, render_card, replace_peft_card
 
 log = get_logger(__name__)
@@ -72,17 +75,18 @@ def resolve_checkpoint(dir_or_hub_id: str | Path, revision: str | None = None) -
     text = str(dir_or_hub_id)
     path = Path(text).expanduser()
     if path.is_dir():
-        return path
+        return verify_checkpoint(path)
     if path.exists():
         raise DataError(f"{path} is a file; a checkpoint is a folder (with config.json, elm.json, preprocessing.json, ...)")
     if HUB_ID.fullmatch(text) and not text.startswith((".", "/", "~")):
         from huggingface_hub import snapshot_download
 
         try:
-            return Path(snapshot_download(repo_id=text, revision=revision))
+            path = Path(snapshot_download(repo_id=text, revision=revision))
         except Exception as e:  # network, auth, missing repo: huggingface_hub raises many types
             raise ECGBenchError(f"could not fetch checkpoint {text!r} from the Hugging Face Hub ({type(e).__name__}: {e}); "
                                 "offline? give a local checkpoint folder") from None  # fmt: skip
+        return verify_checkpoint(path)
     raise FileNotFoundError(f"checkpoint folder not found: {path} (nor a hub id owner/name)")
 
 
@@ -92,7 +96,8 @@ def checkpoint_config(folder: str | Path) -> RunConfig:
     f = folder / "config.json"
     if not f.is_file():
         raise DataError(f"{folder} is not an ecg-bench checkpoint: {f.name} (the run config) is missing")
-    cfg = RunConfig.load(f)  # a config.json of the flat layout (model.tokenizer, ...) is migrated here
+    check_model_sizes(read_json_file(f, "run config (JSON object)"), str(f))  # before anything is built from it
+    cfg = RunConfig.load(f)
     for dotted in dict.fromkeys(d for _, d in CHECKPOINT_FILES):
         _, component, key = dotted.split(".")
         opts = getattr(cfg.model, component)
@@ -112,22 +117,9 @@ def checkpoint_config(folder: str | Path) -> RunConfig:
     return cfg
 
 
-def read_contract(folder: str | Path, cfg: RunConfig | None = None) -> PreprocessingContract:
-    """The checkpoint's preprocessing contract; for a checkpoint written before contracts were saved, derived from its
-    config.json (``data.target_fs``, ``data.segment_seconds``, ``model.representation``) with a warning."""
-    folder = Path(folder)
-    if (folder / CONTRACT_FILE).is_file():
-        return PreprocessingContract.read(folder)
-    raw = read_json_file(folder / "config.json", "run config (JSON object)")
-    data = raw.get("data") if isinstance(raw, dict) else None
-    missing = [f"data.{k}" for k in ("target_fs", "segment_seconds") if not isinstance(data, dict) or k not in data]
-    if missing:
-        raise DataError(f"{folder} has no {CONTRACT_FILE} (the preprocessing contract: fs, segment length, leads, units) and "
-                        f"its config.json lacks {', '.join(missing)} to derive it from; re-save the checkpoint with this "
-                        f"version, or add {CONTRACT_FILE}")  # fmt: skip
-    log.warning("%s has no %s (an older checkpoint): the preprocessing contract is derived from its config.json "
-                "(data.target_fs, data.segment_seconds, the store's default NaN policy)", folder, CONTRACT_FILE)  # fmt: skip
-    return PreprocessingContract.from_run_config(cfg or RunConfig.load(folder / "config.json"))
+def read_contract(folder: str | Path) -> PreprocessingContract:
+    """The checkpoint's preprocessing contract (its ``preprocessing.json``)."""
+    return PreprocessingContract.read(Path(folder))
 
 
 def _input_dims(folder: Path, contract: PreprocessingContract) -> tuple[int, int, float, str, tuple[int, ...]]:
@@ -149,10 +141,8 @@ def _input_dims(folder: Path, contract: PreprocessingContract) -> tuple[int, int
     return seq_len, in_leads, contract.fs, out.kind, tuple(out.shape)
 
 
-def _manifest(folder: Path) -> dict[str, Any] | None:
+def _manifest(folder: Path) -> dict[str, Any]:
     f = folder / MANIFEST_FILE
-    if not f.is_file():
-        return None
     m = read_json_file(f, "ELM manifest (JSON object)")
     if not isinstance(m, dict):
         raise DataError(f"{f}: expected a JSON object (family, input, vocab), got {type(m).__name__}")
@@ -167,7 +157,7 @@ def build_from_checkpoint(
     folder = Path(folder)
     cfg = checkpoint_config(folder)
     model_cfg = model_cfg or cfg.model
-    contract = read_contract(folder, cfg)
+    contract = read_contract(folder)
     seq_len, in_leads, fs, kind, shape = _input_dims(folder, contract)
     manifest = _manifest(folder)
     if manifest and manifest.get("family") and manifest["family"] != model_cfg.elm.type:
@@ -213,6 +203,7 @@ class ECGLanguageModel:
         """The model's answer to the last user message of ``messages`` (``<ecg>`` markers stand for ``segment``,
         float32 ``[12, segment_len]``; None = no ECG), greedy, through the processor as in evaluation."""
         room = int(max_new_tokens or self.config.eval.max_new_tokens)
+        check_max_new_tokens(room, "max_new_tokens")
         ecg = None if segment is None else self.representation.represent(np.asarray(segment, np.float32)[None])
         turns = self.processor.generation_inputs([*messages, {"role": "assistant", "content": ""}], ecg, room=room)
         if not turns:
@@ -342,12 +333,12 @@ def find_results(folder: Path) -> Path | None:
 
 
 def stage_for_hub(checkpoint: str | Path, out_dir: str | Path, repo_id: str, results: str | Path | dict | None = None) -> Path:
-    """Write into the new folder ``out_dir`` what ``push_to_hub`` uploads: the checkpoint's files (without optimizer and
-    RNG state, evaluation folders or PEFT's empty card) and a model card filled with the metrics of ``results``
-    (a results.json path or dict; default ``find_results``)."""
+    """Write into the new folder ``out_dir`` what ``push_to_hub`` uploads: the files the checkpoint's manifest lists
+    (verified first: all there, whole, none a link; without optimizer and RNG state), a model card filled with the
+    metrics of ``results`` (a results.json path or dict; default ``find_results``) and a new manifest of these."""
     src = resolve_checkpoint(checkpoint)
     cfg = checkpoint_config(src)
-    contract = read_contract(src, cfg)
+    contract = read_contract(src)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out} is not empty; stage_for_hub writes into a new or empty folder")
@@ -356,16 +347,22 @@ def stage_for_hub(checkpoint: str | Path, out_dir: str | Path, repo_id: str, res
         if found is None:
             log.warning("no results.json found for %s: the model card will carry no metrics (pass results=...)", src)
         results = found
-    res = results if isinstance(results, dict) or results is None else read_json_file(results, "results (JSON object)")
+    res = results if isinstance(results, dict) or results is None else read_results(results)
     if res is not None and not isinstance(res, dict):
         raise DataError(f"{results}: expected a results.json object with 'conditions'")
-    shutil.copytree(src, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*HUB_EXCLUDE, "eval-*", "*.tmp-*"))
+    for name in read_manifest(src):
+        if Path(name).name in HUB_EXCLUDE or Path(name).name.startswith("rng_state."):
+            continue
+        dst = out / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / name, dst, follow_symlinks=False)  # verified: regular files inside the checkpoint
     replace_peft_card(out, cfg)
     training = (read_json_file(out / "training_data.json", "training data") if (out / "training_data.json").is_file() else None)
     state = read_json_file(out / "trainer_state.json", "trainer state") if (out / "trainer_state.json").is_file() else {}
     step = state.get("step") if isinstance(state, dict) else None
     card = render_card(cfg, contract, res, training if isinstance(training, dict) else None, step, location=repo_id)
     (out / CARD_FILE).write_text(card)
+    write_manifest(out)
     return out
 
 
@@ -486,7 +483,7 @@ def evaluation_store(cfg: RunConfig, trained: RunConfig, checkpoint: str | Path)
         trained_store = ck / trained_store
     src = SOURCES.get(cfg.data.source.type)(cfg.data)
     status, detail = store_status(trained_store, source_settings(cfg, src), src.fingerprint())
-    if status in ("current", "no_fingerprint"):
+    if status == "current":
         return str(trained_store)
     own = Path(cfg.output_dir) / "store"
     why = {"missing": "not found"}.get(status, f"{status.replace('_', ' ')}: {detail}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import random
 import time
@@ -37,6 +36,7 @@ from ecg_bench.devices import resolve_device, resolve_dtype
 from ecg_bench.errors import ConfigError
 from ecg_bench.evaluation.baselines import majority_baseline
 from ecg_bench.evaluation.evaluator import evaluate
+from ecg_bench.evaluation.results_file import write_results
 from ecg_bench.evaluation.statistics import results_tables
 from ecg_bench.inference import build_from_checkpoint, with_absolute_paths
 from ecg_bench.logging_utils import get_logger, log_to_file
@@ -101,7 +101,7 @@ def claim_output(cfg: RunConfig, kind: str = "run", new_results: bool = False) -
                 f"another --output_dir, or continue that run with --train.resume_from {out / 'checkpoints' / 'final'}"
             )
         return out
-    try:  # read through the config loader, so a config.json of an older version compares in today's keys
+    try:  # read through the config loader, so both sides compare in the same keys
         old = RunConfig.from_dict(json.loads((out / "config.json").read_text())).to_dict()["data"]
     except (OSError, ValueError, KeyError, TypeError, ConfigError):
         old = None
@@ -319,13 +319,6 @@ def _run_in(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]
         write_results(results, out / "results.json")
     distributed.barrier()  # results.json is there when any rank returns
     return results
-
-
-def write_results(results: dict[str, Any], path: Path) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, path)
-    log.info("wrote %s", path)
 
 
 def results_table(results: dict[str, Any]) -> str:

@@ -107,3 +107,21 @@ def read_json_file(path: str | Path, what: str = "JSON file", max_bytes: int = M
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     return load_json_file(path, what, max_bytes=max_bytes)
+
+
+FORMAT_KEY = "format_version"
+"""The key of the format version in every file ecg-bench writes for later reading (checkpoint manifest.json, a
+segment store's meta.json, results.json)."""
+
+
+def check_format_version(doc: Any, path: str | Path, expected: int, what: str) -> None:
+    """Refuse a document whose ``format_version`` is missing or not ``expected``, naming the file, the version found
+    and the one this ecg-bench reads (there is one format per file kind: nothing older is migrated)."""
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: expected a JSON object ({what}), got {type(doc).__name__}")
+    found = doc.get(FORMAT_KEY)
+    if found == expected and not isinstance(found, bool):
+        return
+    got = "no format_version" if FORMAT_KEY not in doc else f"format_version {found!r}"[:80]
+    raise DataError(f"{path}: {what} of {got}; this ecg-bench reads format_version {expected} only (write it again with "
+                    "this version of ecg-bench)")

@@ -35,7 +35,7 @@ def test_round_trip_values_and_index(store, records):
     assert isinstance(store._signals, np.memmap) and store._signals.dtype == np.float32
     assert store.fs == FS and store.segment_len == SEGMENT_LEN
     assert store.meta["num_records"] == len(records) and store.meta["leads"] == list(LEADS)
-    assert store.meta["skipped"] == {} and store.meta["version"] == 1
+    assert store.meta["skipped"] == {} and store.meta["format_version"] == 1
     for rec in (records[0], records[17], records[-1]):
         expected = segment(resample(rec.signal, rec.fs, FS), SEGMENT_LEN)
         ids = store.by_record(rec.record_id)

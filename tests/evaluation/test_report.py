@@ -45,7 +45,7 @@ def _results(encoder: str, fold: int, seed: int, scores: dict[str, list[float]],
                             "ci95": {"acc_normalized": [0.0, 1.0], "bleu": [0.0, 0.2]}, "per_type": types}  # fmt: skip
     config = {"data": {"fold": fold, "workers": 0}, "model": {"encoder": encoder, "elm": "llava"},
               "train": {"seed": seed, "lr": lr}, "output_dir": f"runs/{encoder}-{fold}-{seed}"}  # fmt: skip
-    return {"config": config, "training": {"steps": 4}, "conditions": conditions, "samples": samples}
+    return {"format_version": 1, "config": config, "training": {"steps": 4}, "conditions": conditions, "samples": samples}
 
 
 def _write(root: Path, name: str, results: dict) -> Path:

@@ -21,6 +21,7 @@ from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.models.llm import check_gguf, load_llm
 from ecg_bench.safe_files import load_safetensors, read_json_file
 from ecg_bench.training.checkpoint import load_checkpoint, read_trainer_state, save_checkpoint
+from ecg_bench.training.manifest import write_manifest
 from ecg_bench.config import ConditionOptions, EncoderOptions, choice
 
 # ---------------------------------------------------------------- safetensors
@@ -183,6 +184,7 @@ def test_nan_weights_in_a_checkpoint_are_refused_naming_the_tensor(ck):
     tensors[name] = tensors[name].clone()
     tensors[name].view(-1)[0] = float("nan")
     save_file(tensors, str(ck / "projector.safetensors"))
+    write_manifest(ck)  # a forged checkpoint whose manifest agrees: the weights themselves are checked
     elm, _ = make_tiny_elm()
     with pytest.raises(DataError, match=rf"projector\.safetensors: tensor '{name}' holds 1 NaN"):
         load_checkpoint(ck, elm)
@@ -191,6 +193,7 @@ def test_nan_weights_in_a_checkpoint_are_refused_naming_the_tensor(ck):
 @pytest.mark.parametrize("step", [10**7, -1, "ten", 2.5, True, None])
 def test_a_trainer_state_with_an_impossible_step_is_refused(ck, step):
     (ck / "trainer_state.json").write_text(json.dumps({"step": step, "losses": []}))
+    write_manifest(ck)
     with pytest.raises(DataError, match=r"trainer_state\.json: .*step"):
         read_trainer_state(ck, max_steps=100)
     elm, _ = make_tiny_elm()
@@ -265,16 +268,19 @@ def test_cli_refuses_a_corrupt_gguf_before_any_work(tmp_path, capsys):
 
 def test_cli_evaluate_refuses_a_config_that_is_not_json(ck, tmp_path, capsys):
     (ck / "config.json").write_text('{"model": {"llm": "tiny"')
+    write_manifest(ck)
     rc, err = _cli(capsys, ["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval")])
     assert rc == 2 and str(ck / "config.json") in err and "line 1 column" in err
 
 
-def test_cli_resume_refuses_a_huge_header_and_an_impossible_step(ck, tmp_path, capsys):
+def test_cli_resume_refuses_a_huge_header_and_an_impossible_step(checkpoint, ck, tmp_path, capsys):
     (ck / "projector.safetensors").write_bytes(struct.pack("<Q", 10**12) + b"{}")
     args = ["run", "--config", str(ck / "config.json"), "--output_dir", str(tmp_path / "run"), "--train.resume_from", str(ck)]
     rc, err = _cli(capsys, args)
-    assert rc == 2 and str(ck / "projector.safetensors") in err and "header claims" in err
+    assert rc == 2 and str(ck / "projector.safetensors") in err and "the checkpoint wrote" in err  # the manifest's size
+    shutil.copy2(checkpoint / "projector.safetensors", ck / "projector.safetensors")
     (ck / "trainer_state.json").write_text(json.dumps({"step": 10**7}))
+    write_manifest(ck)
     rc, err = _cli(capsys, args)
     assert rc == 2 and "claims step 10000000" in err and str(ck / "trainer_state.json") in err
     assert not (tmp_path / "run" / "store").exists()
@@ -301,6 +307,7 @@ def test_cli_evaluate_refuses_a_checkpoint_with_nan_weights(trained_checkpoint, 
     name = sorted(tensors)[-1]
     tensors[name] = torch.full_like(tensors[name], float("nan"))
     save_file(tensors, str(f))
+    write_manifest(ck)
     rc, err = _cli(
         capsys, ["evaluate", "--checkpoint", str(ck), "--output_dir", str(tmp_path / "eval"), "--eval.conditions", "real"]
     )

@@ -51,11 +51,11 @@ def test_evaluate_nproc_relaunches_into_one_output_folder(monkeypatch, tmp_path)
 
     from ecg_bench.config import RunConfig
 
-    ck = tmp_path / "ck"
-    ck.mkdir()
+    from elm_fixtures import write_config_only_checkpoint
+
     trained = RunConfig()
     trained.model.llm = "tiny"
-    trained.save(ck / "config.json")
+    ck = write_config_only_checkpoint(tmp_path / "ck", trained.to_dict())
     seen = {}
     monkeypatch.setattr(trun, "run", lambda args: seen.update(vars(args)))
     monkeypatch.delenv("LOCAL_RANK", raising=False)

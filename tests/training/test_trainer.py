@@ -12,6 +12,7 @@ from elm_fixtures import make_tiny_elm
 from ecg_bench.config import RunConfig
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.representations.signal import SignalRepresentation
+from ecg_bench.errors import CheckpointError
 from ecg_bench.training.checkpoint import load_checkpoint, restore_rng_state
 from ecg_bench.devices import resolve_dtype
 from ecg_bench.devices import warmup_cosine as lr_lambda
@@ -155,7 +156,7 @@ def test_loading_a_checkpoint_into_a_fresh_model(tiny_store, tiny_items, tmp_pat
 
 def test_missing_checkpoint_is_named(tmp_path):
     elm, _ = make_tiny_elm()
-    with pytest.raises(FileNotFoundError, match="nope"):
+    with pytest.raises(CheckpointError, match="checkpoint folder not found: .*nope"):
         load_checkpoint(tmp_path / "nope", elm)
 
 

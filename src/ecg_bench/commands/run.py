@@ -32,6 +32,7 @@ def cmd_quickstart(args) -> int:
     from ecg_bench.pipeline import run
 
     nproc = _pop_nproc(args)
+    pop_size_factor(args)
     cfg = _load_config(args)
     if nproc > 1 and "LOCAL_RANK" not in os.environ:
         return launch_torchrun(args, cfg, nproc)
@@ -53,6 +54,15 @@ def _pop_nproc(args) -> int:
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ConfigError([f"nproc must be an integer >= 1 (processes on this machine, one per GPU), got {nproc!r}"])
     return nproc
+
+
+def pop_size_factor(args) -> None:
+    """``--model_size_limit_factor N`` (taken out of the overrides): multiply the model-size limits (``limits``)."""
+    from ecg_bench import limits
+
+    factor = args.overrides.pop("model_size_limit_factor", None)
+    if factor is not None:
+        limits.set_model_size_factor(factor)
 
 
 def launch_torchrun(args, cfg: RunConfig, nproc: int) -> int:
@@ -95,11 +105,14 @@ def cmd_evaluate(args) -> int:
     folder (<checkpoint>/eval-<time>, or --output_dir if new or empty); the training run's files are never rewritten."""
     from ecg_bench.inference import evaluation_defaults, evaluation_store
     from ecg_bench.pipeline import config_problems, run
+    from ecg_bench.training.manifest import verify_checkpoint
 
     checkpoint = args.overrides.pop("checkpoint", "") or ""
     if not checkpoint:
         raise ECGBenchError("evaluate needs --checkpoint DIR (a folder written by train/run/quickstart)")
     nproc = _pop_nproc(args)
+    pop_size_factor(args)
+    verify_checkpoint(checkpoint)  # whole, as its manifest lists it, before anything is read or made
     trained = RunConfig.load(args.config or str(Path(checkpoint) / "config.json"))
     given = set(args.overrides)
     for key, value in evaluation_defaults(trained, checkpoint).items():
@@ -187,6 +200,9 @@ class RunCommand(RunConfig):
     """Processes on this machine (one per GPU): >1 starts torchrun --nproc-per-node N running this same command
     (pair it with --train.strategy ddp or fsdp; auto = ddp). For several machines run torchrun yourself (README
     "Many GPUs and many machines"). Not saved in config.json."""
+    model_size_limit_factor: float = 1.0
+    """Multiply every model-size limit (docs/limits.md) by this factor (>= 1), for a checkpoint config you trust:
+    the model allocates its weights from these sizes before anything else is checked. Not saved in config.json."""
 
 
 @dataclass
@@ -220,3 +236,6 @@ class EvaluateCommand:
     nproc: int = 1
     """Processes on this machine (one per GPU): >1 starts torchrun --nproc-per-node N, each process generating a
     share of the answers into the one output folder chosen before launching. Not saved in config.json."""
+    model_size_limit_factor: float = 1.0
+    """Multiply every model-size limit (docs/limits.md) by this factor (>= 1), for a checkpoint config you trust:
+    the model allocates its weights from these sizes before anything else is checked. Not saved in config.json."""

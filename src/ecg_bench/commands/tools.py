@@ -101,8 +101,10 @@ def cmd_chat(args) -> int:
     is preprocessed as the model's segment store was (leads, resampling, segments); a record longer than one
     segment is answered about its FIRST segment unless --segment says another (or all). Without --question,
     questions are read from stdin, one per line, until EOF; each answer sees the earlier ones."""
+    from ecg_bench.commands.run import pop_size_factor
     from ecg_bench.inference import chat_answers, read_questions
 
+    pop_size_factor(args)
     cmd: ChatCommand = _command(args)
     segment = cmd.segment if cmd.segment == "all" else int(cmd.segment)
     questions = [cmd.question] if cmd.question else read_questions(_stdin_lines())
@@ -193,6 +195,8 @@ class ChatCommand:
     """Longest answer in tokens (0 = the checkpoint's eval.max_new_tokens)."""
     device: str = "cpu"
     """cpu, cuda, cuda:N or auto."""
+    model_size_limit_factor: float = 1.0
+    """Multiply every model-size limit (docs/limits.md) by this factor (>= 1), for a checkpoint you trust."""
 
     def validate(self) -> "ChatCommand":
         p = [f"--{name} is required" for name in ("checkpoint", "ecg") if not getattr(self, name)]

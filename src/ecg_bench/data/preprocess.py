@@ -66,7 +66,7 @@ WORK_VERSION = 1
 MAX_TRACEBACKS = 5
 """Unexpected exceptions whose full traceback is logged per build (the rest get one line each)."""
 STORE_VERSION = 1
-"""Version of the store layout (meta.json ``version``) that ``assemble`` writes."""
+"""The one store format (meta.json ``format_version``) that ``assemble`` writes and ``SegmentStore`` reads."""
 DEFAULT_MAX_NAN_GAP_S = 1.0
 """NaN gaps up to this many seconds are interpolated (``build_store``'s default); a longer one skips the record."""
 
@@ -530,6 +530,6 @@ def assemble(folder: Path, n_shards: int, out: Path, dataset: str, params: Param
         "max_nan_gap_s": params.max_nan_gap_s,
         "skipped": dict(sorted(skipped.items())),
         "skipped_records": skipped_records,
-        "version": STORE_VERSION,
         **extra_meta,
+        "format_version": STORE_VERSION,
     }

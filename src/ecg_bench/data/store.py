@@ -7,7 +7,7 @@
                           {segment_id, record_id, patient_id, segment_index, report, labels, metadata}
     <store>/meta.json     {dataset, fs, segment_len, leads, num_segments, num_records, max_nan_gap_s,
                            skipped: {reason: count}, skipped_records: [{record_id, key, reason, detail}],
-                           version, ...extra_meta}
+                           ...extra_meta, format_version}
 
 ``build_store`` preprocesses a Source (in parallel, resumable: see ``ecg_bench.data.preprocess``, which
 never imports this module: the dependency is one-way, store -> preprocess) or
@@ -41,6 +41,8 @@ from ecg_bench import folders
 from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.jsonl import load_jsonl
+from ecg_bench.limits import load_json_file
+from ecg_bench.safe_files import check_format_version
 from ecg_bench.logging_utils import get_logger
 
 if TYPE_CHECKING:
@@ -251,7 +253,11 @@ class SegmentStore:
         for name in _FILES:
             if not (self.path / name).is_file():
                 raise FileNotFoundError(f"segment store {self.path} is incomplete: {self.path / name} not found")
-        self.meta: dict[str, Any] = json.loads((self.path / "meta.json").read_text())
+        from ecg_bench.data.preprocess import STORE_VERSION  # the writer of meta.json owns its version
+
+        meta = load_json_file(self.path / "meta.json", "segment store meta.json")
+        check_format_version(meta, self.path / "meta.json", STORE_VERSION, "a segment store's meta.json")
+        self.meta: dict[str, Any] = meta
         self.index: list[dict[str, Any]] = _read_index(self.path / "index.jsonl")
         self._open()
         n, shape = len(self.index), self._signals.shape
@@ -361,7 +367,7 @@ def source_settings(cfg: RunConfig, source: Any = None) -> dict[str, Any]:
 
 def store_status(sdir: Path, settings: dict[str, Any], fingerprint: dict[str, Any]) -> tuple[str, str]:
     """Whether the store at ``sdir`` can serve ``settings``: (status, detail) with status one of
-    missing, current, no_fingerprint (built before fingerprints were recorded), other_settings, source_changed."""
+    missing, current, other_settings, source_changed."""
     if not SegmentStore.exists(sdir):
         return "missing", ""
     meta = SegmentStore(sdir).meta
@@ -373,8 +379,8 @@ def store_status(sdir: Path, settings: dict[str, Any], fingerprint: dict[str, An
     if changed:
         return "other_settings", "; ".join(changed)
     got = meta.get("source_fingerprint")
-    if got is None:
-        return "no_fingerprint", ""
+    if not isinstance(got, dict):
+        return "other_settings", "no source_fingerprint in its meta.json"
     if got != fingerprint:
         keys = [k for k in ("files", "bytes", "newest_mtime_ns") if got.get(k) != fingerprint.get(k)]
         detail = ", ".join(f"{k} {got.get(k)} -> {fingerprint.get(k)}" for k in keys) or "same counts, other file names or times"
@@ -396,11 +402,8 @@ def open_store(cfg: RunConfig, src: Any, sdir: Path) -> SegmentStore:
         status, detail = store_status(sdir, settings, fingerprint)
         if d.rebuild:
             log.info("data.rebuild: building the segment store %s from scratch", sdir)
-        elif status in ("current", "no_fingerprint"):
+        elif status == "current":
             store = SegmentStore(sdir)
-            if status == "no_fingerprint":
-                log.warning("segment store %s records no source fingerprint (older ecg-bench): changed source files "
-                            "cannot be detected; pass --data.rebuild true to rebuild it", sdir)  # fmt: skip
             log.info("reusing segment store %s (%d segments)", sdir, len(store))
             return store
         elif status == "other_settings":

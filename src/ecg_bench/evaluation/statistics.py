@@ -264,7 +264,7 @@ def _label(name: str, block: Mapping[str, Any]) -> str:
 def results_tables(conditions: Mapping[str, Mapping[str, Any]]) -> str:
     """The tables of an evaluation's conditions (results.json ``conditions``), values in percent with
     their 95 % CI: one row per condition, then one table per grouping (question type, topic) with a
-    row per group and condition. Results without CIs (older files) print values alone."""
+    row per group and condition. A value without a CI (not defined, e.g. one patient) prints alone."""
     if not conditions:
         return "(no conditions)"
     metrics = list(dict.fromkeys(k for c in conditions.values() for k in c["metrics"]))

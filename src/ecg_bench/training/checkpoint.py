@@ -16,7 +16,13 @@
 <dir>/rng_state.json         python ``random`` and numpy global RNG states (for an exact resume, dropout included)
 <dir>/rng_state.safetensors  torch CPU RNG state and one per CUDA device, as uint8 tensors
 <dir>/rng_state.rank<r>.*    the same for rank r > 0 of a run with several processes
+<dir>/manifest.json          every file above with its size, sha256 and tensors (``training.manifest``), written last
 ```
+
+A save builds ``<dir>.tmp-<pid>`` and renames it onto ``<dir>`` when ``manifest.json`` is written; a save that
+fails (a full disk) removes its ``.tmp-`` folder and says why, and the next save removes those left by killed
+processes. Every load starts with ``training.manifest.verify_checkpoint``: a file missing, cut short or changed
+is refused by name before any weight is read.
 
 With several processes (``training.distributed``) every rank takes part in gathering what is sharded
 (FSDP parameters and AdamW moments are gathered whole, so the folder looks the same whatever the
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -39,17 +46,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from ecg_bench import folders
 from ecg_bench.config import RunConfig
 from ecg_bench.data.contract import PreprocessingContract
-from ecg_bench.errors import DataError
+from ecg_bench.data.shards import remove_stale_temporaries
+from ecg_bench.errors import CheckpointError, DataError
+from ecg_bench.limits import check_model_sizes
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.encoders.weights import DOC_FILE, WEIGHTS_FILE
 from ecg_bench.safe_files import load_safetensors, read_json_file
 from ecg_bench.training import distributed
 from ecg_bench.training.distributed import full_tensor, like_param
+from ecg_bench.training.manifest import verify_checkpoint, write_manifest
 from ecg_bench.training.model_card import replace_peft_card, write_card
 
 log = get_logger(__name__)
@@ -89,7 +100,23 @@ def save_checkpoint(
 
     def write() -> Path:
         folders.check_replaceable(path, "checkpoint")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for pattern in (f"*{TMP}*", "*.old-*"):  # saves of killed runs (ours, marked, their process gone)
+            remove_stale_temporaries(path.parent, pattern)
         tmp = folders.make_temp(path, "checkpoint")
+        try:
+            _write_files(tmp)
+        except BaseException as e:
+            folders.remove(tmp, "checkpoint", ignore_errors=True)
+            if isinstance(e, OSError | SafetensorError):
+                raise CheckpointError(f"could not save checkpoint {path}: {_why(e)}; the unfinished copy was removed, "
+                                      "nothing was replaced") from None  # fmt: skip
+            raise
+        folders.replace(tmp, path, "checkpoint")
+        log.info("saved checkpoint %s", path)
+        return path
+
+    def _write_files(tmp: Path) -> None:
         cfg.save(tmp / "config.json")
         for name, value in (json_files or {}).items():
             (tmp / name).write_text(json.dumps(value, indent=2) + "\n")
@@ -114,11 +141,24 @@ def save_checkpoint(
         (tmp / STATE_FILE).write_text(json.dumps(state or {}, indent=2) + "\n")
         replace_peft_card(tmp, cfg)
         write_card(tmp, cfg, contract, location=str(path))
-        folders.replace(tmp, path, "checkpoint")
-        log.info("saved checkpoint %s", path)
-        return path
+        write_manifest(tmp)  # last: a folder without it is not a checkpoint
 
     return distributed.main_first(write, f"saving checkpoint {path}")
+
+
+TMP = ".tmp-"
+"""A save builds ``<name>.tmp-<pid>`` (``folders.make_temp``) and renames it when every file is written."""
+
+
+def _why(e: BaseException) -> str:
+    """An OSError or SafetensorError as a sentence: what went wrong and, when known, on which file."""
+    if isinstance(e, OSError):
+        what = os.strerror(e.errno).lower() if e.errno else str(e)
+        return f"{what} while writing {e.filename}" if e.filename else f"{what} ({e})"
+    text = str(e)
+    if "No space left" in text or "os error 28" in text:
+        return f"no space left on device ({text})"
+    return f"the safetensors writer failed ({text})"
 
 
 ENCODER_FOLDER = "encoder_weights"
@@ -173,9 +213,7 @@ def load_checkpoint(path: str | Path, elm, optimizer=None, max_steps: int | None
     Every tensor is checked against the model built from the config (names and shapes) and for NaN/inf
     before anything is copied; ``max_steps`` bounds the step the trainer state may claim.
     """
-    path = Path(path)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"not a checkpoint folder (no config.json): {path}")
+    path = verify_checkpoint(path)
     state = read_trainer_state(path, max_steps)  # small and cheap: refuse a bad one before the weights
     if hasattr(elm, "check_extra"):
         elm.check_extra(path)  # the token ELM refuses a checkpoint made with another ECG vocabulary
@@ -198,8 +236,11 @@ def load_checkpoint(path: str | Path, elm, optimizer=None, max_steps: int | None
             raise DataError(
                 f"{path / 'llm'} does not fit the LLM built from the config: missing {extra}, unexpected {unexpected[:5]}"
             )
-    for name in dict.fromkeys(("projector", "encoder", *elm.trainable_modules())):
+    trained = set(elm.trainable_modules())
+    for name in dict.fromkeys(("projector", "encoder", *trained)):
         f = path / f"{name}.safetensors"
+        if name in trained and not f.is_file():
+            raise CheckpointError(f"{path}: {f.name} is missing, but the model built from its config trains {name}")
         if f.exists():
             module = getattr(elm, name)
             tensors = load_safetensors(f)
@@ -222,6 +263,7 @@ def check_run_inputs(cfg: RunConfig, train: bool = True) -> None:
     from ecg_bench.models.llm import check_gguf
     from ecg_bench.safe_files import check_safetensors_header
 
+    check_model_sizes(cfg.to_dict(), "the run config")  # the model allocates its weights from these at once
     if str(cfg.model.llm).endswith(".gguf"):
         check_gguf(cfg.model.llm)
     weights = getattr(cfg.model.encoder, "weights", "")  # an encoder's pretrained weights file (e.g. signal2vec)
@@ -229,13 +271,8 @@ def check_run_inputs(cfg: RunConfig, train: bool = True) -> None:
         check_safetensors_header(weights)
     if not cfg.train.resume_from:
         return
-    path = Path(cfg.train.resume_from)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"not a checkpoint folder (no config.json): {path}")
-    read_json_file(path / "config.json", "run config (JSON object)")
+    path = verify_checkpoint(cfg.train.resume_from)  # every file there, whole, with the tensors it was saved with
     read_trainer_state(path, cfg.train.max_steps if train else None)
-    for f in sorted(path.rglob("*.safetensors")):
-        check_safetensors_header(f)
 
 
 def _shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
@@ -279,10 +316,8 @@ def _load_adapter(folder: Path, elm) -> None:
 
 
 def read_trainer_state(path: str | Path, max_steps: int | None = None) -> dict[str, Any]:
-    """The checkpoint's trainer_state.json ({} when absent), its step an int in [0, max_steps] and losses numbers."""
+    """The checkpoint's trainer_state.json, its step an int in [0, max_steps] and losses numbers."""
     f = Path(path) / STATE_FILE
-    if not f.exists():
-        return {}
     state = read_json_file(f, "trainer state (JSON object)")
     if not isinstance(state, dict):
         raise DataError(f"{f}: expected a JSON object, got {type(state).__name__}")
@@ -341,7 +376,7 @@ def rng_state() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
 
 def restore_rng_state(folder: str | Path, rank: int | None = None) -> bool:
     """Set every RNG to the state saved in a checkpoint for this rank (rank 0's when it holds none for this rank,
-    e.g. resuming on more processes); False (with a warning) when it holds none at all."""
+    e.g. resuming on more processes)."""
     folder = Path(folder)
     rank = distributed.current().rank if rank is None else rank
     jf, tf = _rng_files(folder, rank)
@@ -350,9 +385,7 @@ def restore_rng_state(folder: str | Path, rank: int | None = None) -> bool:
                  rank, rank)  # fmt: skip
         jf, tf = _rng_files(folder, 0)
     if not (jf.exists() and tf.exists()):
-        log.warning("%s holds no RNG state (an older checkpoint): the resumed run matches an uninterrupted one "
-                    "only without dropout", folder)  # fmt: skip
-        return False
+        raise CheckpointError(f"{folder} holds no RNG state ({jf.name}, {tf.name}); every checkpoint saves it")
     doc = read_json_file(jf, "RNG state (JSON object)")
     tensors = load_safetensors(tf)
     try:
@@ -415,8 +448,8 @@ def check_not_trained_on(checkpoint: str | Path, test: list[dict], cfg: RunConfi
     """Refuse to evaluate ``checkpoint`` on items whose patients it was trained on, naming the folds."""
     f = Path(checkpoint) / TRAINING_DATA_FILE
     if not f.is_file():
-        log.warning("%s has no %s (older ecg-bench): cannot check that the evaluation patients were not in its training "
-                    "data", checkpoint, TRAINING_DATA_FILE)  # fmt: skip
+        log.warning("%s has no %s (saved outside a training run): cannot check that the evaluation patients were not in "
+                    "its training data", checkpoint, TRAINING_DATA_FILE)  # fmt: skip
         return
     try:
         rec = json.loads(f.read_text())

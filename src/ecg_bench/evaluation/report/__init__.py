@@ -189,7 +189,7 @@ def _examples(configs: list[Configuration], k: int, fig_dir: Path) -> list[tuple
     condition = "real" if "real" in run.conditions else next(iter(run.conditions))
     items = [s for s in run.samples(condition) if s.get("turn", 0) == 0 and s.get("segment_ids")][:k]
     if not items:
-        log.info("report: %s records no segment_ids per sample (older results.json); no example figures", run.path)
+        log.info("report: %s records no segment_ids for its first samples; no example figures", run.path)
         return []
     if store_path is None:
         log.warning("report: the store of %s (%s) is not found; no example figures", run.path, recorded)

@@ -158,7 +158,11 @@ def comparison_records(
 
 
 def _verdict(row: dict[str, Any], above: str, below: str, covers: str, p_key: str = "p_holm") -> str:
-    """A difference is called only when the clustered CI excludes 0 and (if any) the adjusted p < 0.05."""
+    """A difference is called only when the clustered CI excludes 0 and (if any) the adjusted p < 0.05; never when
+    any of them is not a number."""
+    numbers = [row["diff"], row["ci_low"], row["ci_high"], row.get(p_key, 0.0)]
+    if not all(isinstance(x, int | float) and np.isfinite(x) for x in numbers):
+        return covers
     if row["ci_low"] <= 0.0 <= row["ci_high"] or row.get(p_key, 0.0) >= 0.05:
         return covers
     return above if row["diff"] > 0 else below
@@ -175,7 +179,8 @@ def audit_records(configs: Sequence[Configuration], metric: str, n_resamples: in
                 continue
             row = {"configuration": c.name, "comparison": f"real - {condition}", "metric": metric, "runs": len(pairs),
                    **_difference(a, b, patients, n_resamples, seed)}  # fmt: skip
-            covers = row["ci_low"] <= 0.0 <= row["ci_high"]
+            finite = all(np.isfinite(row[k]) for k in ("diff", "ci_low", "ci_high"))
+            covers = not finite or row["ci_low"] <= 0.0 <= row["ci_high"]
             row["verdict"] = DOES_NOT_USE if covers else USES if row["diff"] > 0 else WORSE
             out.append(row)
     return out

@@ -8,6 +8,7 @@ Each configuration is named by the config fields whose values differ between con
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,21 +16,21 @@ from typing import Any
 
 from ecg_bench.config import flat_dict
 from ecg_bench.errors import DataError
+from ecg_bench.evaluation.results_file import RESULTS, read_results
 from ecg_bench.logging_utils import get_logger
 
 log = get_logger(__name__)
 
-RESULTS = "results.json"
 FOLD_KEY, SEED_KEY = "data.fold", "train.seed"
 NOT_CONFIGURATION = (
     "output_dir", FOLD_KEY, SEED_KEY, "data.workers", "data.rebuild", "data.store_dir", "data.export_hf",
     "data.export_hf_signals", "data.translation_cache", "train.device", "train.num_threads", "train.log_every",
-    "train.save_every", "eval.batch_size", "eval.nltk_data", "eval.ablations", "eval.conditions", "eval.bootstrap_resamples",
+    "train.save_every", "eval.batch_size", "eval.nltk_data", "eval.conditions", "eval.bootstrap_resamples",
     "data.source.translation_cache",
 )  # fmt: skip
 """Flattened config keys that never split runs into different configurations (``train.resume_from`` too
 for a run that trained: it only says where training continued from). The conditions a run was evaluated
-under (``eval.conditions``; ``eval.ablations`` in older runs) are rows of its configuration, not another
+under (``eval.conditions``) are rows of its configuration, not another
 configuration."""
 
 
@@ -113,25 +114,52 @@ def find_results(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def load_run(path: Path) -> Run:
-    """A run from its results.json, checked for what the report reads (config, conditions, samples)."""
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not readable as JSON ({e}); expected the results.json of a finished run") from None
-    if not isinstance(results, dict):
-        raise DataError(f"{path}: expected a JSON object with config, conditions and samples, got {type(results).__name__}")
-    missing = [k for k in ("config", "conditions") if not isinstance(results.get(k), dict)]
-    if missing:
-        raise DataError(f"{path}: no {' or '.join(missing)} object; expected the results.json written by ecg-bench run")
+    """A run from its results.json (``results_file.read_results``: bounded, of this format version), checked for what
+    the report reads (config, conditions, samples); a null or non-numeric score is dropped as missing, with a warning
+    naming the run, the condition and the metric."""
+    results = read_results(path)
     for name, cond in results["conditions"].items():
         if not isinstance(cond, dict) or not isinstance(cond.get("metrics"), dict):
             raise DataError(f"{path}: condition {name!r} has no metrics object")
-    if not isinstance(results.get("samples", []), list):
-        raise DataError(f"{path}: samples is not a list")
+    if not isinstance(results.get("samples", []), list) or not all(isinstance(s, dict) for s in results.get("samples", [])):
+        raise DataError(f"{path}: samples is not a list of objects")
+    _drop_missing(results, path)
     config = flat_dict(results["config"])
     if results.get("training"):
         config.pop("train.resume_from", None)
     return Run(path.parent, config, results)
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _drop_missing(results: dict[str, Any], path: Path) -> None:
+    """Remove every score that is not a finite number (null: not defined for that run) from the condition blocks and
+    the per-sample rows, so that it counts as missing, never as a number; warn once per (condition, metric)."""
+    missing: dict[tuple[str, str], int] = {}
+    keys = set()
+    for name, cond in results["conditions"].items():
+        groups = [g for key in ("per_type", "per_topic") if isinstance(cond.get(key), dict) for g in cond[key].values()]
+        for block in (cond, *groups):
+            metrics = block.get("metrics") if isinstance(block, dict) else None
+            if not isinstance(metrics, dict):
+                continue
+            keys.update(metrics)
+            for k in [k for k, v in metrics.items() if not _finite(v)]:
+                del metrics[k]
+                missing[(name, k)] = missing.get((name, k), 0) + 1
+            ci = block.get("ci95")
+            if isinstance(ci, dict):
+                for k in [k for k, v in ci.items() if not (isinstance(v, list) and len(v) >= 2 and all(map(_finite, v[:2])))]:
+                    del ci[k]
+    for s in results.get("samples", []):
+        for k in [k for k in keys if k in s and not _finite(s[k])]:
+            del s[k]
+            missing[(str(s.get("condition")), k)] = missing.get((str(s.get("condition")), k), 0) + 1
+    for (cond, k), n in sorted(missing.items()):
+        log.warning("report: %s: condition %r has %d value(s) of %s that are not numbers (null or missing in "
+                    "results.json): reported as missing", path, cond, n, k)  # fmt: skip
 
 
 def _key(run: Run, ignore: Sequence[str]) -> str:
