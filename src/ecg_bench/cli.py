@@ -77,16 +77,21 @@ def launch_torchrun(args, cfg: RunConfig, nproc: int) -> int:
     from torch.distributed.run import get_args_parser
     from torch.distributed.run import run as torchrun
 
+    from ecg_bench import folders, processes, run_lock
     from ecg_bench.training.distributed import resolve_strategy
 
     resolve_strategy(cfg.train.strategy, nproc)  # e.g. single on 2 processes: refused here, once
     rest = _without_nproc(args.argv)
     targs = get_args_parser().parse_args(["--standalone", "--nproc-per-node", str(nproc), "--module", "ecg_bench", *rest])
-    try:
-        torchrun(targs)
-    except ChildFailedError as e:
-        codes = [f.exitcode for f in e.failures.values()]
-        return max((c for c in codes if c and c > 0), default=1)
+    kind = "eval" if args.command == "evaluate" else "run"
+    # the launcher holds the output folder for its ranks (rank 0 writes under it), and its ranks die with it
+    with run_lock.hold(folders.claim(cfg.output_dir, kind), f"{kind} folder") as lock, run_lock.pass_down(lock), \
+            processes.launcher():
+        try:
+            torchrun(targs)
+        except ChildFailedError as e:
+            codes = [f.exitcode for f in e.failures.values()]
+            return max((c for c in codes if c and c > 0), default=1)
     return 0
 
 
@@ -350,7 +355,7 @@ def cmd_sweep(args) -> int:
     from ecg_bench.pipeline import config_problems
     from ecg_bench.sweep import describe, load_grid, run_sweep
 
-    grid = load_grid(args.grid, args.output_dir, checks=[config_problems])  # every cell checked before any runs
+    grid = load_grid(args.grid, args.output_dir, checks=[config_problems], max_cells=args.max_cells)  # all checked first
     print(describe(grid))
     if args.dry_run:
         return 0
@@ -363,11 +368,13 @@ def cmd_sweep(args) -> int:
     if outcome.report is not None:
         print(f"report: {outcome.report / 'index.html'}")
     elif outcome.report_error:
-        print(f"no report: {outcome.report_error}")
+        print(f"error: no report: {outcome.report_error}", file=sys.stderr)
+        return 1
     return 1 if outcome.failed else 0
 
 
 def _sweep_arguments(p: argparse.ArgumentParser) -> None:
+    from ecg_bench.limits import MAX_SWEEP_CELLS, SWEEP_CELLS_RISK
     from ecg_bench.sweep import EXECUTORS
 
     p.add_argument("grid", metavar="GRID", help="Grid file (YAML): preset, base, axes, include, exclude, output_dir, "
@@ -379,6 +386,8 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
                    "a SLURM job array through submitit (the grid's slurm: parameters); submitit_local = submitit's "
                    "LocalExecutor here (default: local).")  # fmt: skip
     p.add_argument("--output_dir", default="", metavar="DIR", help="Sweep folder (default: the grid's output_dir).")
+    p.add_argument("--max_cells", type=int, default=MAX_SWEEP_CELLS, metavar="N", help=f"Most cells the grid may make "
+                   f"(default {MAX_SWEEP_CELLS:,}; each is a whole run); raising it risks {SWEEP_CELLS_RISK}.")  # fmt: skip
 
 
 def _registries() -> dict[str, Any]:
@@ -581,6 +590,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ecg_bench.processes import die_with_launcher
+
+    die_with_launcher()  # a rank of `run --nproc N`: dies with the process that launched it
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     split = next((i for i, a in enumerate(argv) if a in COMMANDS), len(argv))

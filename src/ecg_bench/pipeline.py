@@ -11,6 +11,7 @@ checkpoints and results.json; evaluation is sharded and gathered (``evaluation.e
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ecg_bench import folders
+from ecg_bench import folders, run_lock
 from ecg_bench.config import RunConfig, describe_options
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.data.mapped.base import MAPPED
@@ -448,17 +449,20 @@ def _run(cfg: RunConfig, train: bool) -> dict[str, Any]:
     if not rank.main:  # one log, rank 0's; the others speak only of problems
         logging.getLogger("ecg_bench").setLevel(max(logging.WARNING, logging.getLogger("ecg_bench").level))
     kind = "run" if train else "eval"
+    writer = contextlib.ExitStack()  # rank 0's hold on the folder: one writer at a time (ecg_bench.run_lock)
 
     def claim() -> Path:
+        writer.enter_context(run_lock.hold(folders.claim(cfg.output_dir, kind), f"{kind} folder"))
         out = claim_output(cfg, kind, new_results=True)
         cfg.save(out / "config.json")
         return out
 
-    out = distributed.main_first(claim, f"claiming the output folder {cfg.output_dir}")
-    if not rank.main:
-        return _run_in(cfg, train, out, kind)
-    with log_to_file(out / LOG_FILE):  # the run's log beside its results (appended when it resumes); rank 0's only
-        return _run_in(cfg, train, out, kind)
+    with writer:
+        out = distributed.main_first(claim, f"claiming the output folder {cfg.output_dir}")
+        if not rank.main:
+            return _run_in(cfg, train, out, kind)
+        with log_to_file(out / LOG_FILE):  # the run's log beside its results (appended when it resumes); rank 0's only
+            return _run_in(cfg, train, out, kind)
 
 
 def _run_in(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]:

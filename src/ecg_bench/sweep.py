@@ -40,6 +40,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 import shutil
@@ -54,9 +55,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ecg_bench import folders
+from ecg_bench import folders, processes, run_lock
 from ecg_bench.config import RunConfig, build, layered, read_config_file, to_dict
-from ecg_bench.errors import ConfigError
+from ecg_bench.errors import ConfigError, ECGBenchError
+from ecg_bench.limits import MAX_SWEEP_CELLS, SWEEP_CELLS_RISK
 from ecg_bench.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -133,8 +135,10 @@ def _rules(raw: Any, what: str, where: str, problems: list[str]) -> list[dict[st
     return [dict(r) for r in raw]
 
 
-def load_grid(path: str | Path, output_dir: str = "", checks: Sequence[Callable[[Any], list[str]]] = ()) -> Grid:
-    """Read the grid file, build and check every cell's config; ConfigError lists every problem (no cell runs)."""
+def load_grid(path: str | Path, output_dir: str = "", checks: Sequence[Callable[[Any], list[str]]] = (),
+              max_cells: int = MAX_SWEEP_CELLS) -> Grid:  # fmt: skip
+    """Read the grid file, build and check every cell's config; ConfigError lists every problem (no cell runs).
+    A grid of more than ``max_cells`` cells is refused before any cell is built (``check_size``)."""
     path = Path(path)
     where = str(path)
     raw = read_config_file(path)
@@ -172,6 +176,7 @@ def load_grid(path: str | Path, output_dir: str = "", checks: Sequence[Callable[
     base = _base(raw.get("base"), path, preset, checks)
     grid = Grid(path, base, axes, include, exclude, Path(out).expanduser().resolve(), dict(report), dict(slurm))
     report_options(grid)  # a bad report option is refused before any cell runs
+    check_size(grid, max_cells)
     grid.cells = _cells(grid, checks)
     return grid
 
@@ -330,6 +335,43 @@ def _problems_of(e: ConfigError, where: str) -> list[str]:
     return [f"{where}: {m[2:] if m.startswith('--') else m}" for m in e.problems]
 
 
+def count_cells(axes: Mapping[str, list[Any]], include: Sequence[Mapping[str, Any]] = (),
+                exclude: Sequence[Mapping[str, Any]] = (), stop: int = MAX_SWEEP_CELLS) -> tuple[int, bool]:
+    """How many cells ``expand`` gives, counted without making them: (count, exact). Past ``stop`` the count may
+    be a bound (duplicates not removed) or, with exclude rules over a huge product, a lower bound."""
+    product = math.prod(len(v) for v in axes.values())
+    included = sum(math.prod(len(axes[k]) for k in axes if k not in rule) for rule in include)
+    if product + included <= stop:
+        return len(expand(axes, include, exclude)), True
+    if not exclude:
+        return product + included, False
+    kept = included
+    for scanned, values in enumerate(itertools.product(*axes.values()), 1):  # lazily, until past the limit
+        kept += not any(matches(r, dict(zip(axes, values))) for r in exclude)
+        if kept > stop or scanned >= 100 * stop:
+            return max(kept, stop + 1), False
+    return kept, kept <= stop
+
+
+def check_size(grid: Grid, max_cells: int) -> int:
+    """ConfigError when the grid makes more than ``max_cells`` cells (limits.MAX_SWEEP_CELLS): the count and an
+    estimate of the work, before any cell's config is built."""
+    if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells < 1:
+        raise ConfigError([f"--max_cells must be an integer >= 1, got {max_cells!r}"])
+    n, exact = count_cells(grid.axes, grid.include, grid.exclude, max_cells)
+    if n <= max_cells:
+        return n
+    steps = grid.base.train.max_steps
+    sizes = " x ".join(f"{len(v)} {k}" for k, v in grid.axes.items())
+    raise ConfigError([
+        f"{grid.path}: the grid makes {'' if exact else 'at least ' if grid.exclude else 'up to '}{n:,} cells ({sizes}"
+        f"{f' + {len(grid.include)} include rule(s)' if grid.include else ''}), more than the {max_cells:,} a sweep may "
+        f"have: each cell is a whole run (train.max_steps {steps:,} in the base), about {n * steps:,} training steps "
+        f"and {n:,} run folders in all. Check the axes; to run it anyway pass --max_cells {n} at the risk of "
+        f"{SWEEP_CELLS_RISK}"
+    ])
+
+
 def _cells(grid: Grid, checks: Sequence[Callable[[Any], list[str]]]) -> list[Cell]:
     """Every cell's config, built over the base; first each axis value alone, then each cell."""
     problems: list[str] = []
@@ -413,8 +455,39 @@ class SweepState:
         return self.data["cells"][name]["status"]
 
 
+def results_problem(cell: Cell) -> str:
+    """Why the cell is not finished ("" when it is): its results.json must exist, parse and hold what the report
+    reads (config, conditions with metrics). A truncated or otherwise broken one is not finished."""
+    from ecg_bench.evaluation.report.runs import load_run
+
+    path = cell.folder / "results.json"
+    if not path.is_file():
+        return "no results.json"
+    try:
+        load_run(path)
+    except (ECGBenchError, RecursionError, MemoryError) as e:
+        return str(e) or type(e).__name__
+    return ""
+
+
 def finished(cell: Cell) -> bool:
-    return (cell.folder / "results.json").is_file()
+    return not results_problem(cell)
+
+
+def set_aside(cell: Cell, why: str) -> Path:
+    """Move the folder of a cell whose results.json is broken to ``<name>.invalid-<time>`` beside it (kept, never
+    deleted), so the cell is run again from the start in a fresh folder."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    aside = cell.folder.with_name(f"{cell.folder.name}.invalid-{stamp}")
+    n = 1
+    while aside.exists() or aside.is_symlink():
+        n += 1
+        aside = cell.folder.with_name(f"{cell.folder.name}.invalid-{stamp}-{n}")
+    os.replace(cell.folder, aside)
+    run_lock.holder_path(run_lock.lock_path(aside)).unlink(missing_ok=True)  # this sweep's, taken to move it
+    log.warning("cell %s: its results.json is not a finished run's (%s); the cell runs again, its folder is kept "
+                "as %s", cell.name, why, aside)  # fmt: skip
+    return aside
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -527,12 +600,14 @@ def _slot_env(slot: int, jobs: int) -> dict[str, str]:
 
 
 def _run_local(cell: Cell, env: dict[str, str]) -> tuple[str, str]:
-    cmd = cell_command(cell)
     logfile = cell.folder / CELL_LOG
-    with open(logfile, "a") as f:
+    # the sweep holds the cell's folder for the run it starts (which writes under that lock), and the run dies with it
+    with run_lock.hold(cell.folder, "sweep cell") as lock, open(logfile, "a") as f:
+        cmd = cell_command(cell)
         f.write(f"\n# {_now()} {' '.join(cmd)}\n")
         f.flush()
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=False).returncode
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=run_lock.passed_down_env(lock, env),
+                            check=False, **processes.popen_kwargs()).returncode  # fmt: skip
     if rc == 0 and finished(cell):
         return "done", ""
     text = logfile.read_text(errors="replace")
@@ -606,13 +681,19 @@ def _collect(cell: Cell, job: Any, state: SweepState, t0: float) -> None:
 
 
 def prepare_cells(grid: Grid) -> None:
-    """The sweep folder (ours, marked) and each cell's folder with its cell.json, before any cell runs."""
+    """The sweep folder (ours, marked) and each unfinished cell's folder with its cell.json, before any cell runs.
+    A cell folder another process is writing (a run left by a killed sweep) is refused (RunLockError naming it);
+    one whose results.json is broken is set aside (``set_aside``) and started afresh."""
     folders.claim(grid.output_dir, "sweep")
     for c in grid.cells:
-        if finished(c):
+        why = results_problem(c)
+        if not why:
             continue
-        folders.claim(c.folder, "run")
-        c.config.save(c.folder / CELL_CONFIG)
+        if why != "no results.json":
+            with run_lock.hold(folders.claim(c.folder, "run"), "sweep cell"):
+                set_aside(c, why)
+        with run_lock.hold(folders.claim(c.folder, "run"), "sweep cell"):
+            c.config.save(c.folder / CELL_CONFIG)
 
 
 def run_sweep(grid: Grid, jobs: int = 1, executor: str = "local", report: bool = True) -> SweepOutcome:
