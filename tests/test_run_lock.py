@@ -146,3 +146,31 @@ def test_two_runs_into_one_folder_the_second_is_refused_and_the_first_keeps_ever
         holder.wait()
     assert b.returncode == 2 and f"being written by pid {holder.pid}" in b.stderr, b.stderr
     assert _files(out) == finished
+
+
+def test_a_child_given_the_lock_keeps_it_after_its_parent_is_killed(tmp_path):
+    """What a sweep does for its cell: the child holds the OS lock too, so the folder stays locked while it runs,
+    even where nothing makes it die with its parent."""
+    folder = folders.claim(tmp_path / "cell", "run")
+    code = textwrap.dedent(f"""
+        import subprocess, sys
+        from ecg_bench import run_lock
+        with run_lock.hold({str(folder)!r}, "a sweep cell") as lock:
+            fd = run_lock.descriptor(lock)
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], pass_fds=(fd,))
+            print(child.pid, flush=True)
+            child.wait()
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=_env())
+    child = int(parent.stdout.readline())
+    try:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        with pytest.raises(run_lock.RunLockError, match=rf"pid {parent.pid} .*no longer running, a process it started"):
+            with run_lock.hold(folder):
+                pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+    _wait_for(lambda: not run_lock.pid_alive(child))
+    with run_lock.hold(folder):  # the last holder gone: free
+        pass

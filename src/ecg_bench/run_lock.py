@@ -14,7 +14,9 @@ lands in a folder of the user's. A folder replaced whole while it is written (a 
 
 A parent that holds a folder's lock for the child that writes it (a sweep running a cell, ``run
 --nproc N`` starting its ranks) lists it in the environment (``ECG_BENCH_HELD_LOCKS``); a descendant of
-that holder writes under the parent's lock, any other process is refused.
+that holder writes under the parent's lock, any other process is refused. A sweep also hands its cell
+the lock's descriptor (``descriptor``): the OS lock then lasts while either of them runs, so a cell left
+running by a killed sweep still keeps a rerun out of its folder.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class RunLockError(FolderError):
 
 
 _held: dict[str, tuple[FileLock, int]] = {}  # lock file -> (its FileLock, how many holds in this process)
+_fds: dict[str, int] = {}  # lock file -> the descriptor of its OS lock (while held)
 _guard = threading.Lock()
 
 
@@ -78,7 +81,10 @@ def describe_holder(h: dict[str, Any] | None) -> str:
     if h is None:
         return "another process (it wrote no holder file)"
     cmd = str(h.get("command", ""))[:300]
-    return f"pid {h['pid']} on {h.get('host', '?')} ({cmd!r}, since {h.get('since', '?')})"
+    gone = ""
+    if h.get("host") == socket.gethostname() and not pid_alive(h["pid"]):
+        gone = "; it is no longer running, a process it started holds the lock now"
+    return f"pid {h['pid']} on {h.get('host', '?')} ({cmd!r}, since {h.get('since', '?')}{gone})"
 
 
 def pid_alive(pid: int) -> bool:
@@ -186,7 +192,10 @@ def hold(folder: str | Path, what: str = "a run folder", *, timeout: float = 0.0
             first = True
     if first:
         holder = read_holder(path)
-        lock = FileLock(key, thread_local=False)
+        try:
+            lock = FileLock(key, thread_local=False, on_acquired=lambda fd: _fds.__setitem__(key, fd))
+        except ValueError:  # a lock without a descriptor to hand down (filelock's soft lock)
+            lock = FileLock(key, thread_local=False)
         try:
             _acquire(lock, path, what, timeout)
         except RunLockError:
@@ -214,6 +223,7 @@ def hold(folder: str | Path, what: str = "a run folder", *, timeout: float = 0.0
                 lock = None
             else:
                 del _held[key]
+                _fds.pop(key, None)
         if lock is not None:
             holder_path(path).unlink(missing_ok=True)
             lock.release()
@@ -238,6 +248,12 @@ def pass_down(lock_file: str | Path) -> Iterator[None]:
             os.environ.pop(ENV, None)
         else:
             os.environ[ENV] = old
+
+
+def descriptor(lock_file: str | Path) -> int | None:
+    """The descriptor of this process's OS lock on ``lock_file`` (None when not held here). A child given it
+    (``subprocess.Popen(pass_fds=...)``) keeps the lock held should this process die before it."""
+    return _fds.get(str(Path(lock_file).absolute()))
 
 
 def passed_down_env(lock_file: str | Path, env: dict[str, str]) -> dict[str, str]:

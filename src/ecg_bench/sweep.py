@@ -606,8 +606,9 @@ def _run_local(cell: Cell, env: dict[str, str]) -> tuple[str, str]:
         cmd = cell_command(cell)
         f.write(f"\n# {_now()} {' '.join(cmd)}\n")
         f.flush()
+        fd = run_lock.descriptor(lock)  # the cell's run keeps the lock should the sweep die before it
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=run_lock.passed_down_env(lock, env),
-                            check=False, **processes.popen_kwargs()).returncode  # fmt: skip
+                            check=False, pass_fds=() if fd is None else (fd,), **processes.popen_kwargs()).returncode  # fmt: skip
     if rc == 0 and finished(cell):
         return "done", ""
     text = logfile.read_text(errors="replace")
