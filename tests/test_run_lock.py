@@ -155,9 +155,9 @@ def test_a_child_given_the_lock_keeps_it_after_its_parent_is_killed(tmp_path):
     code = textwrap.dedent(f"""
         import subprocess, sys
         from ecg_bench import run_lock
-        with run_lock.hold({str(folder)!r}, "a sweep cell") as lock:
-            fd = run_lock.descriptor(lock)
-            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], pass_fds=(fd,))
+        with run_lock.hold({str(folder)!r}, "a sweep cell") as lock, run_lock.descriptors_for_child(lock) as fds:
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], pass_fds=fds,
+                                     preexec_fn=lambda: None)  # a preexec_fn, as the sweep's: filelock's at-fork hook runs
             print(child.pid, flush=True)
             child.wait()
     """)

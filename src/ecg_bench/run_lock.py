@@ -15,7 +15,7 @@ lands in a folder of the user's. A folder replaced whole while it is written (a 
 A parent that holds a folder's lock for the child that writes it (a sweep running a cell, ``run
 --nproc N`` starting its ranks) lists it in the environment (``ECG_BENCH_HELD_LOCKS``); a descendant of
 that holder writes under the parent's lock, any other process is refused. A sweep also hands its cell
-the lock's descriptor (``descriptor``): the OS lock then lasts while either of them runs, so a cell left
+the lock's descriptor (``descriptors_for_child``): the OS lock then lasts while either of them runs, so a cell left
 running by a killed sweep still keeps a rerun out of its folder.
 """
 
@@ -250,10 +250,21 @@ def pass_down(lock_file: str | Path) -> Iterator[None]:
             os.environ[ENV] = old
 
 
-def descriptor(lock_file: str | Path) -> int | None:
-    """The descriptor of this process's OS lock on ``lock_file`` (None when not held here). A child given it
-    (``subprocess.Popen(pass_fds=...)``) keeps the lock held should this process die before it."""
-    return _fds.get(str(Path(lock_file).absolute()))
+@contextmanager
+def descriptors_for_child(lock_file: str | Path) -> Iterator[tuple[int, ...]]:
+    """Descriptors to give a child (``subprocess.Popen(pass_fds=...)``) so that it holds this process's OS lock on
+    ``lock_file`` too, and keeps it held should this process die before it; empty when not held here.
+
+    A duplicate, closed after the block: filelock closes its own descriptors in a forked child (its at-fork
+    handler, which runs when Popen has a ``preexec_fn``), not this one; the lock stays this process's.
+    """
+    fd = _fds.get(str(Path(lock_file).absolute()))
+    dup = os.dup(fd) if fd is not None else None
+    try:
+        yield () if dup is None else (dup,)
+    finally:
+        if dup is not None:
+            os.close(dup)
 
 
 def passed_down_env(lock_file: str | Path, env: dict[str, str]) -> dict[str, str]:

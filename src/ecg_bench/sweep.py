@@ -344,7 +344,7 @@ def count_cells(axes: Mapping[str, list[Any]], include: Sequence[Mapping[str, An
     if product + included <= stop:
         return len(expand(axes, include, exclude)), True
     if not exclude:
-        return product + included, False
+        return product + included, not include  # include rules may repeat cells of the product
     kept = included
     for scanned, values in enumerate(itertools.product(*axes.values()), 1):  # lazily, until past the limit
         kept += not any(matches(r, dict(zip(axes, values))) for r in exclude)
@@ -602,13 +602,14 @@ def _slot_env(slot: int, jobs: int) -> dict[str, str]:
 def _run_local(cell: Cell, env: dict[str, str]) -> tuple[str, str]:
     logfile = cell.folder / CELL_LOG
     # the sweep holds the cell's folder for the run it starts (which writes under that lock), and the run dies with it
-    with run_lock.hold(cell.folder, "sweep cell") as lock, open(logfile, "a") as f:
+    # (and hands it the lock's descriptor: the cell keeps the lock should the sweep die before it)
+    with run_lock.hold(cell.folder, "sweep cell") as lock, run_lock.descriptors_for_child(lock) as fds, \
+            open(logfile, "a") as f:
         cmd = cell_command(cell)
         f.write(f"\n# {_now()} {' '.join(cmd)}\n")
         f.flush()
-        fd = run_lock.descriptor(lock)  # the cell's run keeps the lock should the sweep die before it
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=run_lock.passed_down_env(lock, env),
-                            check=False, pass_fds=() if fd is None else (fd,), **processes.popen_kwargs()).returncode  # fmt: skip
+                            check=False, pass_fds=fds, **processes.popen_kwargs()).returncode  # fmt: skip
     if rc == 0 and finished(cell):
         return "done", ""
     text = logfile.read_text(errors="replace")
