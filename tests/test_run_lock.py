@@ -174,3 +174,51 @@ def test_a_child_given_the_lock_keeps_it_after_its_parent_is_killed(tmp_path):
     _wait_for(lambda: not run_lock.pid_alive(child))
     with run_lock.hold(folder):  # the last holder gone: free
         pass
+
+
+def test_a_lock_beside_a_replaced_folder_is_removed_when_released_and_refuses_a_second_writer(tmp_path):
+    out = tmp_path / "encoder"
+    beside = tmp_path / "encoder.lock"
+    code = textwrap.dedent(f"""
+        import sys
+        from ecg_bench import run_lock
+        with run_lock.hold({str(out)!r}, "pretraining output", lock_file={str(beside)!r}):
+            print("held", flush=True)
+            sys.stdin.read()
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert p.stdout.readline().strip() == "held"
+        with pytest.raises(run_lock.RunLockError, match=f"pid {p.pid}"):
+            with run_lock.hold(out, "pretraining output", lock_file=beside):
+                pass
+    finally:
+        p.stdin.close()
+        p.wait()
+    assert not beside.exists() and not run_lock.holder_path(beside).exists()  # nothing left beside the folder
+    with run_lock.hold(out, "pretraining output", lock_file=beside):
+        assert beside.exists()
+    assert not beside.exists()
+
+
+def test_pretraining_takes_the_lock_of_its_output(tmp_path, tiny_store, capsys):
+    """A second pretraining into the same --out is refused naming the first (here: a process holding its lock)."""
+    from ecg_bench import cli
+
+    out = tmp_path / "enc"
+    code = textwrap.dedent(f"""
+        import sys
+        from ecg_bench import run_lock
+        with run_lock.hold({str(out)!r}, "pretraining output", lock_file={str(out) + '.lock'!r}):
+            print("held", flush=True)
+            sys.stdin.read()
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert p.stdout.readline().strip() == "held"
+        rc = cli.main(["pretrain", "mae", "--store", str(tiny_store.path), "--out", str(out), "--loop.steps", "1"])
+    finally:
+        p.stdin.close()
+        p.wait()
+    assert rc == 2 and f"{out} is being written by pid {p.pid}" in capsys.readouterr().err
+    assert not out.exists()

@@ -77,16 +77,13 @@ def launch_torchrun(args, cfg: RunConfig, nproc: int) -> int:
     from torch.distributed.run import get_args_parser
     from torch.distributed.run import run as torchrun
 
-    from ecg_bench import folders, processes, run_lock
+    from ecg_bench import processes
     from ecg_bench.training.distributed import resolve_strategy
 
     resolve_strategy(cfg.train.strategy, nproc)  # e.g. single on 2 processes: refused here, once
     rest = _without_nproc(args.argv)
     targs = get_args_parser().parse_args(["--standalone", "--nproc-per-node", str(nproc), "--module", "ecg_bench", *rest])
-    kind = "eval" if args.command == "evaluate" else "run"
-    # the launcher holds the output folder for its ranks (rank 0 writes under it), and its ranks die with it
-    with run_lock.hold(folders.claim(cfg.output_dir, kind), f"{kind} folder") as lock, run_lock.pass_down(lock), \
-            processes.launcher():
+    with processes.launcher():  # the ranks die with this process (rank 0 holds the output folder: run_lock)
         try:
             torchrun(targs)
         except ChildFailedError as e:

@@ -452,7 +452,7 @@ def _run(cfg: RunConfig, train: bool) -> dict[str, Any]:
     writer = contextlib.ExitStack()  # rank 0's hold on the folder: one writer at a time (ecg_bench.run_lock)
 
     def claim() -> Path:
-        writer.enter_context(run_lock.hold(folders.claim(cfg.output_dir, kind), f"{kind} folder"))
+        writer.enter_context(run_lock.hold(folders.claim(cfg.output_dir, kind), "a run folder" if train else "an evaluation folder"))
         out = claim_output(cfg, kind, new_results=True)
         cfg.save(out / "config.json")
         return out

@@ -10,13 +10,15 @@ A second writer is refused at once with a ``RunLockError`` (exit 2) naming that 
 asked to wait (``timeout``). A holder file left by a process that died is taken over, with a log line
 naming it. The folder is one ecg-bench made (``folders.claim``) before it is locked, so the lock never
 lands in a folder of the user's. A folder replaced whole while it is written (a pretraining output,
-``folders.replace``) is locked beside it instead: ``lock_file=<folder>.lock``.
+``folders.replace``) is locked beside it instead (``lock_file=<folder>.lock``); that file is removed
+when the lock is released, and a process that waited on a removed file takes the lock again.
 
-A parent that holds a folder's lock for the child that writes it (a sweep running a cell, ``run
---nproc N`` starting its ranks) lists it in the environment (``ECG_BENCH_HELD_LOCKS``); a descendant of
-that holder writes under the parent's lock, any other process is refused. A sweep also hands its cell
-the lock's descriptor (``descriptors_for_child``): the OS lock then lasts while either of them runs, so a cell left
-running by a killed sweep still keeps a rerun out of its folder.
+A parent that holds a folder's lock for the child that writes it (a sweep running a cell) lists it in
+the child's environment (``ECG_BENCH_HELD_LOCKS``, ``passed_down_env``); a descendant of that holder
+writes under the parent's lock, any other process is refused. The sweep also hands its cell the
+lock's descriptor (``descriptors_for_child``): the OS lock then lasts while either of them runs, so a
+cell left running by a killed sweep still keeps a rerun out of its folder. Under ``run --nproc N``
+rank 0 takes the lock; the other ranks do not write the folder.
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ def _write_holder(lock_file: Path, what: str) -> None:
     os.replace(tmp, dst)
 
 
-def _acquire(lock: FileLock, lock_file: Path, what: str, timeout: float) -> None:
+def _acquire(lock: FileLock, lock_file: Path, folder: Path, what: str, timeout: float) -> None:
     try:
         lock.acquire(timeout=0)
         return
@@ -154,22 +156,38 @@ def _acquire(lock: FileLock, lock_file: Path, what: str, timeout: float) -> None
     holder = read_holder(lock_file)
     if timeout <= 0:
         raise RunLockError(
-            f"{lock_file.parent} is being written by {describe_holder(holder)}: one writer at a time in {what}. "
+            f"{folder} is being written by {describe_holder(holder)}: one writer at a time in {what}. "
             "Wait for it to finish (or stop it), or choose another folder"
         )
     t0 = time.monotonic()
-    log.info("waiting for %s (%s), held by %s", lock_file.parent, what, describe_holder(holder))
+    log.info("waiting for %s (%s), held by %s", folder, what, describe_holder(holder))
     while True:
         waited = time.monotonic() - t0
         if waited >= timeout:
-            raise RunLockError(f"{lock_file.parent} is still being written by {describe_holder(read_holder(lock_file))} "
+            raise RunLockError(f"{folder} is still being written by {describe_holder(read_holder(lock_file))} "
                                f"after {waited:.0f} s of waiting; one writer at a time in {what}")  # fmt: skip
         try:
             lock.acquire(timeout=min(WAIT_LOG_EVERY_S, timeout - waited))
-            log.info("got %s after %.0f s", lock_file.parent, time.monotonic() - t0)
+            log.info("got %s after %.0f s", folder, time.monotonic() - t0)
             return
         except LockTimeout:
-            log.info("still waiting for %s, held by %s", lock_file.parent, describe_holder(read_holder(lock_file)))
+            log.info("still waiting for %s, held by %s", folder, describe_holder(read_holder(lock_file)))
+
+
+def _new_lock(key: str) -> FileLock:
+    try:  # the OS lock's descriptor is recorded when acquired (``descriptors_for_child``, ``_same_file``)
+        return FileLock(key, thread_local=False, on_acquired=lambda fd: _fds.__setitem__(key, fd))
+    except ValueError:  # a lock without a descriptor (filelock's soft lock)
+        return FileLock(key, thread_local=False)
+
+
+def _same_file(key: str) -> bool:
+    """Whether the lock this process holds on ``key`` is on the file at that path now (not on one removed)."""
+    fd = _fds.get(key)
+    try:
+        return fd is None or os.fstat(fd).st_ino == os.stat(key).st_ino
+    except OSError:
+        return False
 
 
 @contextmanager
@@ -179,9 +197,10 @@ def hold(folder: str | Path, what: str = "a run folder", *, timeout: float = 0.0
 
     ``folder`` exists already (made by ``folders.claim``). Another process holding it: RunLockError naming
     it at once (``timeout`` 0), or after waiting up to ``timeout`` seconds (``float('inf')``: as long as it
-    takes). A descendant of the holder that passed it down (``pass_down``) writes under that lock.
+    takes). A descendant of the holder that passed it down (``passed_down_env``) writes under that lock.
     """
-    path = Path(lock_file) if lock_file is not None else lock_path(folder)
+    beside = lock_file is not None  # a lock file outside the folder: removed when released (``_same_file``)
+    path = Path(lock_file) if beside else lock_path(folder)
     key = str(path.absolute())
     with _guard:
         if key in _held:
@@ -192,12 +211,13 @@ def hold(folder: str | Path, what: str = "a run folder", *, timeout: float = 0.0
             first = True
     if first:
         holder = read_holder(path)
+        lock = _new_lock(key)
         try:
-            lock = FileLock(key, thread_local=False, on_acquired=lambda fd: _fds.__setitem__(key, fd))
-        except ValueError:  # a lock without a descriptor to hand down (filelock's soft lock)
-            lock = FileLock(key, thread_local=False)
-        try:
-            _acquire(lock, path, what, timeout)
+            _acquire(lock, path, Path(folder), what, timeout)
+            while beside and not _same_file(key):  # the file was removed by its last holder while we waited
+                lock.release()
+                lock = _new_lock(key)
+                _acquire(lock, path, Path(folder), what, timeout)
         except RunLockError:
             if not _inherited(key, read_holder(path)):
                 raise
@@ -226,28 +246,9 @@ def hold(folder: str | Path, what: str = "a run folder", *, timeout: float = 0.0
                 _fds.pop(key, None)
         if lock is not None:
             holder_path(path).unlink(missing_ok=True)
+            if beside:  # no lock file left beside the folder; a waiter on this file notices (``_same_file``)
+                path.unlink(missing_ok=True)
             lock.release()
-
-
-@contextmanager
-def pass_down(lock_file: str | Path) -> Iterator[None]:
-    """While the block runs, the processes this one starts may write under its lock ``lock_file`` (see ``ENV``)."""
-    key = str(Path(lock_file).absolute())
-    old = os.environ.get(ENV)
-    try:
-        passed = json.loads(old or "{}")
-    except ValueError:
-        passed = {}
-    passed = passed if isinstance(passed, dict) else {}
-    passed[key] = os.getpid()
-    os.environ[ENV] = json.dumps(passed)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(ENV, None)
-        else:
-            os.environ[ENV] = old
 
 
 @contextmanager

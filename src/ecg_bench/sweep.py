@@ -603,7 +603,7 @@ def _run_local(cell: Cell, env: dict[str, str]) -> tuple[str, str]:
     logfile = cell.folder / CELL_LOG
     # the sweep holds the cell's folder for the run it starts (which writes under that lock), and the run dies with it
     # (and hands it the lock's descriptor: the cell keeps the lock should the sweep die before it)
-    with run_lock.hold(cell.folder, "sweep cell") as lock, run_lock.descriptors_for_child(lock) as fds, \
+    with run_lock.hold(cell.folder, "a sweep cell") as lock, run_lock.descriptors_for_child(lock) as fds, \
             open(logfile, "a") as f:
         cmd = cell_command(cell)
         f.write(f"\n# {_now()} {' '.join(cmd)}\n")
@@ -692,9 +692,9 @@ def prepare_cells(grid: Grid) -> None:
         if not why:
             continue
         if why != "no results.json":
-            with run_lock.hold(folders.claim(c.folder, "run"), "sweep cell"):
+            with run_lock.hold(folders.claim(c.folder, "run"), "a sweep cell"):
                 set_aside(c, why)
-        with run_lock.hold(folders.claim(c.folder, "run"), "sweep cell"):
+        with run_lock.hold(folders.claim(c.folder, "run"), "a sweep cell"):
             c.config.save(c.folder / CELL_CONFIG)
 
 
