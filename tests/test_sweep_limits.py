@@ -119,7 +119,7 @@ def test_a_cell_folder_another_process_writes_refuses_the_sweep_naming_it(tmp_pa
 
 @pytest.mark.slow
 def test_a_truncated_cell_is_redone_with_a_report_and_a_report_that_fails_fails_the_sweep(tmp_path, capsys, monkeypatch):
-    grid = _grid(tmp_path, {"train.seed": [0]}, report={"examples": 0, "bootstrap_resamples": 50})
+    grid = _grid(tmp_path, {"train.seed": [0]}, report={"examples": 0, "bootstrap_resamples": 100})
     assert cli.main(["sweep", str(grid)]) == 0
     cell = tmp_path / "sweep" / "seed=0"
     results = (cell / "results.json").read_text()

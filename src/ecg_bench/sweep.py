@@ -707,19 +707,8 @@ def run_sweep(grid: Grid, jobs: int = 1, executor: str = "local", report: bool =
     check_finished(grid.cells)
     folders.check_replaceable(grid.output_dir / "report", "report")
     options = report_options(grid) if report else None
-    folders.claim(grid.output_dir, "sweep")
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(grid.output_dir / "sweep.lock"))  # one sweep at a time in a folder (a lock the OS drops with it)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise folders.FolderError(f"{grid.output_dir}: another ecg-bench sweep is running in this folder (it holds "
-                                  f"{grid.output_dir / 'sweep.lock'}); wait for it, or stop it and rerun") from None  # fmt: skip
-    try:
+    with run_lock.hold(folders.claim(grid.output_dir, "sweep"), "a sweep folder"):  # one sweep at a time in a folder
         return _run_locked(grid, jobs, executor, report, options)
-    finally:
-        lock.release()
 
 
 def _run_locked(grid: Grid, jobs: int, executor: str, report: bool, options: Any) -> SweepOutcome:
