@@ -222,3 +222,40 @@ def test_pretraining_takes_the_lock_of_its_output(tmp_path, tiny_store, capsys):
         p.wait()
     assert rc == 2 and f"{out} is being written by pid {p.pid}" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _holding_process(folder: Path, kind: str) -> subprocess.Popen:
+    code = textwrap.dedent(f"""
+        import sys
+        from ecg_bench import folders, run_lock
+        with run_lock.hold(folders.claim({str(folder)!r}, {kind!r}), "a test's folder"):
+            print("held", flush=True)
+            sys.stdin.read()
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env())
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_evaluate_and_data_take_the_lock_of_their_folder(tiny_checkpoint, tmp_path, capsys):
+    from ecg_bench import cli
+
+    out = tmp_path / "eval"
+    p = _holding_process(out, "eval")
+    try:
+        rc = cli.main(["evaluate", "--checkpoint", str(tiny_checkpoint[1]), "--output_dir", str(out)])
+    finally:
+        p.stdin.close()
+        p.wait()
+    assert rc == 2 and f"{out} is being written by pid {p.pid}" in capsys.readouterr().err
+    assert sorted(f.name for f in out.iterdir()) == [folders.MARKER, run_lock.LOCK_NAME]  # nothing written
+
+    out = tmp_path / "data"
+    p = _holding_process(out, "run")
+    try:
+        rc = cli.main(["data", "--output_dir", str(out), "--data.source.type", "synthetic", "--data.source.num_patients", "10"])
+    finally:
+        p.stdin.close()
+        p.wait()
+    assert rc == 2 and f"{out} is being written by pid {p.pid}" in capsys.readouterr().err
+    assert sorted(f.name for f in out.iterdir()) == [folders.MARKER, run_lock.LOCK_NAME]

@@ -179,11 +179,17 @@ def open_store(cfg: RunConfig, src: Any, sdir: Path) -> SegmentStore:
 
 
 def prepare_data(cfg: RunConfig, kind: str = "run") -> PreparedData:
-    """Build (or reuse) the segment store and the conversations, assign folds, and split by patient."""
-    d = cfg.data
-    source = SOURCES.get(d.source.type)  # unknown names fail before any work
-    for name in [] if d.hf_dataset else mapped_names(d):
+    """Build (or reuse) the segment store and the conversations, assign folds, and split by patient; the output
+    folder is held meanwhile (``run_lock``: a run writing it refuses the ``data`` command, and the reverse)."""
+    source = SOURCES.get(cfg.data.source.type)  # unknown names fail before any work
+    for name in [] if cfg.data.hf_dataset else mapped_names(cfg.data):
         MAPPED.get(name)
+    with run_lock.hold(folders.claim(cfg.output_dir, kind), "a run folder" if kind == "run" else "an evaluation folder"):
+        return _prepare_data(cfg, kind, source)
+
+
+def _prepare_data(cfg: RunConfig, kind: str, source: Any) -> PreparedData:
+    d = cfg.data
     claim_output(cfg, kind)
     sdir = store_dir(cfg)
     src = source(d)
@@ -450,9 +456,10 @@ def _run(cfg: RunConfig, train: bool) -> dict[str, Any]:
         logging.getLogger("ecg_bench").setLevel(max(logging.WARNING, logging.getLogger("ecg_bench").level))
     kind = "run" if train else "eval"
     writer = contextlib.ExitStack()  # rank 0's hold on the folder: one writer at a time (ecg_bench.run_lock)
+    what = "a run folder" if train else "an evaluation folder"
 
     def claim() -> Path:
-        writer.enter_context(run_lock.hold(folders.claim(cfg.output_dir, kind), "a run folder" if train else "an evaluation folder"))
+        writer.enter_context(run_lock.hold(folders.claim(cfg.output_dir, kind), what))  # before anything is written
         out = claim_output(cfg, kind, new_results=True)
         cfg.save(out / "config.json")
         return out
