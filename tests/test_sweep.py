@@ -4,6 +4,9 @@ any cell runs, a reduced quick grid end to end (cells, shared store, report), an
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -182,8 +185,6 @@ def test_a_cell_killed_while_training_resumes_from_its_newest_checkpoint_of_the_
 
 
 def test_one_sweep_at_a_time_in_a_folder(tmp_path):
-    from filelock import FileLock
-
     from ecg_bench import folders
     from ecg_bench.folders import FolderError
     from ecg_bench.sweep import run_sweep
@@ -196,9 +197,17 @@ def test_one_sweep_at_a_time_in_a_folder(tmp_path):
         run_sweep(grid)
     (out / "notes.txt").unlink()
     folders.claim(out, "sweep")  # as the first sweep did
-    with FileLock(str(out / "sweep.lock")):  # another sweep holds the folder: refused, nothing started
-        with pytest.raises(FolderError, match="another ecg-bench sweep is running in this folder"):
+    code = (f"import sys\nfrom ecg_bench import run_lock\nwith run_lock.hold({str(out)!r}, 'a sweep folder'):\n"
+            "    print('held', flush=True)\n    sys.stdin.read()")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    other = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:  # another sweep holds the folder: refused naming it, nothing started
+        assert other.stdout.readline().strip() == "held"
+        with pytest.raises(FolderError, match=f"{out} is being written by pid {other.pid} .*one writer at a time in a sweep folder"):
             run_sweep(grid)
+    finally:
+        other.stdin.close()
+        other.wait()
     assert not any(c.folder.exists() for c in grid.cells)
 
 

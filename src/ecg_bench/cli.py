@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ecg_bench.processes import die_with_launcher
+
+    die_with_launcher()  # a rank of `run --nproc N`: dies with the process that launched it
     argv = list(sys.argv[1:] if argv is None else argv)
     split = next((i for i, a in enumerate(argv) if a in COMMANDS), len(argv))
     if split == len(argv):

@@ -236,3 +236,15 @@ def check_max_new_tokens(value: int, where: str) -> None:
     p = _size_problem("max_new_tokens", value, MAX_NEW_TOKENS, "answer length: generation time grows with it")
     if p:
         raise DataError(f"{where}: {p}")
+
+# ---------------------------------------------------------------- sweeps (ecg_bench.sweep)
+
+MAX_SWEEP_CELLS = 1000
+"""Cells a sweep grid may make unless ``ecg-bench sweep --max_cells N`` raises it. Each cell is a whole
+training run (a folder of checkpoints and results, hours of a GPU on a real model), and a grid's axes
+multiply: five axes of four values are 1,024 cells. The cells are counted from the axes and include
+rules BEFORE any is built or checked (building a config takes milliseconds; a million take hours), and
+a refusal says the count and an estimate of the work. Raising it risks days of compute and disk filled
+with run folders started by one mistyped axis."""
+SWEEP_CELLS_RISK = "days of compute and a disk filled with run folders from one mistyped axis"
+"""What raising ``MAX_SWEEP_CELLS`` risks (said by the refusal and by ``--max_cells``'s help)."""

@@ -11,6 +11,7 @@ checkpoints and results.json; evaluation is sharded and gathered (``evaluation.e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ecg_bench import folders
+from ecg_bench import folders, run_lock
 from ecg_bench.config import RunConfig, describe_options
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.data.mapped.base import MAPPED
@@ -115,11 +116,17 @@ def claim_output(cfg: RunConfig, kind: str = "run", new_results: bool = False) -
 
 
 def prepare_data(cfg: RunConfig, kind: str = "run") -> PreparedData:
-    """Build (or reuse) the segment store and the conversations, assign folds, and split by patient."""
-    d = cfg.data
-    source = SOURCES.get(d.source.type)  # unknown names fail before any work
-    for name in [] if d.hf_dataset else mapped_names(d):
+    """Build (or reuse) the segment store and the conversations, assign folds, and split by patient; the output
+    folder is held meanwhile (``run_lock``: a run writing it refuses the ``data`` command, and the reverse)."""
+    source = SOURCES.get(cfg.data.source.type)  # unknown names fail before any work
+    for name in [] if cfg.data.hf_dataset else mapped_names(cfg.data):
         MAPPED.get(name)
+    with run_lock.hold(folders.claim(cfg.output_dir, kind), "a run folder" if kind == "run" else "an evaluation folder"):
+        return _prepare_data(cfg, kind, source)
+
+
+def _prepare_data(cfg: RunConfig, kind: str, source: Any) -> PreparedData:
+    d = cfg.data
     claim_output(cfg, kind)
     sdir = store_dir(cfg)
     src = source(d)
@@ -230,17 +237,21 @@ def _run(cfg: RunConfig, train: bool) -> dict[str, Any]:
     if not rank.main:  # one log, rank 0's; the others speak only of problems
         logging.getLogger("ecg_bench").setLevel(max(logging.WARNING, logging.getLogger("ecg_bench").level))
     kind = "run" if train else "eval"
+    writer = contextlib.ExitStack()  # rank 0's hold on the folder: one writer at a time (ecg_bench.run_lock)
+    what = "a run folder" if train else "an evaluation folder"
 
     def claim() -> Path:
+        writer.enter_context(run_lock.hold(folders.claim(cfg.output_dir, kind), what))  # before anything is written
         out = claim_output(cfg, kind, new_results=True)
         cfg.save(out / "config.json")
         return out
 
-    out = distributed.main_first(claim, f"claiming the output folder {cfg.output_dir}")
-    if not rank.main:
-        return _run_in(cfg, train, out, kind)
-    with log_to_file(out / LOG_FILE):  # the run's log beside its results (appended when it resumes); rank 0's only
-        return _run_in(cfg, train, out, kind)
+    with writer:
+        out = distributed.main_first(claim, f"claiming the output folder {cfg.output_dir}")
+        if not rank.main:
+            return _run_in(cfg, train, out, kind)
+        with log_to_file(out / LOG_FILE):  # the run's log beside its results (appended when it resumes); rank 0's only
+            return _run_in(cfg, train, out, kind)
 
 
 def _run_in(cfg: RunConfig, train: bool, out: Path, kind: str) -> dict[str, Any]:

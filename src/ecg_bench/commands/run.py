@@ -74,16 +74,18 @@ def launch_torchrun(args, cfg: RunConfig, nproc: int) -> int:
     from torch.distributed.run import get_args_parser
     from torch.distributed.run import run as torchrun
 
+    from ecg_bench import processes
     from ecg_bench.training.distributed import resolve_strategy
 
     resolve_strategy(cfg.train.strategy, nproc)  # e.g. single on 2 processes: refused here, once
     rest = _without_nproc(args.argv)
     targs = get_args_parser().parse_args(["--standalone", "--nproc-per-node", str(nproc), "--module", "ecg_bench", *rest])
-    try:
-        torchrun(targs)
-    except ChildFailedError as e:
-        codes = [f.exitcode for f in e.failures.values()]
-        return max((c for c in codes if c and c > 0), default=1)
+    with processes.launcher():  # the ranks die with this process (rank 0 holds the output folder: run_lock)
+        try:
+            torchrun(targs)
+        except ChildFailedError as e:
+            codes = [f.exitcode for f in e.failures.values()]
+            return max((c for c in codes if c and c > 0), default=1)
     return 0
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ecg_bench.config import build
 from ecg_bench.errors import ConfigError, ECGBenchError
+from ecg_bench.limits import MAX_SWEEP_CELLS
 
 
 def _command(args, checks=()):
@@ -133,7 +134,7 @@ def cmd_sweep(args) -> int:
     from ecg_bench.sweep import describe, load_grid, run_sweep
 
     cmd: SweepCommand = _command(args, [lambda c: c.problems()])
-    grid = load_grid(cmd.grid, cmd.output_dir, checks=[config_problems])  # every cell checked before any runs
+    grid = load_grid(cmd.grid, cmd.output_dir, checks=[config_problems], max_cells=cmd.max_cells)  # all checked first
     print(describe(grid))
     if cmd.dry_run:
         return 0
@@ -146,7 +147,8 @@ def cmd_sweep(args) -> int:
     if outcome.report is not None:
         print(f"report: {outcome.report / 'index.html'}")
     elif outcome.report_error:
-        print(f"no report: {outcome.report_error}")
+        print(f"error: no report: {outcome.report_error}", file=sys.stderr)
+        return 1
     return 1 if outcome.failed else 0
 
 
@@ -230,6 +232,9 @@ class SweepCommand:
     submitit (the grid's slurm: parameters); submitit_local = submitit's LocalExecutor here."""
     output_dir: str = ""
     """Sweep folder (default: the grid's output_dir)."""
+    max_cells: int = MAX_SWEEP_CELLS
+    """Most cells the grid may make (each is a whole run; limits.MAX_SWEEP_CELLS); raising it risks days of compute and
+    a disk filled with run folders from one mistyped axis."""
 
     def problems(self) -> list[str]:
         from ecg_bench.sweep import LAUNCHERS

@@ -25,10 +25,20 @@ name made of its values (``encoder=spectral-hidden=64__fold=0__seed=1``: stable,
 sharing the data settings share one segment store (``<output_dir>/stores/<source>-<hash>``), unless the
 config names a data.store_dir.
 
-Resumable: a cell whose results.json exists is skipped (its config.json must match the cell's, else the
-sweep refuses); a cell killed midway resumes from its newest checkpoint; a failed cell is recorded in
-``sweep.json`` with its error and does not stop the others; running the same command again redoes only
-the cells without results. Cells run as ``python -m ecg_bench run --config <cell>/cell.json``: one after
+Resumable: a cell whose results.json parses and holds a run's results is skipped (its config.json must
+match the cell's, else the sweep refuses); a cell whose results.json is broken (truncated, not a run's)
+is run again in a fresh folder, the old one kept as ``<name>.invalid-<time>``; a cell killed midway
+resumes from its newest checkpoint; a failed cell is recorded in ``sweep.json`` with its error and does
+not stop the others; running the same command again redoes only the cells without results. A report
+that cannot be written fails the sweep (exit 1).
+
+Bounded: a grid of more than ``limits.MAX_SWEEP_CELLS`` cells is refused with its count and an
+estimate of the work, counted from the axes before any cell is built (``--max_cells N`` raises it).
+
+One writer per folder (``ecg_bench.run_lock``): the sweep holds its folder, and each cell's folder
+while the cell's run writes it under that lock; a cell folder another process still writes (a run
+left by a killed sweep) is refused, naming that process. A local cell dies with the sweep
+(``ecg_bench.processes``). Cells run as ``python -m ecg_bench run --config <cell>/cell.json``: one after
 another, N at a time (``--jobs N``, each with a share of the CPU threads and, with several GPUs, its own
 GPU), or as jobs of submitit (``--executor slurm``; ``submitit_local`` runs them through submitit's
 LocalExecutor on this machine). The report over the finished cells goes to ``<output_dir>/report``.
@@ -40,12 +50,13 @@ function per ``--executor``), ``run`` (``run_sweep``).
 
 from __future__ import annotations
 
-from ecg_bench.sweep.grid import Cell, Grid, expand, load_grid, matches, store_key
+from ecg_bench.sweep.grid import Cell, Grid, check_size, count_cells, expand, load_grid, matches, store_key
 from ecg_bench.sweep.launchers import LAUNCHERS
 from ecg_bench.sweep.naming import cell_names
 from ecg_bench.sweep.run import SweepOutcome, describe, prepare_cells, run_sweep
-from ecg_bench.sweep.state import SweepState, cell_command, check_finished, config_changes, finished, latest_checkpoint
+from ecg_bench.sweep.state import (SweepState, cell_command, check_finished, config_changes, finished, latest_checkpoint,
+                                   results_problem, set_aside)
 
 __all__ = ["LAUNCHERS", "Cell", "Grid", "SweepOutcome", "SweepState", "cell_command", "cell_names", "check_finished",
-           "config_changes", "describe", "expand", "finished", "latest_checkpoint", "load_grid", "matches",
-           "prepare_cells", "run_sweep", "store_key"]  # fmt: skip
+           "check_size", "config_changes", "count_cells", "describe", "expand", "finished", "latest_checkpoint", "load_grid", "matches",
+           "prepare_cells", "results_problem", "run_sweep", "set_aside", "store_key"]  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from ecg_bench.config import RunConfig, build, layered, read_config_file, to_dict
 from ecg_bench.errors import ConfigError
+from ecg_bench.limits import MAX_SWEEP_CELLS, SWEEP_CELLS_RISK
 from ecg_bench.sweep.naming import _digest, _label, cell_names
 
 GRID_KEYS = ("preset", "base", "axes", "include", "exclude", "output_dir", "report", "slurm")
@@ -77,8 +79,10 @@ def _rules(raw: Any, what: str, where: str, problems: list[str]) -> list[dict[st
     return [dict(r) for r in raw]
 
 
-def load_grid(path: str | Path, output_dir: str = "", checks: Sequence[Callable[[Any], list[str]]] = ()) -> Grid:
-    """Read the grid file, build and check every cell's config; ConfigError lists every problem (no cell runs)."""
+def load_grid(path: str | Path, output_dir: str = "", checks: Sequence[Callable[[Any], list[str]]] = (),
+              max_cells: int = MAX_SWEEP_CELLS) -> Grid:  # fmt: skip
+    """Read the grid file, build and check every cell's config; ConfigError lists every problem (no cell runs).
+    A grid of more than ``max_cells`` cells is refused before any cell is built (``check_size``)."""
     path = Path(path)
     where = str(path)
     raw = read_config_file(path)
@@ -116,6 +120,7 @@ def load_grid(path: str | Path, output_dir: str = "", checks: Sequence[Callable[
     base = _base(raw.get("base"), path, preset, checks)
     grid = Grid(path, base, axes, include, exclude, Path(out).expanduser().resolve(), dict(report), dict(slurm))
     report_options(grid)  # a bad report option is refused before any cell runs
+    check_size(grid, max_cells)
     grid.cells = _cells(grid, checks)
     return grid
 
@@ -220,6 +225,43 @@ def store_key(cfg: RunConfig) -> str:
     from ecg_bench.data.store import source_settings
 
     return f"{cfg.data.source.type}-{_digest([source_settings(cfg), to_dict(cfg.data.source)])}"
+
+
+def count_cells(axes: Mapping[str, list[Any]], include: Sequence[Mapping[str, Any]] = (),
+                exclude: Sequence[Mapping[str, Any]] = (), stop: int = MAX_SWEEP_CELLS) -> tuple[int, bool]:
+    """How many cells ``expand`` gives, counted without making them: (count, exact). Past ``stop`` the count may
+    be a bound (duplicates not removed) or, with exclude rules over a huge product, a lower bound."""
+    product = math.prod(len(v) for v in axes.values())
+    included = sum(math.prod(len(axes[k]) for k in axes if k not in rule) for rule in include)
+    if product + included <= stop:
+        return len(expand(axes, include, exclude)), True
+    if not exclude:
+        return product + included, not include  # include rules may repeat cells of the product
+    kept = included
+    for scanned, values in enumerate(itertools.product(*axes.values()), 1):  # lazily, until past the limit
+        kept += not any(matches(r, dict(zip(axes, values))) for r in exclude)
+        if kept > stop or scanned >= 100 * stop:
+            return max(kept, stop + 1), False
+    return kept, kept <= stop
+
+
+def check_size(grid: Grid, max_cells: int) -> int:
+    """ConfigError when the grid makes more than ``max_cells`` cells (limits.MAX_SWEEP_CELLS): the count and an
+    estimate of the work, before any cell's config is built."""
+    if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells < 1:
+        raise ConfigError([f"--max_cells must be an integer >= 1, got {max_cells!r}"])
+    n, exact = count_cells(grid.axes, grid.include, grid.exclude, max_cells)
+    if n <= max_cells:
+        return n
+    steps = grid.base.train.max_steps
+    sizes = " x ".join(f"{len(v)} {k}" for k, v in grid.axes.items())
+    raise ConfigError([
+        f"{grid.path}: the grid makes {'' if exact else 'at least ' if grid.exclude else 'up to '}{n:,} cells ({sizes}"
+        f"{f' + {len(grid.include)} include rule(s)' if grid.include else ''}), more than the {max_cells:,} a sweep may "
+        f"have: each cell is a whole run (train.max_steps {steps:,} in the base), about {n * steps:,} training steps "
+        f"and {n:,} run folders in all. Check the axes; to run it anyway pass --max_cells {n} at the risk of "
+        f"{SWEEP_CELLS_RISK}"
+    ])
 
 
 def _problems_of(e: ConfigError, where: str) -> list[str]:

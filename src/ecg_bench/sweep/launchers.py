@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ecg_bench import processes, run_lock
 from ecg_bench.errors import ConfigError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.registry import Registry
@@ -63,12 +64,16 @@ def _slot_env(slot: int, jobs: int) -> dict[str, str]:
 
 
 def _run_local(cell: Cell, env: dict[str, str]) -> tuple[str, str]:
-    cmd = cell_command(cell)
     logfile = cell.folder / CELL_LOG
-    with open(logfile, "a") as f:
+    # the sweep holds the cell's folder for the run it starts (which writes under that lock), and the run dies with it
+    # (and hands it the lock's descriptor: the cell keeps the lock should the sweep die before it)
+    with run_lock.hold(cell.folder, "a sweep cell") as lock, run_lock.descriptors_for_child(lock) as fds, \
+            open(logfile, "a") as f:
+        cmd = cell_command(cell)
         f.write(f"\n# {_now()} {' '.join(cmd)}\n")
         f.flush()
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=False).returncode
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=run_lock.passed_down_env(lock, env),
+                            check=False, pass_fds=fds, **processes.popen_kwargs()).returncode  # fmt: skip
     if rc == 0 and finished(cell):
         return "done", ""
     text = logfile.read_text(errors="replace")

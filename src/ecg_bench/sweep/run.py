@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ecg_bench import folders
+from ecg_bench import folders, run_lock
 from ecg_bench.errors import ConfigError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.sweep.grid import Cell, Grid, report_options
 from ecg_bench.sweep.launchers import LAUNCHERS
-from ecg_bench.sweep.state import CELL_CONFIG, SweepState, check_finished, finished
+from ecg_bench.sweep.state import CELL_CONFIG, SweepState, check_finished, finished, results_problem, set_aside
 
 log = get_logger(__name__)
 
@@ -38,13 +38,19 @@ class SweepOutcome:
 
 
 def prepare_cells(grid: Grid) -> None:
-    """The sweep folder (ours, marked) and each cell's folder with its cell.json, before any cell runs."""
+    """The sweep folder (ours, marked) and each unfinished cell's folder with its cell.json, before any cell runs.
+    A cell folder another process is writing (a run left by a killed sweep) is refused (RunLockError naming it);
+    one whose results.json is broken is set aside (``set_aside``) and started afresh."""
     folders.claim(grid.output_dir, "sweep")
     for c in grid.cells:
-        if finished(c):
+        why = results_problem(c)
+        if not why:
             continue
-        folders.claim(c.folder, "run")
-        c.config.save(c.folder / CELL_CONFIG)
+        if why != "no results.json":
+            with run_lock.hold(folders.claim(c.folder, "run"), "a sweep cell"):
+                set_aside(c, why)
+        with run_lock.hold(folders.claim(c.folder, "run"), "a sweep cell"):
+            c.config.save(c.folder / CELL_CONFIG)
 
 
 def run_sweep(grid: Grid, jobs: int = 1, executor: str = "local", report: bool = True) -> SweepOutcome:
@@ -56,19 +62,8 @@ def run_sweep(grid: Grid, jobs: int = 1, executor: str = "local", report: bool =
     check_finished(grid.cells)
     folders.check_replaceable(grid.output_dir / "report", "report")
     options = report_options(grid) if report else None
-    folders.claim(grid.output_dir, "sweep")
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(grid.output_dir / "sweep.lock"))  # one sweep at a time in a folder (a lock the OS drops with it)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise folders.FolderError(f"{grid.output_dir}: another ecg-bench sweep is running in this folder (it holds "
-                                  f"{grid.output_dir / 'sweep.lock'}); wait for it, or stop it and rerun") from None  # fmt: skip
-    try:
+    with run_lock.hold(folders.claim(grid.output_dir, "sweep"), "a sweep folder"):  # one sweep at a time in a folder
         return _run_locked(grid, jobs, executor, report, options)
-    finally:
-        lock.release()
 
 
 def _run_locked(grid: Grid, jobs: int, executor: str, report: bool, options: Any) -> SweepOutcome:

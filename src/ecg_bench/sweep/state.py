@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ecg_bench import folders
+from ecg_bench import folders, run_lock
 from ecg_bench.config import RunConfig
-from ecg_bench.errors import ConfigError
+from ecg_bench.errors import ConfigError, ECGBenchError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.sweep.grid import Cell, Grid
 
@@ -72,8 +72,39 @@ class SweepState:
         return self.data["cells"][name]["status"]
 
 
+def results_problem(cell: Cell) -> str:
+    """Why the cell is not finished ("" when it is): its results.json must exist, parse and hold what the report
+    reads (config, conditions with metrics). A truncated or otherwise broken one is not finished."""
+    from ecg_bench.evaluation.report.runs import load_run
+
+    path = cell.folder / "results.json"
+    if not path.is_file():
+        return "no results.json"
+    try:
+        load_run(path)
+    except (ECGBenchError, RecursionError, MemoryError) as e:
+        return str(e) or type(e).__name__
+    return ""
+
+
 def finished(cell: Cell) -> bool:
-    return (cell.folder / "results.json").is_file()
+    return not results_problem(cell)
+
+
+def set_aside(cell: Cell, why: str) -> Path:
+    """Move the folder of a cell whose results.json is broken to ``<name>.invalid-<time>`` beside it (kept, never
+    deleted), so the cell is run again from the start in a fresh folder."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    aside = cell.folder.with_name(f"{cell.folder.name}.invalid-{stamp}")
+    n = 1
+    while aside.exists() or aside.is_symlink():
+        n += 1
+        aside = cell.folder.with_name(f"{cell.folder.name}.invalid-{stamp}-{n}")
+    os.replace(cell.folder, aside)
+    run_lock.holder_path(run_lock.lock_path(aside)).unlink(missing_ok=True)  # this sweep's, taken to move it
+    log.warning("cell %s: its results.json is not a finished run's (%s); the cell runs again, its folder is kept "
+                "as %s", cell.name, why, aside)  # fmt: skip
+    return aside
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:

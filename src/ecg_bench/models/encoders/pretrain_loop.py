@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ecg_bench import folders
+from ecg_bench import folders, run_lock
 from ecg_bench.devices import resolve_device, resolve_dtype, warmup_cosine
 from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.logging_utils import get_logger
@@ -177,7 +177,10 @@ class PretrainRun:
         if self.loop.num_threads:
             torch.set_num_threads(self.loop.num_threads)
         try:
-            return self._train()
+            folders.check_replaceable(self.out, "checkpoint")  # never a lock file beside a folder that is refused
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            with run_lock.hold(self.out, "a pretraining output", lock_file=self.out.with_name(f"{self.out.name}.lock")):
+                return self._train()  # one writer: the folder is replaced at every save, so it is locked beside it
         finally:
             torch.set_num_threads(threads)
 
