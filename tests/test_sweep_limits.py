@@ -75,7 +75,7 @@ def _cell_with_results(tmp_path: Path, text: str):
 
 
 def test_a_truncated_results_json_is_not_finished_and_its_folder_is_kept_aside_when_the_cell_is_redone(tmp_path):
-    whole = json.dumps({"config": {}, "conditions": {"real": {"metrics": {"accuracy": 50.0}}}, "samples": []})
+    whole = json.dumps({"format_version": 1, "config": {}, "conditions": {"real": {"metrics": {"accuracy": 50.0}}}, "samples": []})
     grid, cell = _cell_with_results(tmp_path, whole)
     assert finished(cell)
     truncated = whole[: len(whole) // 2]
