@@ -175,40 +175,6 @@ def test_a_file_the_config_names_but_the_checkpoint_lacks_is_refused_by_name(tin
         from_pretrained(bad, device="cpu")
 
 
-def test_a_checkpoint_written_before_component_options_loads_and_answers_the_same(tiny_checkpoint, shared_data, tmp_path,
-                                                                                 capsys):  # fmt: skip
-    """A checkpoint of the pre-port code: config.json in the old flat layout (model.encoder "conv1d" with
-    model.encoder_dim / num_ecg_tokens / train_encoder, model.tokenizer, data.num_patients, eval.ablations; the file
-    tests/old_flat_config.json was written by that code for the same tiny run), elm.json naming the family alone,
-    preprocessing.json naming the representation alone. from_pretrained migrates it and answers as the new one."""
-    from pathlib import Path
-
-    from ecg_bench import cli
-
-    run, ck = tiny_checkpoint
-    old = tmp_path / "old"
-    shutil.copytree(ck, old, ignore=shutil.ignore_patterns("eval-*"))
-    flat = json.loads((Path(__file__).parent / "old_flat_config.json").read_text())
-    flat["output_dir"] = str(run)
-    assert flat["model"]["encoder"] == "conv1d" and flat["model"]["num_ecg_tokens"] == 2 and "tokenizer" in flat["model"]
-    (old / "config.json").write_text(json.dumps(flat))
-    manifest = json.loads((old / "elm.json").read_text())
-    del manifest["options"]
-    (old / "elm.json").write_text(json.dumps(manifest))
-    contract = json.loads((old / "preprocessing.json").read_text())
-    del contract["representation_options"]
-    (old / "preprocessing.json").write_text(json.dumps(contract))
-
-    model = from_pretrained(old, device="cpu")
-    enc = model.config.model.encoder
-    assert (enc.type, enc.dim, enc.num_tokens, enc.freeze) == ("conv1d", 32, 2, False)
-    assert model.config.model.elm.type == "llava" and model.config.eval.conditions[0].type == "real"
-    new = from_pretrained(ck, device="cpu")
-    assert model.ask(shared_data / PTBXL, Q) == new.ask(shared_data / PTBXL, Q)
-    assert cli.main(["chat", "--checkpoint", str(old), "--ecg", str(shared_data / PTBXL), "--question", Q]) == 0
-    assert capsys.readouterr().out == new.ask(shared_data / PTBXL, Q) + "\n"
-
-
 def test_the_contract_names_the_representation_by_type_and_options():
     from ecg_bench.config import RepresentationOptions, RunConfig, choice
     from ecg_bench.data.contract import PreprocessingContract

@@ -7,8 +7,7 @@ a ``--config`` file (draccus would decode them over the class defaults alone). I
 
 - ``--config FILE`` (a YAML or JSON run config);
 - several words after a list flag (``--eval.conditions real zeros``) become one YAML list;
-- a flag of an older spelling (``--data.num_patients``, now ``--data.source.num_patients``) is taken and
-  migrated like the key in an old config file; a dashed spelling is refused naming the underscore one.
+- a dashed spelling is refused naming the underscore one.
 """
 
 from __future__ import annotations
@@ -26,14 +25,10 @@ from draccus import cfgparsing
 from draccus.argparsing import ArgumentParser
 from draccus.help_formatter import SimpleHelpFormatter
 
-from ecg_bench.config import OLD_KEYS, _hints, _is_config, _list_of_config, is_choice, load_components
+from ecg_bench.config import _hints, _is_config, _list_of_config, is_choice
 from ecg_bench.logging_utils import get_logger
 
 log = get_logger(__name__)
-
-OLD_LIST_FLAGS = {"eval.ablations", "eval.leads", "data.question_types", "data.qa_splits", "data.mix"}
-"""Flags of an older spelling that took several words."""
-
 
 def list_flags(cls: type, prefix: str = "") -> set[str]:
     """Dotted names of the list-valued fields of ``cls`` (a choice's: those of any of its registered options)."""
@@ -91,25 +86,18 @@ def _with_help(action: argparse.Action, text: str) -> argparse.Action:
 def parse_flags(cls: type, argv: list[str], prog: str, description: str = "") -> tuple[str, dict[str, Any]]:
     """``(config file or "", {dotted name: value})`` from ``argv`` for config dataclass ``cls``; ``--help`` prints
     the options and exits 0; an unknown flag exits 2 naming it (argparse's usage error)."""
-    load_components()
     dp = ArgumentParser(cls, formatter_class=_HelpFormatter, prog=prog, description=description, usage=f"{prog} [--config FILE] [--SECTION.OPTION VALUE ...]")
     parser = dp.parser
     _tidy_help(parser, cls)
     parser.add_argument("--config", metavar="FILE", help="Run config file (.yaml or .json, e.g. a recipe); flags override it.")
-    argv = _join_lists(list(argv), list_flags(cls) | OLD_LIST_FLAGS)
-    config, old, rest = "", {}, []
+    argv = _join_lists(list(argv), list_flags(cls))
+    config, rest = "", []
     i = 0
     while i < len(argv):
         a = argv[i]
         key, eq, val = a[2:].partition("=") if a.startswith("--") else ("", "", "")
         if key in ("config", "config_path"):
             config = val if eq else (argv[i + 1] if i + 1 < len(argv) else "")
-            i += 1 if eq else 2
-            continue
-        if key in OLD_KEYS and _known(parser, key) is None:
-            value = val if eq else (argv[i + 1] if i + 1 < len(argv) else "")
-            log.warning("--%s is now --%s (the old flag still works)", key, OLD_KEYS[key])
-            old[key] = cfgparsing.parse_string(value)
             i += 1 if eq else 2
             continue
         if key and "-" in key and _known(parser, key) is None and _known(parser, key.replace("-", "_")) is not None:
@@ -128,7 +116,7 @@ def parse_flags(cls: type, argv: list[str], prog: str, description: str = "") ->
     if unknown:
         parser.error("unrecognized arguments: " + " ".join(unknown))
     flags = {k: cfgparsing.parse_string(v) for k, v in vars(ns).items() if k not in ("config", "config_path")}
-    return config, {**old, **flags}
+    return config, flags
 
 
 def _tidy_help(parser: argparse.ArgumentParser, cls: type) -> None:

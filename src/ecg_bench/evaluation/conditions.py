@@ -103,7 +103,7 @@ class Condition:
         raise NotImplementedError
 
 
-CONDITIONS: Registry[type[Condition]] = Registry("condition", options=ConditionOptions)
+CONDITIONS: Registry[type[Condition]] = Registry("condition", options=ConditionOptions, package="ecg_bench.evaluation.conditions")
 
 
 @CONDITIONS.register("real")

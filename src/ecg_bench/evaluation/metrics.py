@@ -115,7 +115,7 @@ class Metric:
         return METRICS.options(self.name) if self.name in METRICS else MetricOptions
 
 
-METRICS: Registry[Metric] = Registry("metric", options=MetricOptions)
+METRICS: Registry[Metric] = Registry("metric", options=MetricOptions, package="ecg_bench.evaluation.metrics")
 
 
 def register_metric(name: str, options: type | None = None):

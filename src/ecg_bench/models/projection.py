@@ -11,7 +11,7 @@ from torch import nn
 from ecg_bench.config import ProjectorOptions
 from ecg_bench.registry import Registry
 
-PROJECTORS: Registry[Callable[[Any, int, int], nn.Module]] = Registry("projector", options=ProjectorOptions)
+PROJECTORS: Registry[Callable[[Any, int, int], nn.Module]] = Registry("projector", options=ProjectorOptions, package="ecg_bench.models.projection")
 """``builder(options, in_dim, out_dim) -> nn.Module``."""
 
 
