@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ecg_bench.config import ModelConfig, RunConfig
+from ecg_bench.config import ModelConfig, RunConfig, path_options
 from ecg_bench.data.contract import CONTRACT_FILE, PreprocessingContract
 from ecg_bench.data.ecg_file import read_ecg_file
 from ecg_bench.data.record import ECGRecord
@@ -44,18 +44,10 @@ from ecg_bench.training.trainer import resolve_device
 
 log = get_logger(__name__)
 
-__all__ = ["CHECKPOINT_FILES", "Conversation", "ECGLanguageModel", "build_from_checkpoint", "from_pretrained", "load_elm",
+__all__ = ["Conversation", "ECGLanguageModel", "build_from_checkpoint", "from_pretrained", "load_elm",
            "push_to_hub",
            "read_contract", "stage_for_hub"]  # fmt: skip
 
-CHECKPOINT_FILES: tuple[tuple[str, str], ...] = (
-    ("ecg_byte_tokenizer.json", "model.elm.tokenizer"),  # the ecg_byte ELM's
-    ("ecg_byte_tokenizer.json", "model.encoder.tokenizer"),  # the signal2vec encoder's
-    ("signal2vec.safetensors", "model.encoder.weights"),
-    ("encoder_weights", "model.encoder.weights"),  # a pretrained encoder folder (mae, merl, clip, imported weights)
-)
-"""Files and folders a checkpoint carries that its config names by path (name, option of the chosen component): the
-checkpoint's own copy is used where the chosen component has that option."""
 HUB_EXCLUDE = ("optimizer.safetensors", "rng_state.json", "rng_state.safetensors", ".ecg-bench.json")
 """Checkpoint files only a resumed training run needs (and the folder marker): not uploaded."""
 
@@ -88,23 +80,20 @@ def checkpoint_config(folder: str | Path) -> RunConfig:
     f = folder / "config.json"
     if not f.is_file():
         raise DataError(f"{folder} is not an ecg-bench checkpoint: {f.name} (the run config) is missing")
-    cfg = RunConfig.load(f)  # a config.json of the flat layout (model.tokenizer, ...) is migrated here
-    for dotted in dict.fromkeys(d for _, d in CHECKPOINT_FILES):
-        _, component, key = dotted.split(".")
-        opts = getattr(cfg.model, component)
-        if not hasattr(opts, key):  # the chosen component has no such option
+    cfg = RunConfig.load(f)
+    for opt in path_options(cfg.model):  # the files the chosen components are built from: the checkpoint's own copies
+        if not opt.checkpoint:
             continue
-        names = [n for n, d in CHECKPOINT_FILES if d == dotted]
-        own = [n for n in names if (folder / n).exists()]
-        if own:
-            setattr(opts, key, str(folder / own[0]))
+        dotted = f"model.{opt.dotted}"
+        if (folder / opt.checkpoint).exists():
+            opt.value = str(folder / opt.checkpoint)
         # exists, not is_file: model.encoder.weights of merl, mae and the vision encoders is an encoder folder (`ecg-bench
         # pretrain`'s), which the encoder is built from at every load
-        elif getattr(opts, key) and not Path(getattr(opts, key)).expanduser().exists():
-            is_file = bool(Path(getattr(opts, key)).suffix)
-            raise DataError(f"{folder} carries no {' or '.join(names)}, and the {'file' if is_file else 'folder'} its "
-                            f"config.json names as {dotted} ({getattr(opts, key)}) does not exist here: copy it into the "
-                            f"checkpoint as {names[0] if is_file else names[-1]}")  # fmt: skip
+        elif opt.value and not Path(opt.value).expanduser().exists():
+            is_file = bool(Path(opt.value).suffix)
+            raise DataError(f"{folder} carries no {opt.checkpoint}, and the {'file' if is_file else 'folder'} its "
+                            f"config.json names as {dotted} ({opt.value}) does not exist here: copy it into the "
+                            f"checkpoint as {opt.checkpoint}")  # fmt: skip
     return cfg
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ecg_bench import folders
-from ecg_bench.config import RunConfig, describe_options
+from ecg_bench.config import RunConfig, describe_options, path_options
 from ecg_bench.data.dataset import ConversationDataset
 from ecg_bench.data.mapped.base import MAPPED
 from ecg_bench.data.mix import mapped_names, prepare_conversations
@@ -39,7 +39,7 @@ from ecg_bench.errors import ConfigError, DataError, UnknownNameError
 from ecg_bench.evaluation.baselines import majority_baseline
 from ecg_bench.evaluation.evaluator import evaluate
 from ecg_bench.evaluation.statistics import results_tables
-from ecg_bench.inference import CHECKPOINT_FILES, build_from_checkpoint
+from ecg_bench.inference import build_from_checkpoint
 from ecg_bench.logging_utils import get_logger, log_to_file
 from ecg_bench.models.elm import build_elm, input_problem
 from ecg_bench.representations.base import REPRESENTATIONS, build_representation
@@ -246,62 +246,30 @@ def _abs(path: str) -> str:
 
 # ------------------------------------------------------------------ paths inside a checkpoint
 
-PATH_FIELDS = ("output_dir", "data.data_dir", "data.store_dir", "data.mapped_dir", "data.source.snomed_mapping",
-               "data.source.translation_cache", "data.export_hf", "model.elm.tokenizer", "model.encoder.tokenizer",
-               "model.encoder.weights", "eval.metrics[meteor].nltk_data", "train.resume_from")  # fmt: skip
-"""Config fields that are file or folder paths: saved absolute in a checkpoint, resolved against it when relative
-(an option of a component the config does not choose is skipped; ``[type]`` picks list items of that type)."""
-NAME_OR_PATH_FIELDS = ("data.hf_dataset", "data.source.translate_model", "model.llm", "eval.metrics[bertscore].model")
-"""Fields that are a path or a name (hub id, short name): treated as a path only where that path exists."""
-
-
-def _owners(cfg: Any, dotted: str) -> list[tuple[Any, str]]:
-    """(object, attribute) pairs that ``dotted`` names in ``cfg``: none when a component lacks the option."""
-    nodes = [cfg]
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        name, _, typ = part.partition("[")
-        nxt = []
-        for n in nodes:
-            v = getattr(n, name, None)
-            if typ:
-                nxt += [x for x in (v or []) if getattr(x, "type", None) == typ.rstrip("]")]
-            elif v is not None:
-                nxt.append(v)
-        nodes = nxt
-    return [(n, leaf) for n in nodes if hasattr(n, leaf)]
-
-
-def _get(cfg: Any, dotted: str) -> Any:
-    owners = _owners(cfg, dotted)
-    return getattr(*owners[0]) if owners else None
-
-
 def with_absolute_paths(cfg: RunConfig) -> RunConfig:
-    """A copy of ``cfg`` whose relative paths are absolute (the config saved in a checkpoint)."""
+    """A copy of ``cfg`` whose relative paths (every ``path_field`` option; a name-or-path one only where that path
+    exists) are absolute: the config saved in a checkpoint."""
     out = copy.deepcopy(cfg)
-    for f in PATH_FIELDS + NAME_OR_PATH_FIELDS:
-        for obj, attr in _owners(out, f):
-            v = getattr(obj, attr)
-            if v and not Path(v).expanduser().is_absolute() and (f in PATH_FIELDS or Path(v).exists()):
-                setattr(obj, attr, _abs(v))
+    for opt in path_options(out):
+        v = opt.value
+        if v and not Path(v).expanduser().is_absolute() and (not opt.name_ok or Path(v).exists()):
+            opt.value = _abs(v)
     return out
 
 
 def evaluation_defaults(trained: RunConfig, checkpoint: str | Path) -> dict[str, Any]:
     """Overrides for evaluating ``checkpoint`` (whose config is ``trained``): relative paths resolved against
     the checkpoint, never the current folder; a new output folder ``<checkpoint>/eval-<time>``; no HF export;
-    the checkpoint's own copies of the ECG-Byte tokenizer and Signal2Vec vectors."""
+    the checkpoint's own copy of each file a component is built from (``path_field(checkpoint=NAME)``)."""
     ck = Path(checkpoint)
     over: dict[str, Any] = {}
-    for f in PATH_FIELDS + NAME_OR_PATH_FIELDS:
-        v = _get(trained, f)
-        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute() and (f in PATH_FIELDS or (ck / v).exists()):
-            if "[" in f:  # an option inside a list (eval.metrics): resolved in the trained config itself
-                for obj, attr in _owners(trained, f):
-                    setattr(obj, attr, _abs(str(ck / v)))
+    for opt in path_options(trained):
+        v = opt.value
+        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute() and (not opt.name_ok or (ck / v).exists()):
+            if "[" in opt.dotted:  # an option inside a list (eval.metrics): resolved in the trained config itself
+                opt.value = _abs(str(ck / v))
             else:
-                over[f] = _abs(str(ck / v))
+                over[opt.dotted] = _abs(str(ck / v))
     stamp, n = time.strftime("%Y%m%d-%H%M%S"), 1
     out = ck / f"eval-{stamp}"
     while out.exists():
@@ -310,9 +278,9 @@ def evaluation_defaults(trained: RunConfig, checkpoint: str | Path) -> dict[str,
     over["output_dir"] = str(out)
     over["data.export_hf"] = ""
     over["data.store_dir"] = ""  # decided by evaluation_store once the config is complete
-    for name, field in CHECKPOINT_FILES:
-        if (ck / name).exists() and _owners(trained, field):
-            over[field] = str(ck / name)
+    for opt in path_options(trained):  # the checkpoint's own copies of the files its components are built from
+        if opt.checkpoint and (ck / opt.checkpoint).exists() and "[" not in opt.dotted:
+            over[opt.dotted] = str(ck / opt.checkpoint)
     return over
 
 

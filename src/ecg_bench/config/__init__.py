@@ -28,8 +28,9 @@ from ecg_bench.config.fields import (
     is_path,
     iter_leaf_fields,
     iter_options,
+    PathOption,
     path_field,
-    path_values,
+    path_options,
 )
 from ecg_bench.config.options import (
     KINDS,
@@ -66,6 +67,6 @@ __all__ = [
     "PretrainerOptions", "ProjectorOptions", "RepresentationOptions", "RunConfig", "SourceOptions", "TrainConfig",
     "_hints", "_is_config", "_list_of_config", "add_flag", "build", "check_types", "choice", "coerce",
     "condition_label", "deflatten", "describe_options", "field_docs", "flat_dict", "from_dict", "is_choice", "is_path",
-    "iter_leaf_fields", "iter_options", "layered", "merge", "path_field", "path_values", "read_config_file",
+    "iter_leaf_fields", "iter_options", "layered", "merge", "PathOption", "path_field", "path_options", "read_config_file",
     "segment_problems", "to_dict", "tree_problems",
 ]  # fmt: skip

@@ -102,13 +102,23 @@ def _list_of_config(hint: Any) -> type | None:
 
 
 PATH = "path"
-"""Metadata key of a field that holds a file or folder path (``path_field``)."""
+"""Metadata key of a field that holds a file or folder path (``path_field``): "path", or "name_or_path"."""
+CHECKPOINT_COPY = "checkpoint"
+"""Metadata key of a path field's copy inside a checkpoint (``path_field(checkpoint=NAME)``)."""
 
 
-def path_field(default: str = "", **kw: Any) -> Any:
-    """A ``str`` field holding a file or folder path (empty = none). The mark tells checkpoints which options to
-    resolve and copy: ``weights: str = path_field()``."""
-    return field(default=default, metadata={PATH: True, **kw.pop("metadata", {})}, **kw)
+def path_field(default: str = "", *, name_ok: bool = False, checkpoint: str = "", **kw: Any) -> Any:
+    """A ``str`` option holding a file or folder path (empty = none), marked where it is declared::
+
+        weights: str = path_field(checkpoint="encoder_weights")
+        \"\"\"Pretrained encoder folder.\"\"\"
+
+    A checkpoint saves it absolute and an evaluation resolves it against the checkpoint when relative. ``name_ok``:
+    the value may also be a name (hub id, short name), taken as a path only where that path exists. ``checkpoint``:
+    the name of the component's own copy inside a checkpoint (written by the component's ``save_extra``), used in
+    place of the path when the checkpoint holds it."""
+    meta = {PATH: "name_or_path" if name_ok else "path", **({CHECKPOINT_COPY: checkpoint} if checkpoint else {})}
+    return field(default=default, metadata={**meta, **kw.pop("metadata", {})}, **kw)
 
 
 def is_path(f: dataclasses.Field) -> bool:
@@ -116,15 +126,39 @@ def is_path(f: dataclasses.Field) -> bool:
     return bool(f.metadata.get(PATH))
 
 
-def path_values(obj: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
-    """``(dotted name, value)`` of every path field of config ``obj`` (sections, chosen options, lists of options)."""
+@dataclasses.dataclass(frozen=True)
+class PathOption:
+    """One path-valued option in a config tree."""
+
+    owner: Any
+    """The section or component options that holds it."""
+    name: str
+    """Its field name."""
+    dotted: str
+    """Its dotted name (``model.encoder.weights``, ``eval.metrics[1].nltk_data``)."""
+    name_ok: bool
+    """The value may be a name rather than a path (``path_field(name_ok=True)``)."""
+    checkpoint: str
+    """The name of the component's copy inside a checkpoint, or empty."""
+
+    @property
+    def value(self) -> Any:
+        return getattr(self.owner, self.name)
+
+    @value.setter
+    def value(self, v: Any) -> None:
+        setattr(self.owner, self.name, v)
+
+
+def path_options(obj: Any, prefix: str = "") -> Iterator[PathOption]:
+    """Every ``path_field`` of config ``obj``: its sections, chosen components and lists of components, depth first."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if is_path(f):
-            yield f"{prefix}{f.name}", value
+            yield PathOption(obj, f.name, f"{prefix}{f.name}", f.metadata[PATH] == "name_or_path", f.metadata.get(CHECKPOINT_COPY, ""))
         elif dataclasses.is_dataclass(value):
-            yield from path_values(value, f"{prefix}{f.name}.")
+            yield from path_options(value, f"{prefix}{f.name}.")
         elif isinstance(value, list):
             for i, v in enumerate(value):
                 if dataclasses.is_dataclass(v):
-                    yield from path_values(v, f"{prefix}{f.name}[{i}].")
+                    yield from path_options(v, f"{prefix}{f.name}[{i}].")

@@ -16,6 +16,7 @@ from typing import Any
 
 from ecg_bench.config.coerce import check_types, segment_problems, tree_problems
 from ecg_bench.config.decode import from_dict, read_config_file
+from ecg_bench.config.fields import path_field
 from ecg_bench.config.options import (
     ConditionOptions,
     ELMOptions,
@@ -40,9 +41,9 @@ class DataConfig:
     """Base ECG dataset and its options (``--data.source.type ptbxl --data.source.folder records100``)."""
     mapped: MappedOptions = _default(MappedOptions, "synthetic_qa")
     """Conversation dataset joined to the segments, with its options (``--data.mapped.type ecg_qa_ptbxl``)."""
-    data_dir: str = ""
+    data_dir: str = path_field()
     """Folder with the raw dataset files (unused by the synthetic source)."""
-    store_dir: str = ""
+    store_dir: str = path_field()
     """Folder of the preprocessed segment store; empty means ``<output_dir>/store``."""
     workers: int = 0
     """Processes that preprocess the segment store (0 = all CPU cores, 1 = in this process); the store is the same
@@ -66,7 +67,7 @@ class DataConfig:
     """Cap on training conversations after the split (0 = all)."""
     max_eval_items: int = 0
     """Cap on evaluation conversations (0 = all)."""
-    mapped_dir: str = ""
+    mapped_dir: str = path_field()
     """Folder with the conversation datasets' downloads (the ECG-QA release, pretrain_mimic.json, ECGInstruct.json, ...;
     see the README), or one such file."""
     mapped_segments: str = "all"
@@ -78,12 +79,12 @@ class DataConfig:
     """Caps on the items taken from each data.mix dataset, same order (0 = all; a seeded random subset)."""
     stratify_folds: bool = True
     """Stratify the patient-disjoint folds on each item's answer where labels allow (false = balance sizes only)."""
-    hf_dataset: str = ""
+    hf_dataset: str = path_field(name_ok=True)
     """Read conversations and folds from a Hugging Face dataset instead of a mapper: a folder written by data.export_hf
     or save_to_disk, or a hub id (e.g. one of the original ECG-Bench's fold datasets; needs network)."""
     hf_folds: str = "keep"
     """With data.hf_dataset: keep its folds (checked patient-disjoint) or recompute patient-disjoint folds."""
-    export_hf: str = ""
+    export_hf: str = path_field()
     """Also save the conversations with their folds as a Hugging Face DatasetDict (save_to_disk) in this folder."""
     export_hf_signals: bool = False
     """With data.export_hf: include each item's segment signals (float32), not only segment and record ids."""
@@ -135,7 +136,7 @@ class ModelConfig:
     elm: ELMOptions = _default(ELMOptions, "llava")
     """ELM family and its options: llava = encoder + projector + LLM; encoder_free = signal patches + projector + LLM;
     ecg_byte = ECG-Byte tokens added to the LLM's vocabulary (needs model.elm.tokenizer)."""
-    llm: str = "smollm2-135m"
+    llm: str = path_field("smollm2-135m", name_ok=True)
     """LLM: a short name (smollm2-135m, tiny), a Hugging Face hub id, a local folder, or a .gguf file."""
     representation: RepresentationOptions = _default(RepresentationOptions, "signal")
     """How a segment becomes model input, with its options."""
@@ -216,7 +217,7 @@ class TrainConfig:
     """Log loss and learning rate every N optimizer steps."""
     save_every: int = 0
     """Save a checkpoint every N optimizer steps (0 = only at the end)."""
-    resume_from: str = ""
+    resume_from: str = path_field()
     """Checkpoint folder to resume from (weights, optimizer, scheduler, step)."""
     num_threads: int = 0
     """torch CPU threads (0 = leave torch's default)."""
@@ -368,7 +369,7 @@ class RunConfig:
     """Training settings."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation settings."""
-    output_dir: str = "runs/{source}"
+    output_dir: str = path_field("runs/{source}")
     """Folder for the store, checkpoints, results.json and logs; ``{source}`` stands for data.source's type, so runs
     on different datasets never share a default folder (the quickstart's is runs/quickstart)."""
 

@@ -89,6 +89,10 @@ class LeadsOptions(ConditionOptions):
 class Condition:
     """Base: ``signals(i, read)`` is the signal the model sees for test item ``i`` (None: no ECG at all)."""
 
+    ablation: bool = False
+    """Whether the condition takes the item's ECG away (zeros, shuffled, no_signal): real minus each such condition
+    is the report's signal-dependence audit."""
+
     def __init__(self, options: Any = None):
         self.options = options if options is not None else CONDITIONS.options(self.name)()
 
@@ -118,6 +122,8 @@ class Real(Condition):
 class Zeros(Condition):
     """An all-zero signal of the item's shape: the same prompt, nothing in the signal."""
 
+    ablation = True
+
     def signals(self, i: int, read: ReadSignals) -> np.ndarray:
         return np.zeros_like(read(i))
 
@@ -125,6 +131,8 @@ class Zeros(Condition):
 @CONDITIONS.register("no_signal")
 class NoSignal(Condition):
     """No ECG: the markers leave the prompt (the store is never read)."""
+
+    ablation = True
 
     def signals(self, i: int, read: ReadSignals) -> None:
         return None
@@ -148,6 +156,8 @@ class Shuffled(Condition):
     """Each item gets the ECG of an item of ANOTHER patient: patients are put in a seeded random order and each
     one's items take the ECGs of the next patient's items (cyclically), so no patient keeps its own. An item
     needing more ECGs than its donor has reuses the donor's in turn."""
+
+    ablation = True
 
 
     def prepare(self, items: Sequence[dict]) -> None:

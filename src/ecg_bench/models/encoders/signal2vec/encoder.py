@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ecg_bench.errors import ConfigError, DataError, ShapeError
-from ecg_bench.config import EncoderOptions
+from ecg_bench.config import EncoderOptions, path_field
 from ecg_bench.models.encoders.base import ENCODERS, EncoderSpec
 from ecg_bench.models.encoders.signal2vec.vectors import Signal2Vec, vocab_fingerprint
 
@@ -90,9 +90,9 @@ class Signal2VecEncoder(nn.Module):
 class Signal2VecOptions(EncoderOptions):
     """ECG-Byte tokens looked up in Signal2Vec vectors (``ecg-bench pretrain signal2vec``), averaged into tokens."""
 
-    tokenizer: str = ""
+    tokenizer: str = path_field(checkpoint=TOKENIZER_FILE)
     """ECG-Byte tokenizer JSON the vectors were trained with."""
-    weights: str = ""
+    weights: str = path_field(checkpoint=WEIGHTS_FILE)
     """Signal2Vec vectors (.safetensors written by ``ecg-bench pretrain signal2vec``)."""
     num_tokens: int = 4
     """Output tokens per ECG."""
