@@ -1,6 +1,6 @@
 """Must hold: a component is one file. A distribution installed outside the source tree adds an encoder, a
 condition and a source through entry points (``tests/plugin_example``), and ``ecg-bench list`` and a tiny run use
-them; an encoder file dropped into the encoder package is found with no list edited. The config package imports
+them; an encoder (or condition) file dropped into its package is found with no list edited. The config package imports
 no component and no torch."""
 
 from __future__ import annotations
@@ -86,26 +86,34 @@ def test_an_installed_distribution_adds_an_encoder_a_condition_and_a_source(tmp_
     assert gone.returncode == 2 and "unknown source 'demo_synthetic'" in gone.stderr and "synthetic" in gone.stderr
 
 
-def test_an_encoder_file_dropped_into_the_encoder_package_is_found(tmp_path):
-    """A copy of the package (the checkout is never touched) with one new file in models/encoders/."""
+def test_a_component_file_dropped_into_its_package_is_found(tmp_path):
+    """A copy of the package (the checkout is never touched) with one new file in models/encoders/ and one in
+    evaluation/conditions/."""
     src = tmp_path / "src"
     shutil.copytree(SRC / "ecg_bench", src / "ecg_bench", ignore=shutil.ignore_patterns("__pycache__"))
     text = (EXAMPLE / "ecg_bench_demo_plugin" / "gru_encoder.py").read_text().replace('"demo_gru"', '"dropped_gru"')
     (src / "ecg_bench" / "models" / "encoders" / "gru.py").write_text(text)
+    text = (EXAMPLE / "ecg_bench_demo_plugin" / "flipped_condition.py").read_text().replace('"demo_flipped"', '"dropped_flipped"')
+    (src / "ecg_bench" / "evaluation" / "conditions" / "flipped.py").write_text(text)
     code = (
-        "import torch\n"
+        "import numpy as np, torch\n"
         "from ecg_bench.config import EncoderOptions, choice\n"
+        "from ecg_bench.evaluation.conditions import CONDITIONS, build_condition\n"
         "from ecg_bench.models.encoders import ENCODERS, build_encoder\n"
         "from ecg_bench.models.encoders.base import encoder_spec\n"
         "opts = choice(EncoderOptions, 'dropped_gru', dim=8, num_tokens=3)\n"
         "enc = build_encoder(opts, encoder_spec(opts, 12, 500, 250.0))\n"
-        "print(ENCODERS.get('dropped_gru').__module__, tuple(enc(torch.randn(2, 12, 500)).shape))\n"
+        "x = np.ones((1, 12, 500), dtype=np.float32)\n"
+        "flipped = build_condition('dropped_flipped').signals(0, lambda i: x)\n"
+        "print(ENCODERS.get('dropped_gru').__module__, tuple(enc(torch.randn(2, 12, 500)).shape),\n"
+        "      CONDITIONS.get('dropped_flipped').__module__, float(flipped.sum()))\n"
     )
     out = run([sys.executable, "-c", code], [src], tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["ecg_bench.models.encoders.gru", "(2,", "3,", "8)"]
+    assert out.stdout.split() == ["ecg_bench.models.encoders.gru", "(2,", "3,", "8)", "ecg_bench.evaluation.conditions.flipped",
+                                  "-6000.0"]  # fmt: skip
     listed = run([*ecg_bench_cmd(), "list"], [src], tmp_path)
-    assert "dropped_gru" in listed.stdout
+    assert "dropped_gru" in listed.stdout and "dropped_flipped" in listed.stdout
     assert "dropped_gru" not in run([*ecg_bench_cmd(), "list"], [SRC], tmp_path).stdout  # the checkout has no such file
 
 

@@ -126,7 +126,7 @@ def is_path(f: dataclasses.Field) -> bool:
     return bool(f.metadata.get(PATH))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class PathOption:
     """One path-valued option in a config tree."""
 

