@@ -9,7 +9,7 @@
 
 ``output(segment_len)`` declares what comes out (kind, shape, dtype, whether the length varies), so a
 model is built from the declaration, not from a sample. The input is always a SIGNAL (mV, canonical
-lead order): evaluation conditions (``evaluation/conditions.py``) change the signal first, and the
+lead order): evaluation conditions (``evaluation/conditions/``) change the signal first, and the
 representation turns the result into model input, whatever its form. Dimensions come in as arguments
 (``segment_len``), never from global tables.
 """

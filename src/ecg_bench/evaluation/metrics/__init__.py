@@ -27,6 +27,9 @@ config lists metrics with their options (``eval.metrics: [accuracy, {type: meteo
 
 ``compute_metrics(names, preds, refs, cfg)`` (text pairs only, no CI) is kept for callers that have
 no items; the mean functions ``accuracy``, ``bleu``, ``rouge``, ``meteor``, ``bertscore`` too.
+
+The built-in metrics are here; any other module of this package (one file per metric) and installed plug-ins (entry
+point group ``ecg_bench.metrics``) register more with ``register_metric``, found on first lookup.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ leads        leads                   only the named leads (e.g. ``I``, or ``limb
                                      ``precordial`` = V1..V6); the others zero
 ===========  ======================  ====================================================================
 
-Each condition is a class registered in ``CONDITIONS`` with its options dataclass (a ConditionOptions);
+Each condition is a class registered in ``CONDITIONS`` with its options dataclass (a ConditionOptions): the
+built-in ones here, any other module of this package (one file per condition) and installed plug-ins (entry point
+group ``ecg_bench.conditions``) are found on first lookup;
 ``eval.conditions`` lists the conditions to run with their options, e.g. ``[real, zeros, {type: noise,
 snr_db: 5}]``, and ``build_condition(options)`` builds one. Randomness is seeded per item (``(seed, item index)``), so a result does not depend on
 the order in which items are generated.

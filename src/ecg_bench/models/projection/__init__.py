@@ -1,4 +1,6 @@
-"""Projectors from encoder features to the LLM's hidden size, registered in ``PROJECTORS`` with their options."""
+"""Projectors from encoder features to the LLM's hidden size, registered in ``PROJECTORS`` with their options: the
+built-in ones here, any other module of this package and installed plug-ins (entry point group
+``ecg_bench.projectors``)."""
 
 from __future__ import annotations
 
