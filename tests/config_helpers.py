@@ -1,15 +1,34 @@
-"""Config sections from flat keyword arguments, through ``config.from_dict`` (older flat keys such as
-``num_patients`` or ``ablations`` are migrated into the component options that hold them now)."""
+"""Config sections from flat keyword arguments, through ``config.from_dict``. A keyword that is not a field of the
+section but an option of one of its chosen components (``num_patients`` of ``data.source``, ``tokenizer`` of
+``model.elm``) is put into each chosen component that has it."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from ecg_bench.config import DataConfig, EvalConfig, ModelConfig, RunConfig, from_dict
+from ecg_bench.config import DataConfig, EvalConfig, ModelConfig, RunConfig, from_dict, to_dict
 
 
 def _section(name: str, kw: dict[str, Any]) -> Any:
-    return getattr(from_dict(RunConfig, {name: kw}, where="test"), name)  # range checks are validate()'s
+    fields = {f.name for f in dataclasses.fields(getattr(RunConfig(), name))}
+    own = {k: v for k, v in kw.items() if k in fields}
+    section = getattr(from_dict(RunConfig, {name: own}, where="test"), name)
+    rest = {k: v for k, v in kw.items() if k not in fields}
+    if rest:
+        layer = dict(own)
+        for f in dataclasses.fields(section):
+            chosen = getattr(section, f.name)
+            if dataclasses.is_dataclass(chosen):
+                opts = {k: v for k, v in rest.items() if k in {g.name for g in dataclasses.fields(chosen)}}
+                if opts:
+                    layer[f.name] = {**to_dict(chosen), **opts}
+        taken = {k for v in layer.values() if isinstance(v, dict) for k in v}
+        unknown = sorted(set(rest) - taken)
+        if unknown:
+            raise TypeError(f"{name}_config: {unknown} are neither {name} fields nor options of its chosen components")
+        section = getattr(from_dict(RunConfig, {name: layer}, where="test"), name)
+    return section  # range checks are validate()'s
 
 
 def data_config(**kw: Any) -> DataConfig:

@@ -12,7 +12,7 @@ def make_tiny_elm(**model_overrides):
     from ecg_bench.models.elm import build_elm
 
     torch.manual_seed(0)
-    cfg = model_config(**{"llm": "tiny", "num_ecg_tokens": 2, "encoder_dim": 32, **model_overrides})
+    cfg = model_config(**{"llm": "tiny", "num_tokens": 2, "dim": 32, **model_overrides})
     return build_elm(cfg, seq_len=500, fs=250.0)
 
 

@@ -131,13 +131,12 @@ BAD = [
     ("data.max_train_items", "-5", "data.max_train_items must be >= 0"), ("data.max_eval_items", "-1", "data.max_eval_items"),
     ("data.source.records_per_patient", "0", "data.source (synthetic): records_per_patient must be >= 1"),
     ("data.source.num_patients", "0", "data.source (synthetic): num_patients must be >= 1"),
-    ("data.num_patients", "0", "data.source (synthetic): num_patients must be >= 1"),  # an old key, migrated
     ("data.segment_seconds", "0.001", "at least 16 are needed"), ("data.segment_seconds", "nan", "data.segment_seconds"),
     ("data.segment_seconds", "-2", "data.segment_seconds must be positive"),
     ("data.segment_seconds", "2.001", "nearest valid: 2 or 2.004"), ("data.target_fs", "0", "data.target_fs must be positive"),
     ("model.elm", {"type": "encoder_free", "patch_size": "0"}, "model.elm (encoder_free): patch_size must be >= 1"),
     ("model.encoder.dim", "0", "model.encoder (conv1d): dim must be >= 1"),
-    ("model.patch_size", "0", "model.patch_size is now model.elm.patch_size, an option of a component this config does not"),
+    ("model.patch_size", "0", "unknown key(s) ['patch_size'] for model; valid:"),
     ("model.lora_alpha", "0", "model.lora_alpha must be positive"), ("model.lora_dropout", "1", "model.lora_dropout"),
     ("model.lora_dropout", "-0.1", "model.lora_dropout"), ("eval.batch_size", "0", "eval.batch_size must be >= 1"),
     ("eval.max_new_tokens", "0", "eval.max_new_tokens must be >= 1"), ("eval.metrics", [{"type": "bertscore", "num_layers": "-1"}], "num_layers must be >= 0"),
@@ -174,7 +173,7 @@ def test_segment_length_must_be_whole_samples():
 
 def test_every_problem_of_every_section_at_once():
     problems = _problems(lambda: build(RunConfig(), overrides={
-        "train.lr": "nan", "data.num_patients": "ten", "model.lora_r": "2.5", "data.source.records_per_patient": "0",
+        "train.lr": "nan", "data.source.num_patients": "ten", "model.lora_r": "2.5", "data.source.records_per_patient": "0",
         "model.encoder.dim": "0", "train.min_lr_ratio": "-5", "eval.batch_size": "0", "train.device": "tpu"}))  # fmt: skip
     for name in ("--train.lr", "--data.source.num_patients", "--model.lora_r", "records_per_patient must be", "dim must be",
                  "train.min_lr_ratio", "eval.batch_size", "train.device"):  # fmt: skip
@@ -227,42 +226,6 @@ def test_default_output_dir_is_per_source_so_datasets_never_share_it():
 
 # ------------------------------------------------------------------ component options and older configs
 
-OLD_CONFIG = {  # the config.json of a run made before components had options (flat keys, every field saved)
-    "data": {"source": "synthetic", "mapped": "synthetic_qa", "data_dir": "", "ptbxl_folder": "records500",
-             "report_language": "original", "translate_model": "", "snomed_mapping": "", "verify_checksums": True,
-             "translation_cache": "", "num_patients": 30, "records_per_patient": 1, "question_types": ["verify"],
-             "multi_turn_fraction": 0.25, "qa_variant": "both", "qa_splits": ["train", "valid", "test"], "mix": []},
-    "model": {"elm": "llava", "llm": "tiny", "encoder": "spectral", "representation": "signal", "num_ecg_tokens": 6,
-              "encoder_dim": 64, "projector": "linear", "patch_size": 50, "train_encoder": False, "tokenizer": "",
-              "min_ecg_tokens": 64, "train_new_embeddings": False, "signal2vec": ""},
-    "eval": {"metrics": ["accuracy"], "ablations": ["real", "noise", "leads"], "noise_snr_db": 3.0, "leads": ["limb"],
-             "condition_seed": 7, "nltk_data": "", "bertscore_model": "", "bertscore_layers": 6},
-}  # fmt: skip
-
-
-def test_an_older_flat_config_is_migrated_into_the_components(tmp_path):
-    f = tmp_path / "config.json"
-    f.write_text(json.dumps(OLD_CONFIG))
-    cfg = RunConfig.load(f).validate()
-    assert (cfg.data.source.type, cfg.data.source.num_patients, cfg.data.source.records_per_patient) == ("synthetic", 30, 1)
-    assert cfg.data.mapped.question_types == ["verify"] and cfg.data.mapped.multi_turn_fraction == 0.25
-    enc = cfg.model.encoder
-    assert (enc.type, enc.dim, enc.num_tokens, enc.freeze) == ("spectral", 64, 6, True)
-    assert cfg.model.projector.type == "linear" and cfg.model.elm.type == "llava"
-    noise, leads = cfg.eval.conditions[1], cfg.eval.conditions[2]
-    assert [c.type for c in cfg.eval.conditions] == ["real", "noise", "leads"]
-    assert (noise.snr_db, noise.seed, leads.leads) == (3.0, 7, ["limb"])
-    assert RunConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()  # the new form round-trips
-
-
-def test_an_old_key_of_a_component_not_chosen_is_refused_naming_the_new_key():
-    old = {"data": {"source": "synthetic", "ptbxl_folder": "records100"}}
-    problems = _problems(lambda: RunConfig.from_dict(old))
-    assert any("data.ptbxl_folder is now data.source.folder" in p for p in problems), problems
-    # its old default is dropped silently: every old config.json saved it
-    assert RunConfig.from_dict({"data": {"source": "synthetic", "ptbxl_folder": "records500"}}).data.source.type == "synthetic"
-
-
 def test_changing_a_choice_drops_the_previous_components_options():
     base = build(RunConfig(), overrides={"model.encoder.type": "spectral", "model.encoder.hidden": "32"})
     cfg = build(base, overrides={"model.encoder.type": "conv1d", "model.encoder.dim": "16"})
@@ -277,15 +240,3 @@ def test_a_condition_twice_with_other_options_gets_a_distinct_label():
     assert labels == ["real", "noise(snr_db=5.0)", "noise(snr_db=20.0)"]
     problems = _problems(lambda: build(RunConfig(), overrides={"eval.conditions": ["real", "real"]}))
     assert any("names a condition twice" in p for p in problems)
-
-
-def test_every_recipe_uses_todays_keys():
-    """Recipes are documentation: no key needs migrating (a migrated key would log 'is now')."""
-    from pathlib import Path
-
-    from ecg_bench.config import OLD_KEYS, read_config_file
-
-    for f in sorted(Path(__file__).parents[1].glob("recipes/**/*.yaml")):
-        d = read_config_file(f)
-        flat = {f"{s}.{k}" for s, sec in d.items() if isinstance(sec, dict) for k in sec}
-        assert not flat & set(OLD_KEYS), (f, flat & set(OLD_KEYS))

@@ -19,16 +19,10 @@ PAGE = ROOT / "docs" / "adding-a-component.md"
 
 
 def _registries() -> list:
-    from ecg_bench.data.mapped.base import MAPPED
-    from ecg_bench.data.sources.base import SOURCES
-    from ecg_bench.evaluation.conditions import CONDITIONS
-    from ecg_bench.evaluation.metrics import METRICS
-    from ecg_bench.models.elm import ELMS
-    from ecg_bench.models.encoders import ENCODERS, PRETRAINERS
-    from ecg_bench.models.projection import PROJECTORS
-    from ecg_bench.representations.base import REPRESENTATIONS
+    """Every kind's registry with options, loaded (so a snapshot holds every built-in component)."""
+    from ecg_bench.registry import all_registries
 
-    return [SOURCES, MAPPED, REPRESENTATIONS, ENCODERS, PROJECTORS, ELMS, CONDITIONS, METRICS, PRETRAINERS]
+    return [r for r in all_registries().values() if r.options_base is not None]
 
 
 @pytest.fixture

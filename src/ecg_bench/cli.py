@@ -64,19 +64,9 @@ def component_details(kind: str, reg: Any) -> str:
 
 
 def _registries() -> dict[str, Any]:
-    from ecg_bench.data.mapped.base import MAPPED
-    from ecg_bench.data.sources.base import SOURCES
-    from ecg_bench.evaluation.metrics import METRICS
-    from ecg_bench.models.elm import ELMS
-    from ecg_bench.models.encoders import ENCODERS, PRETRAINERS
-    from ecg_bench.evaluation.conditions import CONDITIONS
-    from ecg_bench.models.llm import LLMS
-    from ecg_bench.models.projection import PROJECTORS
-    from ecg_bench.representations.base import REPRESENTATIONS
+    from ecg_bench.registry import all_registries
 
-    return {"sources": SOURCES, "mapped": MAPPED, "representations": REPRESENTATIONS, "encoders": ENCODERS,
-            "projectors": PROJECTORS, "elms": ELMS, "llms": LLMS, "conditions": CONDITIONS, "metrics": METRICS,
-            "pretrainers": PRETRAINERS}  # fmt: skip
+    return all_registries()
 
 
 @dataclass

@@ -38,7 +38,6 @@ from ecg_bench.config import (
     field_docs,
     is_choice,
     layered,
-    load_components,
     read_config_file,
     to_dict,
 )
@@ -125,7 +124,6 @@ def parse_flags(
     """``(config file or "", {dotted name: value})`` from ``argv`` for config dataclass ``cls``; ``--help`` prints
     ``help_text`` (for the components ``preset``, the config file and the flags choose) and exits 0; an unknown flag
     exits 2 naming it (argparse's usage error)."""
-    load_components()
     parser = ArgumentParser(cls, prog=prog, usage=_usage(prog, positional)).parser
     argv = _positionals(list(argv), cls, positional)
     leaves = _leaf_hints(cls)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ecg_bench.config import ModelConfig, RunConfig
+from ecg_bench.config import ModelConfig, RunConfig, path_options
 from ecg_bench.data.contract import CONTRACT_FILE, PreprocessingContract
 from ecg_bench.data.ecg_file import read_ecg_file
 from ecg_bench.data.record import ECGRecord
@@ -51,18 +51,10 @@ from ecg_bench.training.model_card import CARD_FILE, render_card, replace_peft_c
 
 log = get_logger(__name__)
 
-__all__ = ["CHECKPOINT_FILES", "Conversation", "ECGLanguageModel", "build_from_checkpoint", "from_pretrained", "load_elm",
+__all__ = ["Conversation", "ECGLanguageModel", "build_from_checkpoint", "from_pretrained", "load_elm",
            "push_to_hub",
            "read_contract", "stage_for_hub"]  # fmt: skip
 
-CHECKPOINT_FILES: tuple[tuple[str, str], ...] = (
-    ("ecg_byte_tokenizer.json", "model.elm.tokenizer"),  # the ecg_byte ELM's
-    ("ecg_byte_tokenizer.json", "model.encoder.tokenizer"),  # the signal2vec encoder's
-    ("signal2vec.safetensors", "model.encoder.weights"),
-    ("encoder_weights", "model.encoder.weights"),  # a pretrained encoder folder (mae, merl, clip, imported weights)
-)
-"""Files and folders a checkpoint carries that its config names by path (name, option of the chosen component): the
-checkpoint's own copy is used where the chosen component has that option."""
 HUB_EXCLUDE = ("optimizer.safetensors", "rng_state.json", "rng_state.safetensors", ".ecg-bench.json")
 """Checkpoint files only a resumed training run needs (and the folder marker): not uploaded."""
 
@@ -98,22 +90,19 @@ def checkpoint_config(folder: str | Path) -> RunConfig:
         raise DataError(f"{folder} is not an ecg-bench checkpoint: {f.name} (the run config) is missing")
     check_model_sizes(read_json_file(f, "run config (JSON object)"), str(f))  # before anything is built from it
     cfg = RunConfig.load(f)
-    for dotted in dict.fromkeys(d for _, d in CHECKPOINT_FILES):
-        _, component, key = dotted.split(".")
-        opts = getattr(cfg.model, component)
-        if not hasattr(opts, key):  # the chosen component has no such option
+    for opt in path_options(cfg.model):  # the files the chosen components are built from: the checkpoint's own copies
+        if not opt.checkpoint:
             continue
-        names = [n for n, d in CHECKPOINT_FILES if d == dotted]
-        own = [n for n in names if (folder / n).exists()]
-        if own:
-            setattr(opts, key, str(folder / own[0]))
+        dotted = f"model.{opt.dotted}"
+        if (folder / opt.checkpoint).exists():
+            opt.value = str(folder / opt.checkpoint)
         # exists, not is_file: model.encoder.weights of merl, mae and the vision encoders is an encoder folder (`ecg-bench
         # pretrain`'s), which the encoder is built from at every load
-        elif getattr(opts, key) and not Path(getattr(opts, key)).expanduser().exists():
-            is_file = bool(Path(getattr(opts, key)).suffix)
-            raise DataError(f"{folder} carries no {' or '.join(names)}, and the {'file' if is_file else 'folder'} its "
-                            f"config.json names as {dotted} ({getattr(opts, key)}) does not exist here: copy it into the "
-                            f"checkpoint as {names[0] if is_file else names[-1]}")  # fmt: skip
+        elif opt.value and not Path(opt.value).expanduser().exists():
+            is_file = bool(Path(opt.value).suffix)
+            raise DataError(f"{folder} carries no {opt.checkpoint}, and the {'file' if is_file else 'folder'} its "
+                            f"config.json names as {dotted} ({opt.value}) does not exist here: copy it into the "
+                            f"checkpoint as {opt.checkpoint}")  # fmt: skip
     return cfg
 
 
@@ -402,62 +391,30 @@ def read_questions(lines: Iterable[str]) -> Iterator[str]:
 # ------------------------------------------------------------------ paths inside a checkpoint
 
 
-PATH_FIELDS = ("output_dir", "data.data_dir", "data.store_dir", "data.mapped_dir", "data.source.snomed_mapping",
-               "data.source.translation_cache", "data.export_hf", "model.elm.tokenizer", "model.encoder.tokenizer",
-               "model.encoder.weights", "eval.metrics[meteor].nltk_data", "train.resume_from")  # fmt: skip
-"""Config fields that are file or folder paths: saved absolute in a checkpoint, resolved against it when relative
-(an option of a component the config does not choose is skipped; ``[type]`` picks list items of that type)."""
-NAME_OR_PATH_FIELDS = ("data.hf_dataset", "data.source.translate_model", "model.llm", "eval.metrics[bertscore].model")
-"""Fields that are a path or a name (hub id, short name): treated as a path only where that path exists."""
-
-
-def _owners(cfg: Any, dotted: str) -> list[tuple[Any, str]]:
-    """(object, attribute) pairs that ``dotted`` names in ``cfg``: none when a component lacks the option."""
-    nodes = [cfg]
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        name, _, typ = part.partition("[")
-        nxt = []
-        for n in nodes:
-            v = getattr(n, name, None)
-            if typ:
-                nxt += [x for x in (v or []) if getattr(x, "type", None) == typ.rstrip("]")]
-            elif v is not None:
-                nxt.append(v)
-        nodes = nxt
-    return [(n, leaf) for n in nodes if hasattr(n, leaf)]
-
-
-def _get(cfg: Any, dotted: str) -> Any:
-    owners = _owners(cfg, dotted)
-    return getattr(*owners[0]) if owners else None
-
-
 def with_absolute_paths(cfg: RunConfig) -> RunConfig:
-    """A copy of ``cfg`` whose relative paths are absolute (the config saved in a checkpoint)."""
+    """A copy of ``cfg`` whose relative paths (every ``path_field`` option; a name-or-path one only where that path
+    exists) are absolute: the config saved in a checkpoint."""
     out = copy.deepcopy(cfg)
-    for f in PATH_FIELDS + NAME_OR_PATH_FIELDS:
-        for obj, attr in _owners(out, f):
-            v = getattr(obj, attr)
-            if v and not Path(v).expanduser().is_absolute() and (f in PATH_FIELDS or Path(v).exists()):
-                setattr(obj, attr, absolute(v))
+    for opt in path_options(out):
+        v = opt.value
+        if v and not Path(v).expanduser().is_absolute() and (not opt.name_ok or Path(v).exists()):
+            opt.value = absolute(v)
     return out
 
 
 def evaluation_defaults(trained: RunConfig, checkpoint: str | Path) -> dict[str, Any]:
     """Overrides for evaluating ``checkpoint`` (whose config is ``trained``): relative paths resolved against
     the checkpoint, never the current folder; a new output folder ``<checkpoint>/eval-<time>``; no HF export;
-    the checkpoint's own copies of the ECG-Byte tokenizer and Signal2Vec vectors."""
+    the checkpoint's own copy of each file a component is built from (``path_field(checkpoint=NAME)``)."""
     ck = Path(checkpoint)
     over: dict[str, Any] = {}
-    for f in PATH_FIELDS + NAME_OR_PATH_FIELDS:
-        v = _get(trained, f)
-        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute() and (f in PATH_FIELDS or (ck / v).exists()):
-            if "[" in f:  # an option inside a list (eval.metrics): resolved in the trained config itself
-                for obj, attr in _owners(trained, f):
-                    setattr(obj, attr, absolute(str(ck / v)))
+    for opt in path_options(trained):
+        v = opt.value
+        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute() and (not opt.name_ok or (ck / v).exists()):
+            if "[" in opt.dotted:  # an option inside a list (eval.metrics): resolved in the trained config itself
+                opt.value = absolute(str(ck / v))
             else:
-                over[f] = absolute(str(ck / v))
+                over[opt.dotted] = absolute(str(ck / v))
     stamp, n = time.strftime("%Y%m%d-%H%M%S"), 1
     out = ck / f"eval-{stamp}"
     while out.exists():
@@ -466,9 +423,9 @@ def evaluation_defaults(trained: RunConfig, checkpoint: str | Path) -> dict[str,
     over["output_dir"] = str(out)
     over["data.export_hf"] = ""
     over["data.store_dir"] = ""  # decided by evaluation_store once the config is complete
-    for name, field in CHECKPOINT_FILES:
-        if (ck / name).exists() and _owners(trained, field):
-            over[field] = str(ck / name)
+    for opt in path_options(trained):  # the checkpoint's own copies of the files its components are built from
+        if opt.checkpoint and (ck / opt.checkpoint).exists() and "[" not in opt.dotted:
+            over[opt.dotted] = str(ck / opt.checkpoint)
     return over
 
 

@@ -25,11 +25,11 @@ def _all(cond, ds):
 
 
 def test_registry_holds_every_condition_with_an_options_dataclass():
-    assert CONDITIONS.names() == ["leads", "no_signal", "noise", "real", "shuffled", "zeros"]
+    assert {"leads", "no_signal", "noise", "real", "shuffled", "zeros"} <= set(CONDITIONS.names())
     for name in CONDITIONS:
         cond = build_condition(name)
         assert isinstance(cond.options, CONDITIONS.options(name)) and cond.name == name
-    with pytest.raises(UnknownNameError, match="leads, no_signal, noise, real, shuffled, zeros"):
+    with pytest.raises(UnknownNameError, match="valid condition names: " + ", ".join(CONDITIONS.names())):
         build_condition("shuffle")
 
 

@@ -255,7 +255,7 @@ def test_bertscore_bad_layer():
 
 
 def test_registry_names():
-    assert M.METRICS.names() == ["accuracy", "answer_set", "bertscore", "bleu", "meteor", "rouge"]
+    assert {"accuracy", "answer_set", "bertscore", "bleu", "meteor", "rouge"} <= set(M.METRICS.names())
 
 
 def test_compute_metrics_merges(nltk_data):

@@ -91,8 +91,6 @@ def test_encoder_chosen_from_flags_and_yaml(tmp_path):
     assert isinstance(cfg.model.encoder, MtaeOptions) and cfg.model.encoder.patch_size == 50
     enc = build_encoder(cfg.model.encoder, SPEC)
     assert enc.patch == 50 and enc.opts.scaling == "zscore" and enc(torch.randn(1, 12, 500)).shape == (1, 4, 128)
-    # an older config's flat keys migrate into the chosen encoder
-    assert build(RunConfig(), overrides={"model.encoder.type": "mlae", "model.num_ecg_tokens": "6"}).model.encoder.num_tokens == 6
 
 
 def test_pretrain_mae_flags(tmp_path):

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 def test_smollm2_elm_trains_and_generates(tiny_store, tiny_items):
     torch.manual_seed(0)
-    cfg = model_config(llm="smollm2-135m", num_ecg_tokens=2, encoder_dim=32, lora_r=4)
+    cfg = model_config(llm="smollm2-135m", num_tokens=2, dim=32, lora_r=4)
     elm, proc = build_elm(cfg, seq_len=tiny_store.segment_len, fs=tiny_store.fs)
     assert elm.llm.get_input_embeddings().embedding_dim == 576
     assert proc.formatter.ecg_token_id >= elm.llm.get_input_embeddings().num_embeddings  # placeholder never looked up

@@ -169,7 +169,7 @@ def test_an_adapter_of_another_lora_rank_names_tensor_and_shapes(ck):
 
 
 def test_a_projector_of_another_shape_names_tensor_and_shapes(ck):
-    elm, _ = make_tiny_elm(encoder_dim=16)
+    elm, _ = make_tiny_elm(dim=16)
     with pytest.raises(
         DataError, match=r"projector\.safetensors: tensor '.*' has shape \[\d+, 32\] but the projector .* expects \[\d+, 16\]"
     ):

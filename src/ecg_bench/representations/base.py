@@ -9,7 +9,7 @@
 
 ``output(segment_len)`` declares what comes out (kind, shape, dtype, whether the length varies), so a
 model is built from the declaration, not from a sample. The input is always a SIGNAL (mV, canonical
-lead order): evaluation conditions (``evaluation/conditions.py``) change the signal first, and the
+lead order): evaluation conditions (``evaluation/conditions/``) change the signal first, and the
 representation turns the result into model input, whatever its form. Dimensions come in as arguments
 (``segment_len``), never from global tables.
 """
@@ -17,7 +17,6 @@ representation turns the result into model input, whatever its form. Dimensions 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -80,7 +79,7 @@ class Representation:
         return torch.stack([self(s) for s in segments])
 
 
-REPRESENTATIONS: Registry[type[Representation]] = Registry("representation", options=RepresentationOptions)
+REPRESENTATIONS: Registry[type[Representation]] = Registry("representation", options=RepresentationOptions, package="ecg_bench.representations")
 """A representation class is built from its options' fields as keyword arguments (``build_representation``)."""
 
 
@@ -92,10 +91,3 @@ def build_representation(opts: RepresentationOptions, fs: float = 250.0) -> Repr
     if cls.needs_fs:
         kwargs["fs"] = float(fs)
     return cls(**kwargs)
-
-# Modules whose import registers a built-in representation (imported so REPRESENTATIONS.get sees them all).
-_BUILTIN_MODULES = ("ecg_bench.representations.signal", "ecg_bench.representations.ecg_byte",
-                    "ecg_bench.representations.image", "ecg_bench.representations.stacked")  # fmt: skip
-
-for _mod in _BUILTIN_MODULES:
-    importlib.import_module(_mod)

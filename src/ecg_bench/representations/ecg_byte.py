@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ecg_bench.config import RepresentationOptions
+from ecg_bench.config import RepresentationOptions, path_field
 from ecg_bench.errors import ConfigError, DataError, ShapeError
 from ecg_bench.representations.base import REPRESENTATIONS, Representation
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 class ECGByteRepresentationOptions(RepresentationOptions):
     """ECG-Byte token ids of the signal (used inside the ecg_byte ELM and the signal2vec encoder)."""
 
-    tokenizer: str = ""
+    tokenizer: str = path_field()
     """ECG-Byte tokenizer JSON."""
 
     def problems(self) -> list[str]:
@@ -52,7 +52,7 @@ class ECGByteRepresentation(Representation):
         elif tokenizer:
             self.tokenizer = ECGByteTokenizer.load(tokenizer)
         else:
-            raise ConfigError(["representation 'ecg_byte' needs an ECG-Byte tokenizer file (model.tokenizer / tokenizer=PATH)"])
+            raise ConfigError(["representation 'ecg_byte' needs an ECG-Byte tokenizer file (model.representation.tokenizer / tokenizer=PATH)"])
         self.num_leads = len(self.tokenizer.leads) if self.tokenizer.leads else None
 
     def __call__(self, segment: np.ndarray) -> torch.Tensor:

@@ -10,7 +10,8 @@
 <dir>/projector.safetensors  always
 <dir>/encoder.safetensors    when the encoder was trained
 <dir>/<name>.safetensors     any other module the ELM lists in trainable_modules() (token ELM: ecg_vocab)
-<dir>/<extra files>          what the ELM writes with save_extra(dir) (token ELM: the ECG-Byte tokenizer)
+<dir>/<extra files>          what the ELM writes with save_extra(dir): the files its family and its encoder are built
+                             from (token ELM: the ECG-Byte tokenizer; a pretrained encoder: encoder_weights/)
 <dir>/optimizer.safetensors  AdamW moments keyed by parameter name (for resuming)
 <dir>/trainer_state.json     step, learning-rate schedule position, loss history
 <dir>/rng_state.json         python ``random`` and numpy global RNG states (for an exact resume, dropout included)
@@ -40,7 +41,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,6 @@ from ecg_bench.data.shards import remove_stale_temporaries
 from ecg_bench.errors import CheckpointError, DataError
 from ecg_bench.limits import check_model_sizes
 from ecg_bench.logging_utils import get_logger
-from ecg_bench.models.encoders.weights import DOC_FILE, WEIGHTS_FILE
 from ecg_bench.safe_files import load_safetensors, read_json_file
 from ecg_bench.training import distributed
 from ecg_bench.training.distributed import full_tensor, like_param
@@ -129,7 +128,6 @@ def save_checkpoint(
             save_file(tensors, str(tmp / f"{name}.safetensors"))
         if hasattr(elm, "save_extra"):
             elm.save_extra(tmp)
-        _copy_encoder_folder(cfg, tmp)
         if hasattr(elm, "manifest"):
             (tmp / MANIFEST_FILE).write_text(json.dumps(elm.manifest(), indent=2) + "\n")
         contract = PreprocessingContract.from_run_config(cfg)
@@ -159,24 +157,6 @@ def _why(e: BaseException) -> str:
     if "No space left" in text or "os error 28" in text:
         return f"no space left on device ({text})"
     return f"the safetensors writer failed ({text})"
-
-
-ENCODER_FOLDER = "encoder_weights"
-"""The checkpoint's copy of a pretrained encoder folder (``model.encoder.weights``; inference.CHECKPOINT_FILES)."""
-
-
-def _copy_encoder_folder(cfg: RunConfig, folder: Path) -> None:
-    """Copy the pretrained encoder folder ``model.encoder.weights`` names (its ``encoder.json`` and
-    ``encoder.safetensors``, not a pretraining run's resume state) into the checkpoint, so that it loads from its own
-    folder alone even when the encoder was frozen (a frozen encoder's weights are not among the trained modules)."""
-    src = getattr(cfg.model.encoder, "weights", "")
-    if not src or not Path(src).expanduser().is_dir():
-        return
-    src, dst = Path(src).expanduser(), folder / ENCODER_FOLDER
-    dst.mkdir()
-    for name in (DOC_FILE, WEIGHTS_FILE):
-        if (src / name).is_file():
-            shutil.copy2(src / name, dst / name)
 
 
 def _is_sharded(module: torch.nn.Module) -> bool:

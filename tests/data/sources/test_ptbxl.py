@@ -102,7 +102,7 @@ def test_records100_folder(shared_data, tmp_path):
     write_wfdb(
         root / "records100/06000/06004_lr", at100, 500, ["I", "II", "III", "AVR", "AVL", "AVF"] + [f"V{i}" for i in range(1, 7)]
     )
-    src = _source(root, ptbxl_folder="records100")
+    src = _source(root, folder="records100")
     rec = src.read("records100/06000/06003_lr")
     assert (rec.record_id, rec.fs, rec.signal.shape) == ("6003", 100.0, (12, 1000))
     np.testing.assert_allclose(rec.signal, at100.T, atol=6e-4)  # 1000 adu/mV quantisation

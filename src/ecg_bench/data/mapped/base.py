@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -22,22 +21,9 @@ from ecg_bench.registry import Registry
 
 MappedDataset = Callable[[SegmentStore, DataConfig], list[dict[str, Any]]]
 
-MAPPED: Registry[MappedDataset] = Registry("mapped dataset", options=MappedOptions)
+MAPPED: Registry[MappedDataset] = Registry("mapped dataset", options=MappedOptions, package="ecg_bench.data.mapped", listing="mapped")
 
 
 def mapped_options(cfg: DataConfig, cls: type) -> Any:
     """``cfg.mapped`` when it holds options of ``cls``, else ``cls``'s defaults (a mapper called directly)."""
     return cfg.mapped if isinstance(cfg.mapped, cls) else cls()
-
-# Modules whose import registers a built-in mapped dataset (imported so MAPPED.get sees them all).
-_BUILTIN_MODULES = (
-    "ecg_bench.data.mapped.synthetic_qa",
-    "ecg_bench.data.mapped.ecg_qa",
-    "ecg_bench.data.mapped.ecg_chat",
-    "ecg_bench.data.mapped.pulse",
-    "ecg_bench.data.mapped.grounding",
-    "ecg_bench.data.mapped.label_qa",
-)
-
-for _mod in _BUILTIN_MODULES:
-    importlib.import_module(_mod)

@@ -17,11 +17,11 @@ Each JSON file is a list of entries with the fields used here::
 ``ecg_id`` is the PTB-XL ecg_id, or the MIMIC-IV-ECG study_id; an entry produced by ECG-QA's own
 mapping scripts may instead carry ``ecg_path`` (a path into the download), resolved the same way.
 
-- Question types: ``data.question_types``; the short forms verify / choose / query mean
+- Question types: ``data.mapped.question_types``; the short forms verify / choose / query mean
   single-verify / single-choose / single-query (the original ECG-Bench's default); full type names
   (``comparison_consecutive-verify``, ...) select the comparison questions.
-- Variant and splits: ``data.qa_variant`` (template / paraphrased / both, the original reads both)
-  and ``data.qa_splits``; folds are then made over everything read, as in the original.
+- Variant and splits: ``data.mapped.qa_variant`` (template / paraphrased / both, the original reads both)
+  and ``data.mapped.qa_splits``; folds are then made over everything read, as in the original.
 - Answer: the ``answer`` list joined with a space in its original order (the original ECG-Bench's
   ``" ".join(answer)``), so that scores compare with the original's. An ``answer`` given as one
   string (``"yes"``) is that one answer.

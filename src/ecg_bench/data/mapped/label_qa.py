@@ -3,7 +3,7 @@
 Every base dataset's records carry ``labels`` (PTB-XL: the English statements of ``scp_codes``; CPSC
 2018 / CSN: the SNOMED-CT diagnosis names; CODE-15%: the positive abnormality columns) and most a
 ``report``. ``label_qa`` turns them into conversations, one per joined segment (``data.mapped_segments``),
-with a question form drawn at random (seeded) from those enabled in ``data.question_types`` that apply
+with a question form drawn at random (seeded) from those enabled in ``data.mapped.question_types`` that apply
 to the record:
 
 - ``verify``: "Does this ECG show sinus bradycardia?" -> ``yes`` / ``no``, each with probability 1/2. The
@@ -15,7 +15,7 @@ to the record:
 - ``query``: "Which diagnostic statements apply to this ECG?" -> the record's labels in their order,
   joined by ", " (score with ROUGE / BLEU / BERTScore rather than exact accuracy).
 - ``report``: "Write the report of this ECG." -> the record's report text (as stored: PTB-XL reports
-  are often German unless the store was built with ``--data.report_language english``).
+  are often German unless the store was built with ``--data.source.report_language english``).
 
 A record whose every enabled form is impossible (no labels, or every label present so nothing is absent,
 and no report) is counted under ``no_labels`` in the mapping report, never dropped silently.

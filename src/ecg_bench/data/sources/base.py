@@ -39,7 +39,6 @@ from __future__ import annotations
 from typing import Any
 
 import hashlib
-import importlib
 import math
 import os
 from abc import ABC, abstractmethod
@@ -169,18 +168,4 @@ def files_fingerprint(root: str | os.PathLike) -> dict:
 
 SourceFactory = Callable[[DataConfig], Source]
 
-SOURCES: Registry[SourceFactory] = Registry("source", options=SourceOptions)
-
-# Modules whose import registers a built-in source. Imported here so that importing this module is
-# enough for ``SOURCES.get(name)`` to see every built-in name.
-_BUILTIN_MODULES = (
-    "ecg_bench.data.sources.synthetic",
-    "ecg_bench.data.sources.ptbxl",
-    "ecg_bench.data.sources.mimic_iv_ecg",
-    "ecg_bench.data.sources.code15",
-    "ecg_bench.data.sources.cpsc",
-    "ecg_bench.data.sources.csn",
-)
-
-for _mod in _BUILTIN_MODULES:
-    importlib.import_module(_mod)
+SOURCES: Registry[SourceFactory] = Registry("source", options=SourceOptions, package="ecg_bench.data.sources")

@@ -45,7 +45,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import scipy.io
 
-from ecg_bench.config import DataConfig, SourceOptions
+from ecg_bench.config import DataConfig, SourceOptions, path_field
 from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.data.sources.base import UNREADABLE_FOLDER, Source, check_sampling_rate, data_error
 from ecg_bench.data.sources.snomed import SnomedMapping, is_code, load_mapping, report_from_names
@@ -339,7 +339,7 @@ def folder_problem(folder: Path) -> str:
 class CinCOptions(SourceOptions):
     """A dataset in the PhysioNet/CinC 2020-2021 layout (.hea/.mat pairs, SNOMED-CT #Dx labels)."""
 
-    snomed_mapping: str = ""
+    snomed_mapping: str = path_field()
     """Extra SNOMED-CT code -> name table merged over the shipped one (a .json in the shipped layout, or a CSV with
     SNOMEDCTCode, Dx[, Abbreviation] columns like the CinC dx_mapping files); empty = shipped table."""
     verify_checksums: bool = True
@@ -373,11 +373,11 @@ class CinCSource(Source):
         opts = self.opts
         self.snomed_path = str(Path(opts.snomed_mapping).expanduser()) if opts.snomed_mapping else ""
         self.verify_checksums = opts.verify_checksums
-        load_mapping(self.snomed_path)  # a bad data.snomed_mapping fails here, not once per record
+        load_mapping(self.snomed_path)  # a bad data.source.snomed_mapping fails here, not once per record
 
     @property
     def mapping(self) -> SnomedMapping:
-        """The SNOMED-CT table (shipped + ``data.snomed_mapping``), loaded once per process."""
+        """The SNOMED-CT table (shipped + ``data.source.snomed_mapping``), loaded once per process."""
         return load_mapping(self.snomed_path)
 
     def keys(self) -> list[str]:

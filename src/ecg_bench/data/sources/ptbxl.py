@@ -4,15 +4,15 @@ Layout read from ``data.data_dir``::
 
     ptbxl_database.csv     ecg_id, patient_id, age, sex, report, scp_codes, strat_fold, filename_lr, filename_hr, ...
     scp_statements.csv     SCP code (first column) -> description, diagnostic_class, ...
-    records500/00000/00001_hr.{hea,dat}   WFDB, 500 Hz, 10 s, 12 leads in mV   (data.ptbxl_folder=records500)
-    records100/00000/00001_lr.{hea,dat}   the same at 100 Hz                   (data.ptbxl_folder=records100)
+    records500/00000/00001_hr.{hea,dat}   WFDB, 500 Hz, 10 s, 12 leads in mV   (data.source.folder=records500)
+    records100/00000/00001_lr.{hea,dat}   the same at 100 Hz                   (data.source.folder=records100)
 
 A record's key is its path relative to ``data_dir`` without extension (``records500/06000/06002_hr``).
 Keys are the database rows' files plus any record found on disk that has no row (that one is skipped
 as ``missing metadata``). ``record_id`` is the ecg_id (``"6002"``), ``patient_id`` the integer patient id.
 
-``report`` is the original report text (``data.report_language=original``, often German) or English
-(``english``): the machine translation when ``data.translate_model`` loads, else the English statements.
+``report`` is the original report text (``data.source.report_language=original``, often German) or English
+(``english``): the machine translation when ``data.source.translate_model`` loads, else the English statements.
 ``labels`` are the English descriptions of the record's SCP codes (from scp_statements.csv, no model).
 
 Sampling rate: 500 Hz in ``records500``, 100 Hz in ``records100`` (``FS``); a header that says
@@ -27,7 +27,7 @@ import ast
 from pathlib import Path
 from typing import Any
 
-from ecg_bench.config import DataConfig, SourceOptions
+from ecg_bench.config import DataConfig, SourceOptions, path_field
 from ecg_bench.data.record import ECGRecord
 from ecg_bench.data.sources.base import SOURCES, Source, check_sampling_rate, source_options
 from ecg_bench.errors import DataError
@@ -138,10 +138,10 @@ class PTBXLOptions(SourceOptions):
     report_language: str = "original"
     """Report text: original (as recorded, often German) or english (translated with translate_model; when no model
     is given or it cannot be loaded, the English SCP statement list)."""
-    translate_model: str = ""
+    translate_model: str = path_field(name_ok=True)
     """German -> English seq2seq model for the reports: a local folder or hub id (e.g. Helsinki-NLP/opus-mt-de-en);
     empty = no translation."""
-    translation_cache: str = ""
+    translation_cache: str = path_field()
     """JSON file caching translations by source text; empty = ~/.cache/ecg_bench/translations-<model>.json."""
     verify_checksums: bool = True
     """Skip a record whose samples differ from its header's checksums ("checksum mismatch"); false = check only

@@ -3,7 +3,7 @@
 The package ships ``snomed_ct.json``: every code of the challenge's ``dx_mapping_scored.csv`` and
 ``dx_mapping_unscored.csv`` (PhysioNet/CinC Challenge 2021 evaluation code, BSD-2-Clause; the
 attribution is inside the JSON) with its diagnosis name and abbreviation, so reading CPSC 2018 or
-CSN needs no extra download. A user table (``data.snomed_mapping``: a JSON file like the shipped one
+CSN needs no extra download. A user table (``data.source.snomed_mapping``: a JSON file like the shipped one
 or a CSV with ``SNOMEDCTCode``, ``Dx`` and optionally ``Abbreviation`` columns) is merged over it.
 
 A code missing from the table is not an error: it is named ``"SNOMED <code>"``, counted in
@@ -150,7 +150,7 @@ def read_table(path: str | Path) -> dict[str, SnomedConcept]:
     """A user table: ``.json`` in the shipped layout or a challenge-style ``.csv``."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"SNOMED-CT mapping file not found: {p} (data.snomed_mapping)")
+        raise FileNotFoundError(f"SNOMED-CT mapping file not found: {p} (data.source.snomed_mapping)")
     if p.suffix.lower() == ".csv":
         return table_from_csvs([p])
     try:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ecg_bench.evaluation.comparisons import holm, mcnemar, paired_difference, t_interval
+from ecg_bench.evaluation.conditions import CONDITIONS
 from ecg_bench.evaluation.report.runs import Configuration, Run
 from ecg_bench.logging_utils import get_logger
 
@@ -26,8 +27,6 @@ log = get_logger(__name__)
 
 ALL = "all"
 """The question-type value of a row over every question."""
-AUDIT_CONDITIONS = ("zeros", "shuffled", "no_signal")
-"""Conditions that take the ECG away; real minus each is the signal-dependence audit."""
 USES, DOES_NOT_USE, WORSE = "uses the ECG", "does not use the ECG", "scores lower with the real ECG"
 
 
@@ -169,10 +168,11 @@ def _verdict(row: dict[str, Any], above: str, below: str, covers: str, p_key: st
 
 
 def audit_records(configs: Sequence[Configuration], metric: str, n_resamples: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
-    """Real minus each of ``AUDIT_CONDITIONS`` (where evaluated), per configuration, on the same items."""
+    """Real minus each condition that takes the ECG away (``Condition.ablation``; where evaluated), per configuration,
+    on the same items."""
     out = []
     for c in configs:
-        for condition in [x for x in AUDIT_CONDITIONS if x in c.conditions]:
+        for condition in [x for x in c.conditions if x in CONDITIONS and CONDITIONS.get(x).ablation]:
             pairs = [(r, "real", r, condition) for r in c.runs if "real" in r.conditions and condition in r.conditions]
             a, b, patients, folds = _paired_rows(pairs, metric)
             if not a.size:

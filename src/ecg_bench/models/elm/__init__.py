@@ -11,7 +11,6 @@ Imports run one way, processors <- base <- encoder_elm, token_elm <- this file: 
 this package asks which family a model is: callers use the ELM and its processor.
 """
 
-from ecg_bench.models.elm import encoder_elm, token_elm  # noqa: F401  (register the families)
 from ecg_bench.models.elm.base import ELM, ELMS, ElmFamily, InputDims, build_elm, input_problem
 from ecg_bench.models.elm.encoder_elm import EncoderELM
 from ecg_bench.models.elm.processors import (

@@ -177,7 +177,7 @@ class ElmFamily:
         return [("ELM family", f"{describe_options(cfg.elm)}: {doc}")]
 
 
-ELMS: Registry[type[ElmFamily]] = Registry("elm", options=ELMOptions)
+ELMS: Registry[type[ElmFamily]] = Registry("elm", options=ELMOptions, package="ecg_bench.models.elm")
 
 
 def input_problem(cfg: ModelConfig, kind: str) -> str | None:

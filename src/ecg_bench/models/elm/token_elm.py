@@ -12,7 +12,7 @@ How an ECG enters the prompt
 
 Truncation (``TokenChatFormatter``), when a sample is longer than ``model.max_length`` tokens:
     1. every ECG block is cut from its END to the same cap ``c`` (blocks shorter than ``c`` are kept
-       whole), ``c`` the largest value with the sample fitting, but never below ``model.min_ecg_tokens``;
+       whole), ``c`` the largest value with the sample fitting, but never below ``model.elm.min_ecg_tokens``;
     2. if the sample still does not fit with ``c = min_ecg_tokens``, the oldest user/assistant pair of
        the history is dropped (its ECG markers move to the next user message) and 1. is retried;
     3. if nothing is left to drop, a training example is cut at ``max_length`` (the base formatter's
@@ -25,7 +25,7 @@ Embeddings
     as ``mean + std * z`` of the existing rows (per dimension, ``z ~ N(0, 1)`` from a generator seeded
     with ``INIT_SEED``): every ECG token gets a distinct vector of typical norm, so a model whose
     embeddings stay frozen (the default with LoRA, as the original ECG-Bench found training the new rows
-    hurt) can still tell the tokens apart. ``model.train_new_embeddings`` adds a trainable zero-initialised
+    hurt) can still tell the tokens apart. ``model.elm.train_new_embeddings`` adds a trainable zero-initialised
     delta for the new rows only (input rows, and output rows when the head is untied), applied by
     forward hooks on the embedding and the LM head; the original rows never change. With
     ``model.full_finetune`` the whole matrix trains and is saved with the LLM.
@@ -48,7 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ecg_bench.config import ELMOptions, ModelConfig
+from ecg_bench.config import ELMOptions, ModelConfig, path_field
 from ecg_bench.errors import DataError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.chat import ECG_PLACEHOLDER, ChatFormatter, EncodedChat, EvalTurn, _drop_oldest_pair
@@ -366,7 +366,7 @@ class TokenELM(ELM):
 class ECGByteOptions(ELMOptions):
     """ECG-Byte: the ECG as BPE tokens of its quantized signal, added to the LLM's vocabulary."""
 
-    tokenizer: str = ""
+    tokenizer: str = path_field(checkpoint=TOKENIZER_FILE)
     """ECG-Byte tokenizer JSON (``ecg-bench tokenizer train``, or the original's imported)."""
     min_ecg_tokens: int = 64
     """When a sample exceeds model.max_length, each ECG's token block is cut from its end (the same cap for every ECG

@@ -1,6 +1,5 @@
 """ECG encoders: ``[N, *representation shape] -> [N, tokens, dim]``. Registered by name in ENCODERS."""
 
-from ecg_bench.models.encoders import clip, conv1d, mae, merl, patch, random_init, signal2vec, spectral, vision  # noqa: F401  (registers)
 from ecg_bench.models.encoders.base import ENCODERS, EncoderSpec, build_encoder, input_kind_problem, input_kinds
 from ecg_bench.models.encoders.pretraining import PRETRAINERS, Pretrainer
 

@@ -52,7 +52,7 @@ class EncoderSpec:
         return tuple(self.input_shape) or (self.in_leads, self.seq_len)
 
 
-ENCODERS: Registry[Callable[[Any, EncoderSpec], nn.Module]] = Registry("encoder", options=EncoderOptions)
+ENCODERS: Registry[Callable[[Any, EncoderSpec], nn.Module]] = Registry("encoder", options=EncoderOptions, package="ecg_bench.models.encoders")
 """``builder(options, spec) -> nn.Module``: ``options`` is the encoder's options dataclass (``model.encoder``),
 ``spec`` the input dimensions (with the options' sizes and files copied in)."""
 

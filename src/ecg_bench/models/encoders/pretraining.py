@@ -30,4 +30,4 @@ class Pretrainer:
     """One line shown by ``ecg-bench pretrain --help``."""
 
 
-PRETRAINERS: Registry[Pretrainer] = Registry("pretrainer", options=PretrainerOptions)
+PRETRAINERS: Registry[Pretrainer] = Registry("pretrainer", options=PretrainerOptions, package="ecg_bench.models.encoders")

@@ -35,12 +35,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ecg_bench.config import EncoderOptions
+from ecg_bench.config import EncoderOptions, path_field
 from ecg_bench.errors import ConfigError, DataError, ShapeError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.models.encoders.base import ENCODERS, EncoderSpec
 from ecg_bench.models.encoders.contract import PreprocessingContract
-from ecg_bench.models.encoders.weights import contract_of, load_state, read_encoder
+from ecg_bench.models.encoders.weights import ENCODER_FOLDER, FromEncoderFolder, contract_of, load_state, read_encoder
 from ecg_bench.signals.leads import LEADS
 
 log = get_logger(__name__)
@@ -60,14 +60,14 @@ DEFAULT_MODELS = {
 class VisionEncoderOptions(EncoderOptions):
     """A Hugging Face vision model reading the image or stacked representation (base of vit, clip, siglip, siglip2)."""
 
-    model: str = ""
+    model: str = path_field(name_ok=True)
     """Hub id or local folder of the model and its image processor (empty = the family's default, e.g.
     openai/clip-vit-base-patch32 for clip; see DEFAULT_MODELS)."""
     tokens: str = "patches"
     """patches (last-layer patch tokens averaged down to num_tokens), pooled (one token) or all."""
     num_tokens: int = 4
     """Output tokens per ECG with tokens=patches (at most the model's patch count)."""
-    weights: str = ""
+    weights: str = path_field(checkpoint=ENCODER_FOLDER)
     """Encoder folder written by `ecg-bench pretrain clip` (encoder.json + encoder.safetensors), instead of model:
     architecture, normalization and weights come from it; its preprocessing contract (fs, segment length, the
     representation and its drawing options) must match the run's."""
@@ -161,7 +161,7 @@ def _load(family: str, name: str):
     return model, proc
 
 
-class VisionEncoder(nn.Module):
+class VisionEncoder(FromEncoderFolder, nn.Module):
     """A Hugging Face vision model reading ``[N, 3, H, W]`` 0-255 pictures -> ``[N, num_tokens, hidden]``."""
 
     def __init__(self, family: str, model: nn.Module, norm: Normalization, spec: EncoderSpec, tokens: str = "patches"):
@@ -280,6 +280,7 @@ def _builder(family: str):
         o.check()
         if o.weights:
             enc, name = load_pretrained(family, o.weights, spec, o.tokens), o.weights
+            enc.weights_folder = o.weights
         else:
             name = o.model or DEFAULT_MODELS[family]
             enc = load_hf(family, name, spec, o.tokens)

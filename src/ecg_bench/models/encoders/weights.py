@@ -14,6 +14,7 @@ the encoders' builders, which rebuild the architecture, check the contract again
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,26 @@ from ecg_bench.safe_files import load_safetensors, read_json_file
 
 FORMAT, FORMAT_VERSION = "ecg-bench-encoder", 1
 WEIGHTS_FILE, DOC_FILE = "encoder.safetensors", "encoder.json"
+ENCODER_FOLDER = "encoder_weights"
+"""A checkpoint's copy of the pretrained encoder folder its encoder was built from (the ``weights`` option)."""
+
+
+class FromEncoderFolder:
+    """Mixin of an encoder module that a pretrained encoder folder builds: its builder sets ``weights_folder``, and
+    ``save_extra`` copies that folder's ``encoder.json`` and ``encoder.safetensors`` (not a pretraining run's resume
+    state) into a checkpoint as ``ENCODER_FOLDER``, so the checkpoint loads from its own folder alone even when the
+    encoder was frozen (a frozen encoder's weights are not among the trained modules)."""
+
+    weights_folder: str = ""
+
+    def save_extra(self, folder: str | Path) -> None:
+        if not self.weights_folder or not Path(self.weights_folder).expanduser().is_dir():
+            return
+        src, dst = Path(self.weights_folder).expanduser(), Path(folder) / ENCODER_FOLDER
+        dst.mkdir()
+        for name in (DOC_FILE, WEIGHTS_FILE):
+            if (src / name).is_file():
+                shutil.copy2(src / name, dst / name)
 
 
 def write_encoder(folder: str | Path, encoder: str, architecture: dict[str, Any], state: dict[str, torch.Tensor],

@@ -35,6 +35,7 @@ def build_vit(layout: str, opts: ViTEncoderOptions, spec: EncoderSpec) -> Signal
                                    patch_size=int(doc["architecture"]["patch_size"]))  # fmt: skip
         enc = SignalViT(layout, arch, spec.in_leads, spec.seq_len, opts.num_tokens)
         load_state(enc, tensors, opts.weights)
+        enc.weights_folder = opts.weights
     else:
         enc = SignalViT(layout, opts, spec.in_leads, spec.seq_len, opts.num_tokens)
     if opts.freeze:  # the ELM also leaves it untrained (model.encoder.freeze)

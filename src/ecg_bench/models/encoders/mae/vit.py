@@ -26,9 +26,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ecg_bench.config import EncoderOptions
+from ecg_bench.config import EncoderOptions, path_field
 from ecg_bench.errors import ConfigError, ShapeError
 from ecg_bench.models.encoders.contract import SCALINGS, scale
+from ecg_bench.models.encoders.weights import ENCODER_FOLDER, FromEncoderFolder
 
 LAYOUTS = ("st_mem", "mtae", "mlae")
 TARGET_PATCHES = 25
@@ -76,7 +77,7 @@ class ViTEncoderOptions(EncoderOptions):
     num_tokens: int = 4
     """ECG tokens handed to the ELM: the patch-token latents averaged into this many groups (st_mem with 12: one per
     lead); at most the number of patch tokens."""
-    weights: str = ""
+    weights: str = path_field(checkpoint=ENCODER_FOLDER)
     """Encoder checkpoint folder (``ecg-bench pretrain mae`` or a converted public checkpoint); empty = random init.
     Its architecture is used, and its preprocessing contract is checked against the run."""
 
@@ -134,7 +135,7 @@ def block(width: int, heads: int, mlp_dim: int) -> nn.TransformerEncoderLayer:
     return nn.TransformerEncoderLayer(width, heads, mlp_dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
 
 
-class SignalViT(nn.Module):
+class SignalViT(FromEncoderFolder, nn.Module):
     """The ViT encoder of ``layout`` (st_mem, mtae, mlae); see the module docstring."""
 
     def __init__(self, layout: str, opts: ViTEncoderOptions, in_leads: int, seq_len: int, num_tokens: int = 1):

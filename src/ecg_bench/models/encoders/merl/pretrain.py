@@ -37,6 +37,7 @@ def build_merl(opts: MerlOptions, spec: EncoderSpec) -> ResNet1d:
         opts = dataclasses.replace(opts, size=doc["architecture"]["options"]["size"])
         enc = ResNet1d(opts, spec.in_leads, spec.seq_len, opts.num_tokens)
         load_state(enc, tensors, opts.weights)
+        enc.weights_folder = opts.weights
     else:
         enc = ResNet1d(opts, spec.in_leads, spec.seq_len, opts.num_tokens)
     if opts.freeze:  # the ELM also leaves it untrained (model.encoder.freeze)

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ecg_bench.config import EncoderOptions
+from ecg_bench.config import EncoderOptions, path_field
 from ecg_bench.errors import ConfigError, ShapeError
 from ecg_bench.models.encoders.contract import SCALINGS, scale
+from ecg_bench.models.encoders.weights import ENCODER_FOLDER, FromEncoderFolder
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class MerlOptions(EncoderOptions):
     """Keep the encoder frozen (and its BatchNorm statistics fixed) inside the ELM."""
     num_tokens: int = 4
     """ECG tokens handed to the ELM: the feature map averaged in time into this many steps."""
-    weights: str = ""
+    weights: str = path_field(checkpoint=ENCODER_FOLDER)
     """Encoder checkpoint folder (``ecg-bench pretrain merl`` or MERL's converted release); empty = random init.
     Its size is used, and its preprocessing contract is checked against the run."""
 
@@ -81,7 +82,7 @@ class Bottleneck(nn.Module):
         return F.relu(self.bn3(self.conv3(h)) + self.downsample(x))
 
 
-class ResNet1d(nn.Module):
+class ResNet1d(FromEncoderFolder, nn.Module):
     """``[B, leads, L] -> [B, channels, ceil(L / 16)]`` (scaled per segment first)."""
 
     def __init__(self, opts: MerlOptions, in_leads: int, seq_len: int, num_tokens: int = 1):

@@ -9,7 +9,7 @@ of its symbols. Leads are flattened one after the other, so with ``num_tokens = 
 vector summarises one lead. A chunk with no token is zeros.
 
 Output ``[N, num_tokens, dim]``; ``out_dim`` is the Signal2Vec width (``spec.out_dim`` is not used).
-The table is a parameter: fine-tuned with ``model.train_encoder`` (default) and then saved in the
+The table is a parameter: fine-tuned unless ``model.encoder.freeze`` and then saved in the
 checkpoint's ``encoder.safetensors``; frozen otherwise. Segment amplitude is not seen (ECG-Byte
 normalizes every segment to its own min-max range).
 
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ecg_bench.errors import ConfigError, DataError, ShapeError
-from ecg_bench.config import EncoderOptions
+from ecg_bench.config import EncoderOptions, path_field
 from ecg_bench.models.encoders.base import ENCODERS, EncoderSpec
 from ecg_bench.models.encoders.signal2vec.vectors import Signal2Vec, vocab_fingerprint
 
@@ -90,9 +90,9 @@ class Signal2VecEncoder(nn.Module):
 class Signal2VecOptions(EncoderOptions):
     """ECG-Byte tokens looked up in Signal2Vec vectors (``ecg-bench pretrain signal2vec``), averaged into tokens."""
 
-    tokenizer: str = ""
+    tokenizer: str = path_field(checkpoint=TOKENIZER_FILE)
     """ECG-Byte tokenizer JSON the vectors were trained with."""
-    weights: str = ""
+    weights: str = path_field(checkpoint=WEIGHTS_FILE)
     """Signal2Vec vectors (.safetensors written by ``ecg-bench pretrain signal2vec``)."""
     num_tokens: int = 4
     """Output tokens per ECG."""

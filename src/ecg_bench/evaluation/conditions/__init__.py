@@ -19,7 +19,9 @@ leads        leads                   only the named leads (e.g. ``I``, or ``limb
                                      ``precordial`` = V1..V6); the others zero
 ===========  ======================  ====================================================================
 
-Each condition is a class registered in ``CONDITIONS`` with its options dataclass (a ConditionOptions);
+Each condition is a class registered in ``CONDITIONS`` with its options dataclass (a ConditionOptions): the
+built-in ones here, any other module of this package (one file per condition) and installed plug-ins (entry point
+group ``ecg_bench.conditions``) are found on first lookup;
 ``eval.conditions`` lists the conditions to run with their options, e.g. ``[real, zeros, {type: noise,
 snr_db: 5}]``, and ``build_condition(options)`` builds one. Randomness is seeded per item (``(seed, item index)``), so a result does not depend on
 the order in which items are generated.
@@ -40,7 +42,7 @@ from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.registry import Registry
 
 LEAD_GROUPS: dict[str, tuple[str, ...]] = {"limb": LEADS[:6], "precordial": LEADS[6:]}
-"""Names that stand for several leads in ``eval.leads``."""
+"""Names that stand for several leads in the leads condition's ``leads`` option."""
 
 ReadSignals = Callable[[int], np.ndarray]
 """``read(i)``: the store segments ``[n_ecg, 12, L]`` of test item ``i``."""
@@ -89,6 +91,10 @@ class LeadsOptions(ConditionOptions):
 class Condition:
     """Base: ``signals(i, read)`` is the signal the model sees for test item ``i`` (None: no ECG at all)."""
 
+    ablation: bool = False
+    """Whether the condition takes the item's ECG away (zeros, shuffled, no_signal): real minus each such condition
+    is the report's signal-dependence audit."""
+
     def __init__(self, options: Any = None):
         self.options = options if options is not None else CONDITIONS.options(self.name)()
 
@@ -103,7 +109,7 @@ class Condition:
         raise NotImplementedError
 
 
-CONDITIONS: Registry[type[Condition]] = Registry("condition", options=ConditionOptions)
+CONDITIONS: Registry[type[Condition]] = Registry("condition", options=ConditionOptions, package="ecg_bench.evaluation.conditions")
 
 
 @CONDITIONS.register("real")
@@ -118,6 +124,8 @@ class Real(Condition):
 class Zeros(Condition):
     """An all-zero signal of the item's shape: the same prompt, nothing in the signal."""
 
+    ablation = True
+
     def signals(self, i: int, read: ReadSignals) -> np.ndarray:
         return np.zeros_like(read(i))
 
@@ -125,6 +133,8 @@ class Zeros(Condition):
 @CONDITIONS.register("no_signal")
 class NoSignal(Condition):
     """No ECG: the markers leave the prompt (the store is never read)."""
+
+    ablation = True
 
     def signals(self, i: int, read: ReadSignals) -> None:
         return None
@@ -148,6 +158,8 @@ class Shuffled(Condition):
     """Each item gets the ECG of an item of ANOTHER patient: patients are put in a seeded random order and each
     one's items take the ECGs of the next patient's items (cyclically), so no patient keeps its own. An item
     needing more ECGs than its donor has reuses the donor's in turn."""
+
+    ablation = True
 
 
     def prepare(self, items: Sequence[dict]) -> None:

