@@ -91,10 +91,10 @@ def test_nproc_is_a_launch_option_not_saved_in_the_run_config(capsys):
 
     with pytest.raises(SystemExit):
         cli.main(["run", "--help"])
-    assert "--nproc int" in capsys.readouterr().out
+    assert "--nproc INT = 1" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli.main(["evaluate", "--help"])
-    assert "--nproc int" in capsys.readouterr().out
+    assert "--nproc INT = 1" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:  # config prints a RunConfig, which has no nproc
         cli.main(["config", "--nproc", "2"])
     assert e.value.code == 2 and "unrecognized arguments: --nproc 2" in capsys.readouterr().err
