@@ -42,7 +42,7 @@ import draccus
 from draccus import ChoiceRegistry
 
 from ecg_bench.errors import ConfigError, DataError
-from ecg_bench.limits import parse_json
+from ecg_bench.limits import load_config_file
 
 log = logging.getLogger(__name__)
 
@@ -798,27 +798,14 @@ def segment_problems(seconds: float, fs: float) -> list[str]:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The mapping in a .json or .yaml config file; FileNotFoundError or ConfigError naming the file."""
+    """The mapping in a .json or .yaml config file (``limits.load_config_file``: size, YAML aliases, nesting and
+    values bounded); FileNotFoundError or ConfigError naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
     try:
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            d = yaml.safe_load(text)
-            d = {} if d is None else d
-        else:  # the one bounded JSON decoder: line and column of a syntax error, no NaN, bounded nesting
-            d = parse_json(text, str(path), "run config (JSON object)")
+        d = load_config_file(path, "run config")
     except DataError as e:
         raise ConfigError([str(e)]) from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ConfigError([f"{path}: not a readable {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'} file ({e})"]) from e
-    except Exception as e:  # yaml.YAMLError and its subclasses
-        if type(e).__module__.startswith("yaml"):
-            raise ConfigError([f"{path}: not a readable YAML file ({e})"]) from e
-        raise
+    d = {} if d is None else d
     if not isinstance(d, dict):
         raise ConfigError([f"{path}: expected a mapping of config sections, got {type(d).__name__}"])
     return d

@@ -1,0 +1,90 @@
+"""Hostile inputs are refused from what they CLAIM, before any read or allocation (issue 18 findings 1, 2, 6, 8, 12,
+13, 14): each case runs the real CLI in a child process with a capped address space, and checks the exit code (2),
+a message naming the file or value, and the child's peak memory (``ru_maxrss``)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecg_bench.errors import DataError
+from ecg_bench.limits import LIMITS, limits_table, load_config_file, parse_yaml
+
+_RUNNER = """
+import resource, subprocess, sys
+cap = int(sys.argv[1])
+def limit():
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+p = subprocess.run(sys.argv[2:], preexec_fn=limit)
+sys.stderr.write("\\nPEAK_KB=%d\\n" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(p.returncode)
+"""
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def run_cli(args, cwd, stdin: bytes | None = None, cap_gb: float = 8.0, env: dict | None = None):
+    """``(exit code, stdout, stderr, peak RSS in MB)`` of ``python -m ecg_bench ARGS`` under a ``cap_gb`` address-space
+    cap (so a regression fails with MemoryError instead of exhausting the machine)."""
+    e = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", **(env or {})}
+    cmd = [sys.executable, "-c", _RUNNER, str(int(cap_gb * 1024**3)), sys.executable, "-m", "ecg_bench", *map(str, args)]
+    p = subprocess.run(cmd, cwd=cwd, env=e, input=stdin if stdin is not None else b"", capture_output=True, timeout=600)
+    err = p.stderr.decode("utf-8", "replace")
+    head, _, peak = err.rpartition("PEAK_KB=")
+    return p.returncode, p.stdout.decode("utf-8", "replace"), head, int(peak.strip()) / 1024
+
+
+def _contract_checkpoint(folder: Path) -> Path:
+    """A folder holding only a preprocessing contract: chat reads and checks the ECG before it loads any model."""
+    from ecg_bench.data.contract import PreprocessingContract
+
+    folder.mkdir()
+    PreprocessingContract(fs=250.0, segment_len=500).write(folder)
+    return folder
+
+
+# ---------------------------------------------------------------- finding 1: HDF5 claiming 400M samples per lead
+
+
+def test_hdf5_claiming_400m_samples_per_lead_is_refused_from_its_metadata(tmp_path):
+    import h5py
+
+    bomb = tmp_path / "exams_part0.hdf5"
+    with h5py.File(bomb, "w") as f:  # 2 kB on disk: the chunks are never written
+        f.create_dataset("exam_id", data=np.array([7, 0], dtype=np.int64))
+        f.create_dataset("tracings", shape=(2, 400_000_000, 12), dtype="f4", chunks=(1, 4096, 12), compression="gzip")
+    assert bomb.stat().st_size < 4096
+    ck = _contract_checkpoint(tmp_path / "ck")
+    rc, out, err, peak = run_cli(["chat", "--checkpoint", ck, "--ecg", bomb, "--question", "rate?"], tmp_path)
+    assert rc == 2, err
+    assert "exams_part0.hdf5: dataset 'tracings'" in err and "4,800,000,000 values" in err and "ECG_BENCH_MAX_RECORD_VALUES" in err
+    assert "Traceback" not in err and out == ""
+    assert peak < 600, f"peak RSS {peak:.0f} MB"
+
+
+def test_hdf5_rows_and_chunks_are_bounded(tmp_path, monkeypatch):
+    import h5py
+
+    from ecg_bench.data.ecg_file import read_ecg_file
+
+    many = tmp_path / "many.hdf5"
+    with h5py.File(many, "w") as f:
+        f.create_dataset("exam_id", shape=(2**30,), dtype="i8", chunks=(4096,))
+        f.create_dataset("tracings", shape=(2**30, 4096, 12), dtype="f4", chunks=(1, 4096, 12))
+    with pytest.raises(DataError, match=r"many.hdf5: dataset 'exam_id' claims 1,073,741,824 rows; at most 16,777,216"):
+        read_ecg_file(many)
+    chunky = tmp_path / "chunky.hdf5"
+    with h5py.File(chunky, "w") as f:
+        f.create_dataset("exam_id", data=np.array([7, 0], dtype=np.int64))
+        f.create_dataset("tracings", shape=(2, 4096, 12), maxshape=(None, 4096, 12), dtype="f4", chunks=(2048, 4096, 12))
+    with pytest.raises(DataError, match=r"chunky.hdf5: dataset 'tracings' is stored in chunks of 402,653,184 bytes"):
+        read_ecg_file(chunky)
+    monkeypatch.setenv("ECG_BENCH_MAX_HDF5_CHUNK_BYTES", str(2**30))  # raised by the user: the file is read
+    with pytest.raises(DataError, match="all zeros"):
+        read_ecg_file(chunky)
