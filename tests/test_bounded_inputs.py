@@ -88,3 +88,62 @@ def test_hdf5_rows_and_chunks_are_bounded(tmp_path, monkeypatch):
     monkeypatch.setenv("ECG_BENCH_MAX_HDF5_CHUNK_BYTES", str(2**30))  # raised by the user: the file is read
     with pytest.raises(DataError, match="all zeros"):
         read_ecg_file(chunky)
+
+
+# ---------------------------------------------------------------- finding 2: YAML alias bombs
+
+
+def _alias_bomb(top: str = "") -> str:
+    """Nine levels of aliases, nine references each: 9^9 (387M) values when expanded, ~500 bytes as text."""
+    text = top + 'l0: &l0 ["ha", "ha", "ha", "ha", "ha", "ha", "ha", "ha", "ha"]\n'
+    for i in range(1, 9):
+        text += f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]\n"
+    return text
+
+
+@pytest.mark.parametrize("command", ["sweep", "config"])
+def test_yaml_alias_bomb_is_refused_before_it_is_built(tmp_path, command):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_alias_bomb("output_dir: out\n" if command == "sweep" else ""))
+    assert bomb.stat().st_size < 600
+    args = ["sweep", bomb, "--dry_run"] if command == "sweep" else ["config", "--config", bomb]
+    rc, out, err, peak = run_cli(args, tmp_path, cap_gb=4)
+    assert rc == 2, err
+    assert "bomb.yaml: expands to more than 1,000,000 values" in err and "ECG_BENCH_MAX_CONFIG_NODES" in err
+    assert "Traceback" not in err and peak < 600, f"peak RSS {peak:.0f} MB"
+
+
+def test_one_loader_bounds_every_yaml_and_json_document(tmp_path, monkeypatch):
+    merge = "m0: &m0 {a: 1, b: 2}\n" + "".join(
+        f"m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 10)}], k{i}: 1}}\n" for i in range(1, 9))  # fmt: skip
+    with pytest.raises(DataError, match="merge.yaml: expands to more than"):
+        parse_yaml(merge, "merge.yaml")  # merge keys copy the merged pairs: counted like aliases
+    with pytest.raises(DataError, match="self.yaml: a YAML alias refers to a node that contains it"):
+        parse_yaml("a: &a [1, *a]\n", "self.yaml")
+    with pytest.raises(DataError, match="deep.yaml: YAML document nested too deeply|deep.yaml: nested deeper than 64"):
+        parse_yaml("[" * 5000 + "]" * 5000, "deep.yaml")
+    big = tmp_path / "big.json"
+    big.write_text("[" + "0," * 3_000_000 + "0]")
+    with pytest.raises(DataError, match=r"big.json: 6,000,003 bytes, more than the 4,194,304 a grid may have; not read "
+                                         r"\(raise it with ECG_BENCH_MAX_CONFIG_BYTES=N"):  # fmt: skip
+        load_config_file(big, "grid")
+    monkeypatch.setenv("ECG_BENCH_MAX_CONFIG_BYTES", "1e7")
+    with pytest.raises(DataError, match="big.json: more than 1,000,000 values"):
+        load_config_file(big, "grid")
+    monkeypatch.setenv("ECG_BENCH_MAX_CONFIG_NODES", "5e6")
+    assert len(load_config_file(big, "grid")) == 3_000_001
+    monkeypatch.setenv("ECG_BENCH_MAX_CONFIG_NODES", "lots")
+    from ecg_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ECG_BENCH_MAX_CONFIG_NODES='lots': expected a positive number"):
+        load_config_file(big, "grid")
+    monkeypatch.delenv("ECG_BENCH_MAX_CONFIG_NODES")
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("base: &b {train: {lr: 0.001}}\nother: *b\n")
+    assert load_config_file(ok) == {"base": {"train": {"lr": 0.001}}, "other": {"train": {"lr": 0.001}}}
+
+
+def test_every_limit_documents_its_reason_and_risk():
+    table = limits_table()
+    for name, lim in LIMITS.items():
+        assert lim.bounds and lim.reason and lim.risk and f"`ECG_BENCH_{name}=N`" in table
