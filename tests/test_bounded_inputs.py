@@ -147,3 +147,50 @@ def test_every_limit_documents_its_reason_and_risk():
     table = limits_table()
     for name, lim in LIMITS.items():
         assert lim.bounds and lim.reason and lim.risk and f"`ECG_BENCH_{name}=N`" in table
+
+
+# ---------------------------------------------------------------- finding 8: a deflated .pth that inflates to GBs
+
+
+def _pth_bomb(path: Path, numel: int = 200_000_000) -> None:
+    """A torch.save archive whose one float tensor has ``numel`` elements, its data deflated (zeros): ~0.8 MB on
+    disk, 800 MB declared. torch.save's own archive for a 123,457-element tensor, with the element count patched."""
+    import struct
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"conv1.weight": torch.zeros(123_457)}, buf)
+    src = zipfile.ZipFile(buf)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("data.pkl"):
+                data = data.replace(struct.pack("<i", 123_457), struct.pack("<i", numel))
+            if "/data/" in info.filename:
+                with z.open(info.filename, "w", force_zip64=True) as out:
+                    chunk = bytes(1 << 22)
+                    for _ in range(numel * 4 // len(chunk)):
+                        out.write(chunk)
+                continue
+            z.writestr(info.filename, data)
+
+
+def test_deflated_pth_declaring_gigabytes_is_refused_from_its_zip_directory(tmp_path):
+    bomb = tmp_path / "merl.pth"
+    _pth_bomb(bomb)
+    assert bomb.stat().st_size < 2_000_000
+    rc, out, err, peak = run_cli(["import-encoder", "--format", "merl", "--src", bomb, "--out", tmp_path / "enc"], tmp_path)
+    assert rc == 2, err
+    assert "merl.pth: its 7 members declare 796,917,990 bytes" in err and "ECG_BENCH_MAX_COMPRESSION_RATIO" in err and "Traceback" not in err
+    assert peak < 600, f"peak RSS {peak:.0f} MB"
+    assert not (tmp_path / "enc").exists()
+
+
+def test_pth_that_is_not_a_zip_is_refused(tmp_path):
+    from ecg_bench.safe_files import check_torch_archive
+
+    legacy = tmp_path / "old.pth"
+    legacy.write_bytes(b"\x80\x02}q\x00." + bytes(100))  # a pre-1.6 pickle stream
+    with pytest.raises(DataError, match="old.pth: not a zip archive; expected a weights file written by torch.save"):
+        check_torch_archive(legacy)

@@ -326,7 +326,7 @@ def parse_yaml(
         raise DataError(f"{where}: {what} nested too deeply to parse (at most {max_depth} levels are accepted)") from None
     except yaml.YAMLError as e:
         msg = " ".join(str(e).split())
-        raise DataError(f"{where}: expected a {what}, got invalid YAML ({msg[:300]})") from None
+        raise DataError(f"{where}: not a readable YAML file, expected a {what} ({msg[:300]})") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{where}: expected a UTF-8 {what}, got undecodable bytes ({e.reason} at byte {e.start})") from None
     check_structure(obj, where, max_depth=max_depth, max_nodes=max_nodes, max_string=max_string)
@@ -397,5 +397,5 @@ def load_config_file(path: str | Path, what: str = "config file") -> Any:
                         f"({hint('MAX_CONFIG_BYTES')})")  # fmt: skip
     data = read_bytes_capped(path, max_bytes, what)
     if path.suffix.lower() in (".yaml", ".yml"):
-        return parse_yaml(data, str(path), f"{what} (YAML)")
-    return parse_json(data, str(path), f"{what} (JSON)", max_nodes=limit("MAX_CONFIG_NODES"))
+        return parse_yaml(data, str(path), what)
+    return parse_json(data, str(path), f"{what} (JSON object)", max_nodes=limit("MAX_CONFIG_NODES"))

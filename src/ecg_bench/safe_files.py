@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import struct
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ecg_bench.errors import DataError
-from ecg_bench.limits import load_json_file
+from ecg_bench.limits import hint, limit, load_json_file
 
 if TYPE_CHECKING:
     import torch
@@ -107,3 +108,40 @@ def read_json_file(path: str | Path, what: str = "JSON file", max_bytes: int = M
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     return load_json_file(path, what, max_bytes=max_bytes)
+
+
+def check_torch_archive(path: str | Path) -> None:
+    """Refuse a ``torch.save`` (.pth, zip) file from what its zip directory declares, before torch reads any of it.
+
+    The member count comes from the end-of-central-directory record (before the directory itself is read), then
+    every member's declared uncompressed size: in all at most ``MAX_ARCHIVE_BYTES`` and at most
+    ``MAX_COMPRESSION_RATIO`` times the file's size (torch stores tensors uncompressed; a 1.9 MB deflated file
+    that declares gigabytes is a zip bomb), the pickled index (``data.pkl``) at most ``MAX_PICKLE_BYTES``. A file
+    that is not a zip (the pre-1.6 pickle format) is refused: its size cannot be known before unpickling."""
+    path = Path(path)
+    expected = "expected a weights file written by torch.save (a zip archive of data.pkl and tensor data)"
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as f:
+            end = zipfile._EndRecData(f)  # the end record alone: the member count before the directory is read
+            if not end:
+                raise DataError(f"{path}: not a zip archive; {expected}")
+            members = int(end[zipfile._ECD_ENTRIES_TOTAL])
+            if members > limit("MAX_ARCHIVE_MEMBERS"):
+                raise DataError(f"{path}: {members:,} archive members; at most {limit('MAX_ARCHIVE_MEMBERS'):,} are read "
+                                f"({hint('MAX_ARCHIVE_MEMBERS')})")  # fmt: skip
+            with zipfile.ZipFile(f) as z:
+                infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, struct.error, ValueError) as e:
+        raise DataError(f"{path}: not a readable zip archive ({type(e).__name__}: {e}); {expected}") from None
+    total = sum(i.file_size for i in infos)
+    top = min(limit("MAX_ARCHIVE_BYTES"), int(limit("MAX_COMPRESSION_RATIO") * size) + 1024 * 1024)
+    if total > top:
+        biggest = max(infos, key=lambda i: i.file_size)
+        raise DataError(f"{path}: its {len(infos):,} members declare {total:,} bytes uncompressed ({biggest.filename!r}: "
+                        f"{biggest.file_size:,} stored in {biggest.compress_size:,}) from a {size:,}-byte file; at most "
+                        f"{top:,} are read ({hint('MAX_COMPRESSION_RATIO')}, or ECG_BENCH_MAX_ARCHIVE_BYTES)")  # fmt: skip
+    pickles = [i for i in infos if i.filename.endswith(".pkl") and i.file_size > limit("MAX_PICKLE_BYTES")]
+    if pickles:
+        raise DataError(f"{path}: {pickles[0].filename!r} declares {pickles[0].file_size:,} bytes; at most "
+                        f"{limit('MAX_PICKLE_BYTES'):,} are read ({hint('MAX_PICKLE_BYTES')})")  # fmt: skip
