@@ -33,7 +33,8 @@ def run_cli(args, cwd, stdin: bytes | None = None, cap_gb: float = 8.0, env: dic
     """``(exit code, stdout, stderr, peak RSS in MB)`` of ``python -m ecg_bench ARGS`` under a ``cap_gb`` address-space
     cap (so a regression fails with MemoryError instead of exhausting the machine)."""
     e = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", **(env or {})}
-    cmd = [sys.executable, "-c", _RUNNER, str(int(cap_gb * 1024**3)), sys.executable, "-m", "ecg_bench", *map(str, args)]
+    args = [a if isinstance(a, bytes) else os.fsencode(str(a)) for a in args]
+    cmd = [sys.executable, "-c", _RUNNER, str(int(cap_gb * 1024**3)), sys.executable, "-m", "ecg_bench", *args]
     p = subprocess.run(cmd, cwd=cwd, env=e, input=stdin if stdin is not None else b"", capture_output=True, timeout=600)
     err = p.stderr.decode("utf-8", "replace")
     head, _, peak = err.rpartition("PEAK_KB=")
@@ -194,3 +195,31 @@ def test_pth_that_is_not_a_zip_is_refused(tmp_path):
     legacy.write_bytes(b"\x80\x02}q\x00." + bytes(100))  # a pre-1.6 pickle stream
     with pytest.raises(DataError, match="old.pth: not a zip archive; expected a weights file written by torch.save"):
         check_torch_archive(legacy)
+
+
+# ---------------------------------------------------------------- finding 6: free text is text
+
+
+@pytest.mark.parametrize("question", ["Rate: fast? # or slow", "'quoted' and \"double\"", "yes", "no", "null", "[1, 2]",
+                                      "&anchor *alias !!python/object:os.system x", "{a: b}", "3.0", " spaced "])  # fmt: skip
+def test_a_question_is_taken_verbatim_never_decoded_as_yaml(question):
+    from ecg_bench.cli import ChatCommand
+    from ecg_bench.config import build
+    from ecg_bench.flags import parse_flags
+
+    _, overrides = parse_flags(ChatCommand, ["--checkpoint", "ck", "--ecg", "x.npy", "--question", question], "chat")
+    assert build(ChatCommand(), None, overrides).question == question
+
+
+def test_non_utf8_questions_are_refused_naming_the_byte(tmp_path):
+    from ecg_bench.inference import read_questions
+
+    ck = _contract_checkpoint(tmp_path / "ck")
+    np.save(tmp_path / "x.npy", np.zeros((12, 5000), np.float32))
+    rc, out, err, _ = run_cli([b"chat", b"--checkpoint", str(ck).encode(), b"--ecg", b"x.npy", b"--fs", b"500",
+                               b"--question", b"rate \xff?"], tmp_path)  # fmt: skip
+    assert rc == 2 and "--question: not valid UTF-8 text (byte 5: b'\\xff')" in err and "Traceback" not in err, err
+    for errors in ("strict", "surrogateescape"):  # stdin as a UTF-8 locale and as the C locale (UTF-8 mode) decode it
+        stdin = io.TextIOWrapper(io.BytesIO(b"first?\nsecond \xfe?\n"), encoding="utf-8", errors=errors)
+        with pytest.raises(DataError, match=r"stdin: (question line 2 is )?not valid UTF-8 text"):
+            list(read_questions(stdin))

@@ -7,6 +7,8 @@ a ``--config`` file (draccus would decode them over the class defaults alone). I
 
 - ``--config FILE`` (a YAML or JSON run config);
 - several words after a list flag (``--eval.conditions real zeros``) become one YAML list;
+- a ``str`` field's value is taken as text, verbatim (``text_flags``); other values are read as YAML, and
+  every value must be valid UTF-8 (``check_utf8``);
 - a flag of an older spelling (``--data.num_patients``, now ``--data.source.num_patients``) is taken and
   migrated like the key in an old config file; a dashed spelling is refused naming the underscore one.
 """
@@ -27,6 +29,7 @@ from draccus.argparsing import ArgumentParser
 from draccus.help_formatter import SimpleHelpFormatter
 
 from ecg_bench.config import OLD_KEYS, _hints, _is_config, _list_of_config, is_choice, load_components
+from ecg_bench.errors import ConfigError
 from ecg_bench.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -127,8 +130,41 @@ def parse_flags(cls: type, argv: list[str], prog: str, description: str = "") ->
     ns, unknown = parser.parse_known_args(rest)
     if unknown:
         parser.error("unrecognized arguments: " + " ".join(unknown))
-    flags = {k: cfgparsing.parse_string(v) for k, v in vars(ns).items() if k not in ("config", "config_path")}
+    text = text_flags(cls)
+    values = {k: v for k, v in vars(ns).items() if k not in ("config", "config_path")}
+    for k, v in values.items():
+        check_utf8(f"--{k}", v)
+    flags = {k: v if k in text else cfgparsing.parse_string(v) for k, v in values.items()}
     return config, {**old, **flags}
+
+
+def text_flags(cls: type, prefix: str = "") -> set[str]:
+    """Dotted names of the ``str`` fields of ``cls`` (a choice's: those of any of its registered options): their flag
+    values are free text taken verbatim, never decoded as YAML (a question "Rate: fast? # yes" stays that question)."""
+    out: set[str] = set()
+    for f in dataclasses.fields(cls):
+        hint = _hints(cls)[f.name]
+        name = f"{prefix}{f.name}"
+        if hint is str:
+            out.add(name)
+        elif is_choice(hint):
+            for sub in hint.get_known_choices().values():
+                out |= text_flags(sub, f"{name}.")
+        elif _is_config(hint):
+            out |= text_flags(hint, f"{name}.")
+    return out
+
+
+def check_utf8(where: str, text: str) -> str:
+    """``text`` when it is valid UTF-8 (Python decodes other bytes of argv and stdin to lone surrogates), else a
+    ConfigError naming ``where`` and the byte offset of the first undecodable byte."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        offset = len(text[: e.start].encode("utf-8", "surrogateescape"))
+        raise ConfigError([f"{where}: not valid UTF-8 text (byte {offset}: {text[e.start].encode('utf-8', 'surrogateescape')!r}); "
+                           "give the text in UTF-8"]) from None  # fmt: skip
+    return text
 
 
 def _tidy_help(parser: argparse.ArgumentParser, cls: type) -> None:

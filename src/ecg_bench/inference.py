@@ -391,8 +391,19 @@ def push_to_hub(
     return str(url)
 
 
-def read_questions(lines: Iterable[str]) -> Iterator[str]:
-    """Questions from lines of text (stdin), blank lines skipped; ends at EOF."""
-    for line in lines:
-        if line.strip():
-            yield line.strip()
+def read_questions(lines: Iterable[str], where: str = "stdin") -> Iterator[str]:
+    """Questions from lines of text (stdin), blank lines skipped; ends at EOF. A line that is not UTF-8 (undecodable,
+    or decoded to lone surrogates) is a DataError naming its line number."""
+    n = 0
+    try:
+        for n, line in enumerate(lines, 1):
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise DataError(f"{where}: question line {n} is not valid UTF-8 text (at character {e.start})") from None
+            if line.strip():
+                yield line.strip()
+    except UnicodeDecodeError as e:
+        bad = e.object[e.start : e.start + 1]
+        raise DataError(f"{where}: not valid UTF-8 text after question line {n} ({e.reason}: {bad!r}); give the "
+                        "questions in UTF-8") from None  # fmt: skip
