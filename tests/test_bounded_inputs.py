@@ -223,3 +223,69 @@ def test_non_utf8_questions_are_refused_naming_the_byte(tmp_path):
         stdin = io.TextIOWrapper(io.BytesIO(b"first?\nsecond \xfe?\n"), encoding="utf-8", errors=errors)
         with pytest.raises(DataError, match=r"stdin: (question line 2 is )?not valid UTF-8 text"):
             list(read_questions(stdin))
+
+
+# ---------------------------------------------------------------- finding 13: tracebacks instead of messages
+
+
+def test_pickled_text_model_weights_are_refused_naming_the_file(tmp_path, capsys):
+    import torch
+    from elm_fixtures import make_tiny_bert
+    from transformers import BertModel
+
+    from ecg_bench import cli
+
+    bert = make_tiny_bert(tmp_path / "bert", ["sinus rhythm", "atrial fibrillation"])
+    model = BertModel.from_pretrained(bert)
+    (bert / "model.safetensors").unlink()
+    torch.save(model.state_dict(), bert / "pytorch_model.bin")  # a pickle: loading it would unpickle
+    rc = cli.main(["pretrain", "merl", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "enc"), "--text_model", str(bert)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "pytorch_model.bin: the text model" in err and "only safetensors weights are loaded" in err, err
+    assert not (tmp_path / "enc").exists()
+
+
+def test_npy_header_claiming_1e20_samples_is_refused_from_its_header(tmp_path):
+    from numpy.lib import format as npformat
+
+    bomb = tmp_path / "huge.npy"
+    with bomb.open("wb") as f:
+        npformat.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (12, 10**20)})
+        f.write(bytes(64))
+    ck = _contract_checkpoint(tmp_path / "ck")
+    rc, _, err, _ = run_cli(["chat", "--checkpoint", ck, "--ecg", bomb, "--fs", "500", "--question", "q"], tmp_path)
+    assert rc == 2 and "huge.npy: 1,200,000,000,000,000,000,000 values (samples x signals) claimed" in err, err
+    short = tmp_path / "short.npy"
+    np.save(short, np.zeros((12, 1000), np.float32))
+    short.write_bytes(short.read_bytes()[:-100])
+    from ecg_bench.data.ecg_file import read_ecg_file
+
+    with pytest.raises(DataError, match=r"short.npy: 48,028 bytes, but its header \(float32 \(12, 1000\)\) needs 48,128"):
+        read_ecg_file(short, fs=500)
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"a": 1}] * 12, dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="objects.npy: expected a real numeric array, got dtype object"):
+        read_ecg_file(objects, fs=500)
+
+
+@pytest.mark.parametrize("rate", ["1000000", "nan", "0"])
+def test_header_sampling_rate_out_of_bounds_is_refused(tmp_path, shared_data, rate):
+    import shutil
+
+    from ecg_bench.data.ecg_file import read_ecg_file
+
+    for stem in ("ptbxl/records500/06000/06000_hr", "cpsc/cpsc_2018/g1/A1980"):
+        src = shared_data / stem
+        for f in src.parent.glob(src.name + ".*"):
+            shutil.copy(f, tmp_path / f.name)
+        hea = tmp_path / (src.name + ".hea")
+        first, *rest = hea.read_text().splitlines()
+        words = first.split()
+        words[2] = rate
+        hea.write_text("\n".join([" ".join(words), *rest]) + "\n")
+        with pytest.raises(DataError, match=rf"{src.name}.hea.*sampling rate|{src.name}.hea: leads, fs and samples must be positive") as e:
+            read_ecg_file(hea)
+        assert "Traceback" not in str(e.value)
+    ck = _contract_checkpoint(tmp_path / "ck")
+    rc, _, err, _ = run_cli(["chat", "--checkpoint", ck, "--ecg", tmp_path / "06000_hr", "--question", "q"], tmp_path)
+    assert rc == 2 and "06000_hr.hea" in err and "Traceback" not in err, err

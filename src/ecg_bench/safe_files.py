@@ -145,3 +145,22 @@ def check_torch_archive(path: str | Path) -> None:
     if pickles:
         raise DataError(f"{path}: {pickles[0].filename!r} declares {pickles[0].file_size:,} bytes; at most "
                         f"{limit('MAX_PICKLE_BYTES'):,} are read ({hint('MAX_PICKLE_BYTES')})")  # fmt: skip
+
+
+PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+"""Suffixes of pickle-based weight files: never loaded (unpickling runs code and allocates what the pickle says)."""
+
+
+def safetensors_only(name: str | Path, what: str) -> dict[str, Any]:
+    """The ``from_pretrained`` keyword arguments that load a Hugging Face model's weights from safetensors only.
+
+    A local folder whose weights are only pickle-based (``pytorch_model.bin``, ...) is refused here, naming the file;
+    for a hub id, ``use_safetensors=True`` makes transformers refuse a repository without safetensors weights."""
+    folder = Path(name).expanduser()
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        pickled = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in PICKLED_WEIGHTS)
+        if pickled:
+            raise DataError(f"{folder / pickled[0]}: the {what}'s weights are pickle-based; only safetensors weights are "
+                            "loaded (never unpickled). Convert them where you trust the file (load it, then "
+                            "save_pretrained(folder, safe_serialization=True)), or use a release with model.safetensors")  # fmt: skip
+    return {"use_safetensors": True}

@@ -52,7 +52,9 @@ def _load_model(model: str, device: str):
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model)
-        mt = AutoModelForSeq2SeqLM.from_pretrained(model).to(device).eval()
+        from ecg_bench.safe_files import safetensors_only
+
+        mt = AutoModelForSeq2SeqLM.from_pretrained(model, **safetensors_only(model, "translation model")).to(device).eval()
     except Exception as e:  # offline hub id, missing folder, sentencepiece missing, ...
         log.warning("translation model %r could not be loaded (%s: %s); reports are not translated", model, type(e).__name__, e)
         return None
