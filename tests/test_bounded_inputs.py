@@ -289,3 +289,44 @@ def test_header_sampling_rate_out_of_bounds_is_refused(tmp_path, shared_data, ra
     ck = _contract_checkpoint(tmp_path / "ck")
     rc, _, err, _ = run_cli(["chat", "--checkpoint", ck, "--ecg", tmp_path / "06000_hr", "--question", "q"], tmp_path)
     assert rc == 2 and "06000_hr.hea" in err and "Traceback" not in err, err
+
+
+# ---------------------------------------------------------------- finding 12: contract edits
+
+
+def test_contract_fields_are_checked():
+    from ecg_bench.data.contract import PreprocessingContract
+
+    with pytest.raises(DataError, match=r"max_nan_gap_s must be a number >= 0, got -1"):
+        PreprocessingContract.from_dict({"fs": 250.0, "segment_len": 500, "max_nan_gap_s": -1})
+    with pytest.raises(DataError, match=r"flat_lead_std_mv must be a number >= 0, got nan"):
+        PreprocessingContract(fs=250.0, segment_len=500, flat_lead_std_mv=float("nan"))
+    with pytest.raises(DataError, match=r"filters \['bandpass 0.5-40 Hz'\] are declared, but the preprocessing applies no filter"):
+        PreprocessingContract.from_dict({"fs": 250.0, "segment_len": 500, "filters": ["bandpass 0.5-40 Hz"]})
+    with pytest.raises(DataError, match=r"fs 1e\+06 Hz is above 20000 Hz"):
+        PreprocessingContract(fs=1e6, segment_len=500)
+
+
+@pytest.mark.slow
+def test_checkpoint_files_that_disagree_are_refused(tiny_checkpoint, tmp_path):
+    import json
+    import shutil
+
+    from ecg_bench.data.contract import check_checkpoint_contract
+    from ecg_bench.inference import from_pretrained
+
+    ck = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint[1], ck, ignore=shutil.ignore_patterns("eval-*"))
+    assert check_checkpoint_contract(ck).fs == 250.0
+    contract, manifest = json.loads((ck / "preprocessing.json").read_text()), json.loads((ck / "elm.json").read_text())
+    contract.update(fs=500.0, segment_len=1000)
+    manifest["input"].update(fs=500.0, seq_len=1000)
+    (ck / "preprocessing.json").write_text(json.dumps(contract))
+    (ck / "elm.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"disagree: preprocessing.json says fs 500.0, config.json gives 250.0; "
+                                        r"preprocessing.json says segment_len 1000, config.json gives 500"):  # fmt: skip
+        from_pretrained(ck, device="cpu")
+    shutil.copy(tiny_checkpoint[1] / "preprocessing.json", ck / "preprocessing.json")
+    (ck / "elm.json").unlink()
+    with pytest.raises(DataError, match=r"elm.json \(the ELM's family, input dimensions and vocabulary\) is missing"):
+        from_pretrained(ck, device="cpu")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ecg_bench.config import ModelConfig, RunConfig
-from ecg_bench.data.contract import CONTRACT_FILE, PreprocessingContract
+from ecg_bench.data.contract import CONTRACT_FILE, PreprocessingContract, check_checkpoint_contract
 from ecg_bench.data.ecg_file import read_ecg_file
 from ecg_bench.data.record import ECGRecord
 from ecg_bench.errors import DataError, ECGBenchError
@@ -163,7 +163,7 @@ def build_from_checkpoint(
     folder = Path(folder)
     cfg = checkpoint_config(folder)
     model_cfg = model_cfg or cfg.model
-    contract = read_contract(folder, cfg)
+    contract = check_checkpoint_contract(folder, cfg) if (folder / CONTRACT_FILE).is_file() else read_contract(folder, cfg)
     seq_len, in_leads, fs, kind, shape = _input_dims(folder, contract)
     manifest = _manifest(folder)
     if manifest and manifest.get("family") and manifest["family"] != model_cfg.elm.type:
