@@ -5,6 +5,7 @@ a message naming the file or value, and the child's peak memory (``ru_maxrss``).
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -330,3 +331,69 @@ def test_checkpoint_files_that_disagree_are_refused(tiny_checkpoint, tmp_path):
     (ck / "elm.json").unlink()
     with pytest.raises(DataError, match=r"elm.json \(the ELM's family, input dimensions and vocabulary\) is missing"):
         from_pretrained(ck, device="cpu")
+
+
+# ---------------------------------------------------------------- finding 14: smaller ones
+
+
+def test_a_1e38_mv_sample_is_refused_by_chat_and_skipped_by_a_store(tmp_path, shared_data, capsys):
+    import shutil
+
+    from ecg_bench import cli
+
+    data = tmp_path / "cpsc"
+    shutil.copytree(shared_data / "cpsc", data)
+    hea = data / "cpsc_2018" / "g1" / "A1980.hea"
+    hea.write_text(hea.read_text().replace(" 1000/mV ", " 1e-36/mV ", 1))  # lead I: digital / 1e-36 -> ~1e38 mV
+    ck = _contract_checkpoint(tmp_path / "ck")
+    rc, _, err, _ = run_cli(["chat", "--checkpoint", ck, "--ecg", hea, "--question", "q"], tmp_path)
+    assert rc == 2 and "A1980.hea): sample 0 of lead 0 is" in err and "beyond the 500 mV a surface ECG reaches" in err, err
+    cli.main(["data", "--data.source", "cpsc2018", "--data.data_dir", str(data), "--data.store_dir", str(tmp_path / "store"),
+              "--output_dir", str(tmp_path / "out"), "--data.workers", "1"])  # the store; its default QA mapping needs synthetic
+    meta = json.loads((tmp_path / "store" / "meta.json").read_text())
+    assert meta["skipped"].get("implausible amplitude") == 1, meta["skipped"]
+
+
+def test_refused_store_folders_get_no_lock_file(tmp_path, shared_data, capsys):
+    import shutil
+
+    from ecg_bench import cli
+
+    data = tmp_path / "Downloads" / "cpsc"
+    shutil.copytree(shared_data / "cpsc", data)
+    before = sorted(data.parent.rglob("*"))
+    rc = cli.main(["data", "--data.source", "cpsc2018", "--data.data_dir", str(data), "--data.store_dir", str(data / "store"),
+                   "--output_dir", str(tmp_path / "out")])  # fmt: skip
+    assert rc == 2 and "is inside data.data_dir" in capsys.readouterr().err
+    theirs = tmp_path / "mine"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    rc = cli.main(["data", "--data.source", "cpsc2018", "--data.data_dir", str(data), "--data.store_dir", str(theirs),
+                   "--output_dir", str(tmp_path / "out")])  # fmt: skip
+    assert rc == 2 and "was not made by ecg-bench" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.lock*"))
+    assert sorted(data.parent.rglob("*")) == before
+    assert (theirs / "notes.txt").read_text() == "mine"
+
+
+def test_missing_datasets_package_is_reported_before_any_work(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from ecg_bench import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "datasets" else real(name, *a))
+    rc = cli.main(["data", "--data.source", "synthetic", "--data.store_dir", str(tmp_path / "store"),
+                   "--data.export_hf", str(tmp_path / "hf"), "--output_dir", str(tmp_path / "out")])  # fmt: skip
+    assert rc == 2 and "data.export_hf need the 'datasets' package, which is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists() and not (tmp_path / "hf").exists()
+
+
+def test_markdown_tables_keep_config_values_as_text():
+    from ecg_bench.evaluation.report.tables import Table
+
+    t = Table("summary", "Summary", ["configuration", "p"], [["<img src=x onerror=alert(1)>", "<0.001"], ["a\nb", "0.2"]],
+              note="<script>alert(1)</script> p < 0.05")  # fmt: skip
+    md = t.markdown()
+    assert "<img" not in md and "&lt;img src=x onerror=alert(1)>" in md and "<script" not in md
+    assert "| <0.001 |" in md and "p < 0.05" in md and "| a b |" in md

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -152,6 +153,9 @@ def open_store(cfg: RunConfig, src: Any, sdir: Path) -> SegmentStore:
     """
     d = cfg.data
     settings = source_settings(cfg, src)
+    if d.data_dir:  # refusals before the lock: no lock file is left in a folder that is not ours
+        folders.check_apart(sdir, d.data_dir, "the store folder", "data.data_dir")
+    folders.check_replaceable(sdir, "store")
     with store_lock(sdir):
         fingerprint = src.fingerprint()
         status, detail = store_status(sdir, settings, fingerprint)
@@ -417,6 +421,9 @@ def config_problems(cfg: RunConfig) -> list[str]:
     llm = llm_spec_problem(cfg.model.llm)
     if llm:
         problems.append(llm)
+    hf = [f"data.{k}" for k in ("export_hf", "hf_dataset") if getattr(cfg.data, k)]
+    if hf and importlib.util.find_spec("datasets") is None:  # known before the store is built, not after
+        problems.append(f"{' and '.join(hf)} need the 'datasets' package, which is not installed: pip install 'ecg-bench[hf]'")
     if cfg.data.source.type in SOURCES:
         native = getattr(SOURCES.get(cfg.data.source.type), "native_rate", lambda _: None)(cfg.data)
         if native and cfg.data.target_fs > native:

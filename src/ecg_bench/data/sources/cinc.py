@@ -243,7 +243,8 @@ def to_millivolts(val: np.ndarray, hdr: CinCHeader) -> np.ndarray:
     """``(val - baseline) / gain`` per lead, in mV, float32 [leads, samples]."""
     baseline = np.array([s.baseline for s in hdr.leads], dtype=np.float64)[:, None]
     scale = np.array([_UNIT_TO_MV[s.unit.lower()] / s.gain for s in hdr.leads], dtype=np.float64)[:, None]
-    return ((val.astype(np.float64) - baseline) * scale).astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: infinite, refused by the record's amplitude check
+        return ((val.astype(np.float64) - baseline) * scale).astype(np.float32)
 
 
 def _hidden(name: str) -> bool:
