@@ -65,7 +65,8 @@ def test_hdf5_claiming_400m_samples_per_lead_is_refused_from_its_metadata(tmp_pa
     ck = _contract_checkpoint(tmp_path / "ck")
     rc, out, err, peak = run_cli(["chat", "--checkpoint", ck, "--ecg", bomb, "--question", "rate?"], tmp_path)
     assert rc == 2, err
-    assert "exams_part0.hdf5: dataset 'tracings'" in err and "4,800,000,000 values" in err and "ECG_BENCH_MAX_RECORD_VALUES" in err
+    assert "exams_part0.hdf5: dataset 'tracings'" in err and "4,800,000,000 values" in err
+    assert "ECG_BENCH_MAX_RECORD_VALUES" in err
     assert "Traceback" not in err and out == ""
     assert peak < 600, f"peak RSS {peak:.0f} MB"
 
@@ -184,7 +185,8 @@ def test_deflated_pth_declaring_gigabytes_is_refused_from_its_zip_directory(tmp_
     assert bomb.stat().st_size < 2_000_000
     rc, out, err, peak = run_cli(["import-encoder", "--format", "merl", "--src", bomb, "--out", tmp_path / "enc"], tmp_path)
     assert rc == 2, err
-    assert "merl.pth: its 7 members declare 796,917,990 bytes" in err and "ECG_BENCH_MAX_COMPRESSION_RATIO" in err and "Traceback" not in err
+    assert "merl.pth: its 7 members declare 796,917,990 bytes" in err and "ECG_BENCH_MAX_COMPRESSION_RATIO" in err
+    assert "Traceback" not in err
     assert peak < 600, f"peak RSS {peak:.0f} MB"
     assert not (tmp_path / "enc").exists()
 
@@ -240,7 +242,8 @@ def test_pickled_text_model_weights_are_refused_naming_the_file(tmp_path, capsys
     model = BertModel.from_pretrained(bert)
     (bert / "model.safetensors").unlink()
     torch.save(model.state_dict(), bert / "pytorch_model.bin")  # a pickle: loading it would unpickle
-    rc = cli.main(["pretrain", "merl", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "enc"), "--text_model", str(bert)])
+    rc = cli.main(["pretrain", "merl", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "enc"),
+                   "--text_model", str(bert)])  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 2 and "pytorch_model.bin: the text model" in err and "only safetensors weights are loaded" in err, err
     assert not (tmp_path / "enc").exists()
@@ -284,7 +287,8 @@ def test_header_sampling_rate_out_of_bounds_is_refused(tmp_path, shared_data, ra
         words = first.split()
         words[2] = rate
         hea.write_text("\n".join([" ".join(words), *rest]) + "\n")
-        with pytest.raises(DataError, match=rf"{src.name}.hea.*sampling rate|{src.name}.hea: leads, fs and samples must be positive") as e:
+        refused = rf"{src.name}.hea.*sampling rate|{src.name}.hea: leads, fs and samples must be positive"
+        with pytest.raises(DataError, match=refused) as e:
             read_ecg_file(hea)
         assert "Traceback" not in str(e.value)
     ck = _contract_checkpoint(tmp_path / "ck")
@@ -302,7 +306,7 @@ def test_contract_fields_are_checked():
         PreprocessingContract.from_dict({"fs": 250.0, "segment_len": 500, "max_nan_gap_s": -1})
     with pytest.raises(DataError, match=r"flat_lead_std_mv must be a number >= 0, got nan"):
         PreprocessingContract(fs=250.0, segment_len=500, flat_lead_std_mv=float("nan"))
-    with pytest.raises(DataError, match=r"filters \['bandpass 0.5-40 Hz'\] are declared, but the preprocessing applies no filter"):
+    with pytest.raises(DataError, match=r"filters \['bandpass 0.5-40 Hz'\] are declared, but the preprocessing applies no"):
         PreprocessingContract.from_dict({"fs": 250.0, "segment_len": 500, "filters": ["bandpass 0.5-40 Hz"]})
     with pytest.raises(DataError, match=r"fs 1e\+06 Hz is above 20000 Hz"):
         PreprocessingContract(fs=1e6, segment_len=500)

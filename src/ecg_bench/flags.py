@@ -162,8 +162,8 @@ def check_utf8(where: str, text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
         offset = len(text[: e.start].encode("utf-8", "surrogateescape"))
-        raise ConfigError([f"{where}: not valid UTF-8 text (byte {offset}: {text[e.start].encode('utf-8', 'surrogateescape')!r}); "
-                           "give the text in UTF-8"]) from None  # fmt: skip
+        bad = text[e.start].encode("utf-8", "surrogateescape")
+        raise ConfigError([f"{where}: not valid UTF-8 text (byte {offset}: {bad!r}); give the text in UTF-8"]) from None
     return text
 
 

@@ -114,7 +114,8 @@ def limits_table() -> str:
 MAX_DEPTH = _limit("MAX_DEPTH", 64, "nesting depth of a JSON or YAML document",
                    "the project's documents nest a few levels; deeper ones break recursive walks", TIME)  # fmt: skip
 MAX_NODES = _limit("MAX_NODES", 10_000_000, "values in one JSON document (every reference to a shared container counted)",
-                   "results and vocabularies hold up to ~1M values; shared references can expand exponentially", MEMORY)  # fmt: skip
+                   "results and vocabularies hold up to ~1M values; shared references can expand exponentially",
+                   MEMORY)  # fmt: skip
 MAX_STRING = _limit("MAX_STRING", 16 * 1024 * 1024, "length of one string in a JSON or YAML document",
                     "reports and answers are kB", MEMORY, "characters")  # fmt: skip
 MAX_JSON_BYTES = _limit("MAX_JSON_BYTES", 256 * 1024 * 1024, "size of a JSON document read whole",
@@ -140,7 +141,8 @@ MAX_HDF5_ROWS = _limit("MAX_HDF5_ROWS", 2**24, "exams (rows) of one HDF5 file",
 MAX_HDF5_CHUNK_BYTES = _limit("MAX_HDF5_CHUNK_BYTES", 256 * 1024 * 1024, "bytes of one HDF5 chunk (decompressed whole to "
                               "read any row in it)", "CODE-15% chunks are a few MB", MEMORY, "bytes")  # fmt: skip
 MAX_SAMPLING_RATE = _limit("MAX_SAMPLING_RATE", 20_000.0, "sampling rate a record header or a caller may state",
-                           "ECG recorders sample at 100 Hz to 10 kHz; resampling cost grows with the rate", TIME, "Hz")  # fmt: skip
+                           "ECG recorders sample at 100 Hz to 10 kHz; resampling cost grows with the rate",
+                           TIME, "Hz")  # fmt: skip
 MAX_ABS_MV = _limit("MAX_ABS_MV", 500.0, "absolute amplitude of a sample, in mV",
                     "surface ECGs stay within tens of mV (16-bit rails at gain 200/mV are 164 mV); larger values are "
                     "corrupt or in the wrong units", CORRUPT, "mV")  # fmt: skip

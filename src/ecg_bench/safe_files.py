@@ -162,5 +162,6 @@ def safetensors_only(name: str | Path, what: str) -> dict[str, Any]:
         if pickled:
             raise DataError(f"{folder / pickled[0]}: the {what}'s weights are pickle-based; only safetensors weights are "
                             "loaded (never unpickled). Convert them where you trust the file (load it, then "
-                            "save_pretrained(folder, safe_serialization=True)), or use a release with model.safetensors")  # fmt: skip
+                            "save_pretrained(folder, safe_serialization=True)), or use a release with "
+                            "model.safetensors")  # fmt: skip
     return {"use_safetensors": True}

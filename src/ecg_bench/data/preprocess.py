@@ -47,6 +47,7 @@ from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.data.sources.base import Source
 from ecg_bench.errors import DataError
 from ecg_bench.logging_utils import get_logger, progress
+from ecg_bench.safe_files import read_json_file
 from ecg_bench.signals.io import TOO_LARGE
 from ecg_bench.signals.processing import nan_policy, resample, segment, to_canonical_leads
 
@@ -373,7 +374,7 @@ def open_work_dir(work: Path, settings: dict[str, Any], resume: bool) -> None:
     folders.check_replaceable(work, "work")  # an unmarked folder of that name is never used or removed
     if work.exists() and not folders.is_empty(work):
         try:
-            old = json.loads(settings_file.read_text())
+            old = read_json_file(settings_file, "build settings (JSON object)")
         except (OSError, ValueError):
             old = None
         if not resume:

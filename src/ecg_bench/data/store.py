@@ -42,6 +42,7 @@ from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.errors import DataError
 from ecg_bench.jsonl import load_jsonl
 from ecg_bench.logging_utils import get_logger
+from ecg_bench.safe_files import read_json_file
 
 if TYPE_CHECKING:
     from ecg_bench.data.sources.base import Source
@@ -146,7 +147,7 @@ def lock_path(out_dir: str | Path) -> Path:
 
 def _holder(owner: Path) -> str:
     try:
-        o = json.loads(owner.read_text())
+        o = read_json_file(owner, "lock owner (JSON object)")
         return f"pid {o['pid']} on {o['host']} since {o['since']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"
@@ -249,7 +250,7 @@ class SegmentStore:
         for name in _FILES:
             if not (self.path / name).is_file():
                 raise FileNotFoundError(f"segment store {self.path} is incomplete: {self.path / name} not found")
-        self.meta: dict[str, Any] = json.loads((self.path / "meta.json").read_text())
+        self.meta: dict[str, Any] = read_json_file(self.path / "meta.json", "store meta (JSON object)")
         self.index: list[dict[str, Any]] = _read_index(self.path / "index.jsonl")
         self._open()
         n, shape = len(self.index), self._signals.shape

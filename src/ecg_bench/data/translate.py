@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from ecg_bench.limits import load_json_file
 from ecg_bench.logging_utils import get_logger, progress
 
 log = get_logger(__name__)
@@ -32,7 +33,7 @@ def load_cache(path: str | Path) -> dict[str, str]:
     p = Path(path)
     if not p.is_file():
         return {}
-    data = json.loads(p.read_text(encoding="utf-8"))
+    data = load_json_file(p, "translation cache (JSON object)")
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise ValueError(f"translation cache {p}: expected a JSON object of text -> translation strings")
     return data

@@ -112,9 +112,9 @@ def base_model(name: str) -> tuple[str | None, str]:
     if path.is_dir() or path.is_absolute() or name.startswith("."):
         origin = ""
         try:
-            import json
+            from ecg_bench.limits import load_json_file
 
-            origin = str(json.loads((path / "config.json").read_text()).get("_name_or_path") or "")
+            origin = str(load_json_file(path / "config.json", "model config").get("_name_or_path") or "")
         except (OSError, ValueError, AttributeError):
             pass
         if HUB_ID.fullmatch(origin):

@@ -398,9 +398,10 @@ def hdf5_dataset(handle: Any, name: str, ndim: int, trailing: tuple[int, ...] = 
     if ndim > 1:
         check_record_size(f"{where} (one row of shape {shape[1:]})", int(shape[-1]), math.prod(shape[1:]))
     chunk = math.prod(ds.chunks) * ds.dtype.itemsize if ds.chunks else 0
-    if chunk > limit("MAX_HDF5_CHUNK_BYTES"):
+    top = limit("MAX_HDF5_CHUNK_BYTES")
+    if chunk > top:
         raise io_error(TOO_LARGE, f"{where} is stored in chunks of {chunk:,} bytes (shape {ds.chunks}); at most "
-                                  f"{limit('MAX_HDF5_CHUNK_BYTES'):,} are decompressed ({hint('MAX_HDF5_CHUNK_BYTES')})")  # fmt: skip
+                                  f"{top:,} are decompressed ({hint('MAX_HDF5_CHUNK_BYTES')})")  # fmt: skip
     return ds
 
 
