@@ -310,6 +310,10 @@ def test_contract_fields_are_checked():
         PreprocessingContract.from_dict({"fs": 250.0, "segment_len": 500, "filters": ["bandpass 0.5-40 Hz"]})
     with pytest.raises(DataError, match=r"fs 1e\+06 Hz is above 20000 Hz"):
         PreprocessingContract(fs=1e6, segment_len=500)
+    from ecg_bench.models.encoders.contract import PreprocessingContract as EncoderContract
+
+    with pytest.raises(DataError, match=r"encoder.json: invalid encoder preprocessing contract: fs must be a positive rate"):
+        EncoderContract.from_json({"fs": "nan", "segment_len": 500, "leads": ["I"], "scaling": "minmax"})
 
 
 @pytest.mark.slow
