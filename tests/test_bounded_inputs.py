@@ -405,3 +405,16 @@ def test_markdown_tables_keep_config_values_as_text():
     md = t.markdown()
     assert "<img" not in md and "&lt;img src=x onerror=alert(1)>" in md and "<script" not in md
     assert "| <0.001 |" in md and "p < 0.05" in md and "| a b |" in md
+
+
+def test_flag_values_go_through_the_bounded_yaml_loader(tmp_path, capsys):
+    from ecg_bench import cli
+
+    bomb = "[" + ", ".join(["&a0 [ha, ha, ha, ha, ha, ha, ha, ha, ha]"] + [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]"
+                                                                          for i in range(1, 9)]) + "]"  # fmt: skip
+    assert cli.main(["config", "--eval.conditions", bomb]) == 2
+    assert "--eval.conditions: expands to more than 1,000,000 values" in capsys.readouterr().err
+    (tmp_path / "secret.yaml").write_text("x: 1\n")
+    assert cli.main(["config", "--train.lr", f"!include {tmp_path / 'secret.yaml'}"]) == 2
+    err = capsys.readouterr().err
+    assert "--train.lr: not a readable YAML document, expected a flag value" in err and "Traceback" not in err

@@ -24,12 +24,12 @@ import sys
 import typing
 from typing import Any
 
-from draccus import cfgparsing
 from draccus.argparsing import ArgumentParser
 from draccus.help_formatter import SimpleHelpFormatter
 
 from ecg_bench.config import OLD_KEYS, _hints, _is_config, _list_of_config, is_choice, load_components
-from ecg_bench.errors import ConfigError
+from ecg_bench.errors import ConfigError, DataError
+from ecg_bench.limits import parse_yaml
 from ecg_bench.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -68,7 +68,7 @@ def _join_lists(argv: list[str], lists: set[str]) -> list[str]:
             while i < len(argv) and not argv[i].startswith("--"):
                 words.append(argv[i])
                 i += 1
-            values = [cfgparsing.parse_string(w) for w in words]
+            values = [yaml_value(f"--{a[2:]}", w) for w in words]
             if len(values) == 1 and isinstance(values[0], list):  # already a YAML list: [a, b]
                 out += words
             elif values:
@@ -112,7 +112,7 @@ def parse_flags(cls: type, argv: list[str], prog: str, description: str = "") ->
         if key in OLD_KEYS and _known(parser, key) is None:
             value = val if eq else (argv[i + 1] if i + 1 < len(argv) else "")
             log.warning("--%s is now --%s (the old flag still works)", key, OLD_KEYS[key])
-            old[key] = cfgparsing.parse_string(value)
+            old[key] = yaml_value(f"--{key}", value)
             i += 1 if eq else 2
             continue
         if key and "-" in key and _known(parser, key) is None and _known(parser, key.replace("-", "_")) is not None:
@@ -134,7 +134,7 @@ def parse_flags(cls: type, argv: list[str], prog: str, description: str = "") ->
     values = {k: v for k, v in vars(ns).items() if k not in ("config", "config_path")}
     for k, v in values.items():
         check_utf8(f"--{k}", v)
-    flags = {k: v if k in text else cfgparsing.parse_string(v) for k, v in values.items()}
+    flags = {k: v if k in text else yaml_value(f"--{k}", v) for k, v in values.items()}
     return config, {**old, **flags}
 
 
@@ -153,6 +153,18 @@ def text_flags(cls: type, prefix: str = "") -> set[str]:
         elif _is_config(hint):
             out |= text_flags(hint, f"{name}.")
     return out
+
+
+def yaml_value(flag: str, text: str) -> Any:
+    """A flag's value read as YAML (``3e-4``, ``[a, b]``, ``{type: noise}``) by the bounded loader
+    (``limits.parse_yaml``: aliases counted before the value is built, no ``!include`` or other tags); ConfigError
+    naming the flag when it is not readable. An empty value stays ""."""
+    if text == "":
+        return text
+    try:
+        return parse_yaml(text, flag, "flag value")
+    except DataError as e:
+        raise ConfigError([str(e)]) from None
 
 
 def check_utf8(where: str, text: str) -> str:

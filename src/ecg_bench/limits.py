@@ -40,7 +40,7 @@ from ecg_bench.errors import ConfigError, DataError
 ENV_PREFIX = "ECG_BENCH_"
 """A limit ``NAME`` is raised (or lowered) with the environment variable ``ECG_BENCH_NAME``."""
 
-MEMORY = "memory exhaustion (the process may be killed by the kernel)"
+MEMORY = "memory exhaustion: the process may be killed by the kernel"
 TIME = "long runs of work on one input"
 CORRUPT = "accepting corrupt or mislabelled data into a dataset"
 
@@ -153,7 +153,7 @@ MAX_ARCHIVE_MEMBERS = _limit("MAX_ARCHIVE_MEMBERS", 100_000, "members of a .pth 
                              "a released encoder has a few hundred tensors", TIME)  # fmt: skip
 MAX_ARCHIVE_BYTES = _limit("MAX_ARCHIVE_BYTES", 4 * 1024**3, "declared uncompressed size of a .pth (zip) archive",
                            "released ECG encoders are under 1 GB", MEMORY, "bytes")  # fmt: skip
-MAX_COMPRESSION_RATIO = _limit("MAX_COMPRESSION_RATIO", 20.0, "uncompressed / compressed size of a .pth archive member",
+MAX_COMPRESSION_RATIO = _limit("MAX_COMPRESSION_RATIO", 20.0, "declared uncompressed size of a .pth archive / its size on disk",
                                "torch.save stores tensors uncompressed and float weights deflate by ~1.1x; a zip bomb "
                                "inflates 1,000x", MEMORY)  # fmt: skip
 MAX_PICKLE_BYTES = _limit("MAX_PICKLE_BYTES", 64 * 1024 * 1024, "size of the pickled index (data.pkl) of a .pth archive",
@@ -328,7 +328,7 @@ def parse_yaml(
         raise DataError(f"{where}: {what} nested too deeply to parse (at most {max_depth} levels are accepted)") from None
     except yaml.YAMLError as e:
         msg = " ".join(str(e).split())
-        raise DataError(f"{where}: not a readable YAML file, expected a {what} ({msg[:300]})") from None
+        raise DataError(f"{where}: not a readable YAML document, expected a {what} ({msg[:300]})") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{where}: expected a UTF-8 {what}, got undecodable bytes ({e.reason} at byte {e.start})") from None
     check_structure(obj, where, max_depth=max_depth, max_nodes=max_nodes, max_string=max_string)
