@@ -134,8 +134,9 @@ MAX_RECORD_VALUES = _limit("MAX_RECORD_VALUES", 2**26, "samples x leads of one r
                            "24 h of 2 leads at 360 Hz or 6 h of 12 leads at 250 Hz (~0.5 GB as float64)", MEMORY)  # fmt: skip
 MAX_HEADER_BYTES = _limit("MAX_HEADER_BYTES", 1024 * 1024, "size of a WFDB / CinC .hea header read",
                           "a 12-lead header is under 2 kB", MEMORY, "bytes")  # fmt: skip
-MAX_CSV_BYTES = _limit("MAX_CSV_BYTES", 256 * 1024 * 1024, "size of a .csv ECG array read",
-                       "a 10 s, 12-lead, 500 Hz record is under 1 MB of text", MEMORY, "bytes")  # fmt: skip
+MAX_CSV_BYTES = _limit("MAX_CSV_BYTES", 64 * 1024 * 1024, "size of a .csv ECG array read (parsed whole before its shape is known)",
+                       "a 10 s, 12-lead, 500 Hz record is under 1 MB of text; 64 MB parse to at most ~260 MB of float64",
+                       MEMORY, "bytes")  # fmt: skip
 MAX_HDF5_ROWS = _limit("MAX_HDF5_ROWS", 2**24, "exams (rows) of one HDF5 file",
                        "a CODE-15% part holds ~20,000 exams; its exam ids are read whole", MEMORY)  # fmt: skip
 MAX_HDF5_CHUNK_BYTES = _limit("MAX_HDF5_CHUNK_BYTES", 256 * 1024 * 1024, "bytes of one HDF5 chunk (decompressed whole to "
