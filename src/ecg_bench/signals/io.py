@@ -198,7 +198,7 @@ def check_rate_bounds(where: str, fs: Any) -> float:
 
 def read_npy(path: str | Path, where: str = "") -> np.ndarray:
     """A ``.npy`` array opened read-only (memory-mapped) after its header is checked: a numeric dtype (never
-    objects: no pickle), at most ``MAX_LEADS`` rows of at most ``MAX_RECORD_VALUES`` values in all, and a file
+    objects: no pickle), at most ``MAX_RECORD_VALUES`` values in all, and a file
     long enough for the shape it claims. DataError naming the file otherwise (``too large``, ``unreadable file``,
     ``truncated file``)."""
     from numpy.lib import format as npformat
@@ -218,7 +218,7 @@ def read_npy(path: str | Path, where: str = "") -> np.ndarray:
     if dtype.hasobject or dtype.kind not in "iuf" or not all(isinstance(n, int) and n >= 0 for n in shape):
         raise io_error(UNREADABLE_FILE, f"{where}: expected a real numeric array, got dtype {dtype} with shape {shape}")
     values = math.prod(shape)
-    check_record_size(where, int(shape[0]) if shape else 1, values)
+    check_record_size(where, 0, values)  # the values only: the caller checks which axis holds the leads
     need = offset + values * dtype.itemsize
     size = p.stat().st_size
     if size < need:
