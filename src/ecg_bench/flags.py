@@ -10,6 +10,8 @@ preset and a ``--config`` file. It adds:
 - several words after a list flag (``--eval.conditions real zeros``) become one YAML list;
 - a bool flag given alone (``--dry_run``) means true;
 - a dashed spelling is refused naming the underscore one;
+- a ``str`` field's value is taken as text, verbatim (``text_flags``); other values are read as YAML by the bounded
+  loader (``yaml_value``), and every value must be valid UTF-8 (``check_utf8``);
 - ``--help``: the sections and options of the components chosen (by the preset, ``--config`` and the flags),
   one or two lines each (``help_text``); ``ecg-bench list --details KIND`` is the catalogue of every component.
 """
@@ -27,7 +29,6 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from draccus import cfgparsing
 from draccus.argparsing import ArgumentParser
 
 from ecg_bench.config import (
@@ -41,7 +42,8 @@ from ecg_bench.config import (
     read_config_file,
     to_dict,
 )
-from ecg_bench.errors import ConfigError
+from ecg_bench.errors import ConfigError, DataError
+from ecg_bench.limits import parse_yaml
 
 
 def list_flags(cls: type, prefix: str = "") -> set[str]:
@@ -78,7 +80,7 @@ def _join_lists(argv: list[str], lists: set[str]) -> list[str]:
             while i < len(argv) and not argv[i].startswith("--"):
                 words.append(argv[i])
                 i += 1
-            values = [cfgparsing.parse_string(w) for w in words]
+            values = [yaml_value(f"--{a[2:]}", w) for w in words]
             if len(values) == 1 and isinstance(values[0], list):  # already a YAML list: [a, b]
                 out += words
             elif values:
@@ -152,11 +154,56 @@ def parse_flags(
     ns, unknown = parser.parse_known_args(rest)
     if unknown and not want_help:
         parser.error("unrecognized arguments: " + " ".join(unknown))
-    flags = {k: cfgparsing.parse_string(v) for k, v in vars(ns).items() if k != "config_path"}
+    text = text_flags(cls)
+    values = {k: v for k, v in vars(ns).items() if k != "config_path"}
+    for k, v in values.items():
+        check_utf8(f"--{k}", v)
+    flags = {k: v if k in text else yaml_value(f"--{k}", v) for k, v in values.items()}
     if want_help:
         print(help_text(_chosen(cls, preset, config, flags), prog, description, positional))
         sys.exit(0)
     return config, flags
+
+
+def text_flags(cls: type, prefix: str = "") -> set[str]:
+    """Dotted names of the ``str`` fields of ``cls`` (a choice's: those of any of its registered options): their flag
+    values are free text taken verbatim, never decoded as YAML (a question "Rate: fast? # yes" stays that question)."""
+    out: set[str] = set()
+    for f in dataclasses.fields(cls):
+        hint = _hints(cls)[f.name]
+        name = f"{prefix}{f.name}"
+        if hint is str:
+            out.add(name)
+        elif is_choice(hint):
+            for sub in hint.get_known_choices().values():
+                out |= text_flags(sub, f"{name}.")
+        elif _is_config(hint):
+            out |= text_flags(hint, f"{name}.")
+    return out
+
+
+def yaml_value(flag: str, text: str) -> Any:
+    """A flag's value read as YAML (``3e-4``, ``[a, b]``, ``{type: noise}``) by the bounded loader
+    (``limits.parse_yaml``: aliases counted before the value is built, no ``!include`` or other tags); ConfigError
+    naming the flag when it is not readable. An empty value stays ""."""
+    if text == "":
+        return text
+    try:
+        return parse_yaml(text, flag, "flag value")
+    except DataError as e:
+        raise ConfigError([str(e)]) from None
+
+
+def check_utf8(where: str, text: str) -> str:
+    """``text`` when it is valid UTF-8 (Python decodes other bytes of argv and stdin to lone surrogates), else a
+    ConfigError naming ``where`` and the byte offset of the first undecodable byte."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        offset = len(text[: e.start].encode("utf-8", "surrogateescape"))
+        bad = text[e.start].encode("utf-8", "surrogateescape")
+        raise ConfigError([f"{where}: not valid UTF-8 text (byte {offset}: {bad!r}); give the text in UTF-8"]) from None
+    return text
 
 
 def _known(parser: argparse.ArgumentParser, key: str) -> Any:

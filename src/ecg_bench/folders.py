@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ecg_bench.errors import DataError
+from ecg_bench.limits import load_json_file
 
 MARKER = ".ecg-bench.json"
 KINDS = ("store", "work", "run", "eval", "checkpoint", "hf_export", "report", "sweep")
@@ -42,7 +43,7 @@ def read_marker(path: str | Path) -> dict[str, Any] | None:
     """The marker of ``path`` if it is a folder ecg-bench made, else None."""
     f = Path(path) / MARKER
     try:
-        m = json.loads(f.read_text())
+        m = load_json_file(f, "folder marker", max_bytes=1024 * 1024)
     except (OSError, ValueError):
         return None
     return m if isinstance(m, dict) and m.get("made_by") == "ecg-bench" else None

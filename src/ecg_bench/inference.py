@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ecg_bench.config import ModelConfig, RunConfig, path_options
-from ecg_bench.data.contract import CONTRACT_FILE, PreprocessingContract
+from ecg_bench.data.contract import CONTRACT_FILE, PreprocessingContract, check_checkpoint_contract
 from ecg_bench.data.ecg_file import read_ecg_file
 from ecg_bench.data.record import ECGRecord
 from ecg_bench.data.sources.base import SOURCES
@@ -146,7 +146,7 @@ def build_from_checkpoint(
     folder = Path(folder)
     cfg = checkpoint_config(folder)
     model_cfg = model_cfg or cfg.model
-    contract = read_contract(folder)
+    contract = check_checkpoint_contract(folder, cfg)
     seq_len, in_leads, fs, kind, shape = _input_dims(folder, contract)
     manifest = _manifest(folder)
     if manifest and manifest.get("family") and manifest["family"] != model_cfg.elm.type:
@@ -381,11 +381,22 @@ def push_to_hub(
     return str(url)
 
 
-def read_questions(lines: Iterable[str]) -> Iterator[str]:
-    """Questions from lines of text (stdin), blank lines skipped; ends at EOF."""
-    for line in lines:
-        if line.strip():
-            yield line.strip()
+def read_questions(lines: Iterable[str], where: str = "stdin") -> Iterator[str]:
+    """Questions from lines of text (stdin), blank lines skipped; ends at EOF. A line that is not UTF-8 (undecodable,
+    or decoded to lone surrogates) is a DataError naming its line number."""
+    n = 0
+    try:
+        for n, line in enumerate(lines, 1):
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise DataError(f"{where}: question line {n} is not valid UTF-8 text (at character {e.start})") from None
+            if line.strip():
+                yield line.strip()
+    except UnicodeDecodeError as e:
+        bad = e.object[e.start : e.start + 1]
+        raise DataError(f"{where}: not valid UTF-8 text after question line {n} ({e.reason}: {bad!r}); give the "
+                        "questions in UTF-8") from None  # fmt: skip
 
 
 # ------------------------------------------------------------------ paths inside a checkpoint

@@ -12,6 +12,7 @@ checkpoints and results.json; evaluation is sharded and gathered (``evaluation.e
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import platform
@@ -206,6 +207,9 @@ def config_problems(cfg: RunConfig) -> list[str]:
     llm = llm_spec_problem(cfg.model.llm)
     if llm:
         problems.append(llm)
+    hf = [f"data.{k}" for k in ("export_hf", "hf_dataset") if getattr(cfg.data, k)]
+    if hf and importlib.util.find_spec("datasets") is None:  # known before the store is built, not after
+        problems.append(f"{' and '.join(hf)} need the 'datasets' package, which is not installed: pip install 'ecg-bench[hf]'")
     if cfg.data.source.type in SOURCES:
         native = getattr(SOURCES.get(cfg.data.source.type), "native_rate", lambda _: None)(cfg.data)
         if native and cfg.data.target_fs > native:

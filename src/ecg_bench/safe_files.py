@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import struct
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ecg_bench.errors import DataError
-from ecg_bench.limits import load_json_file
+from ecg_bench.limits import hint, limit, load_json_file
 
 if TYPE_CHECKING:
     import torch
@@ -125,3 +126,60 @@ def check_format_version(doc: Any, path: str | Path, expected: int, what: str) -
     got = "no format_version" if FORMAT_KEY not in doc else f"format_version {found!r}"[:80]
     raise DataError(f"{path}: {what} of {got}; this ecg-bench reads format_version {expected} only (write it again with "
                     "this version of ecg-bench)")
+
+
+def check_torch_archive(path: str | Path) -> None:
+    """Refuse a ``torch.save`` (.pth, zip) file from what its zip directory declares, before torch reads any of it.
+
+    The member count comes from the end-of-central-directory record (before the directory itself is read), then
+    every member's declared uncompressed size: in all at most ``MAX_ARCHIVE_BYTES`` and at most
+    ``MAX_COMPRESSION_RATIO`` times the file's size (torch stores tensors uncompressed; a 1.9 MB deflated file
+    that declares gigabytes is a zip bomb), the pickled index (``data.pkl``) at most ``MAX_PICKLE_BYTES``. A file
+    that is not a zip (the pre-1.6 pickle format) is refused: its size cannot be known before unpickling."""
+    path = Path(path)
+    expected = "expected a weights file written by torch.save (a zip archive of data.pkl and tensor data)"
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as f:
+            end = zipfile._EndRecData(f)  # the end record alone: the member count before the directory is read
+            if not end:
+                raise DataError(f"{path}: not a zip archive; {expected}")
+            members = int(end[zipfile._ECD_ENTRIES_TOTAL])
+            if members > limit("MAX_ARCHIVE_MEMBERS"):
+                raise DataError(f"{path}: {members:,} archive members; at most {limit('MAX_ARCHIVE_MEMBERS'):,} are read "
+                                f"({hint('MAX_ARCHIVE_MEMBERS')})")  # fmt: skip
+            with zipfile.ZipFile(f) as z:
+                infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, struct.error, ValueError) as e:
+        raise DataError(f"{path}: not a readable zip archive ({type(e).__name__}: {e}); {expected}") from None
+    total = sum(i.file_size for i in infos)
+    top = min(limit("MAX_ARCHIVE_BYTES"), int(limit("MAX_COMPRESSION_RATIO") * size) + 1024 * 1024)
+    if total > top:
+        biggest = max(infos, key=lambda i: i.file_size)
+        raise DataError(f"{path}: its {len(infos):,} members declare {total:,} bytes uncompressed ({biggest.filename!r}: "
+                        f"{biggest.file_size:,} stored in {biggest.compress_size:,}) from a {size:,}-byte file; at most "
+                        f"{top:,} are read ({hint('MAX_COMPRESSION_RATIO')}, or ECG_BENCH_MAX_ARCHIVE_BYTES)")  # fmt: skip
+    pickles = [i for i in infos if i.filename.endswith(".pkl") and i.file_size > limit("MAX_PICKLE_BYTES")]
+    if pickles:
+        raise DataError(f"{path}: {pickles[0].filename!r} declares {pickles[0].file_size:,} bytes; at most "
+                        f"{limit('MAX_PICKLE_BYTES'):,} are read ({hint('MAX_PICKLE_BYTES')})")  # fmt: skip
+
+
+PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+"""Suffixes of pickle-based weight files: never loaded (unpickling runs code and allocates what the pickle says)."""
+
+
+def safetensors_only(name: str | Path, what: str) -> dict[str, Any]:
+    """The ``from_pretrained`` keyword arguments that load a Hugging Face model's weights from safetensors only.
+
+    A local folder whose weights are only pickle-based (``pytorch_model.bin``, ...) is refused here, naming the file;
+    for a hub id, ``use_safetensors=True`` makes transformers refuse a repository without safetensors weights."""
+    folder = Path(name).expanduser()
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        pickled = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in PICKLED_WEIGHTS)
+        if pickled:
+            raise DataError(f"{folder / pickled[0]}: the {what}'s weights are pickle-based; only safetensors weights are "
+                            "loaded (never unpickled). Convert them where you trust the file (load it, then "
+                            "save_pretrained(folder, safe_serialization=True)), or use a release with "
+                            "model.safetensors")  # fmt: skip
+    return {"use_safetensors": True}

@@ -19,31 +19,18 @@ from ecg_bench.config.coerce import _show, check_types, coerce, tree_problems
 from ecg_bench.config.fields import _hints, _is_config, _list_of_config
 from ecg_bench.config.options import Options, is_choice, to_dict
 from ecg_bench.errors import ConfigError, DataError
-from ecg_bench.limits import parse_json
+from ecg_bench.limits import load_config_file
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The mapping in a .json or .yaml config file; FileNotFoundError or ConfigError naming the file."""
+    """The mapping in a .json or .yaml config file (``limits.load_config_file``: size, YAML aliases, nesting and
+    values bounded); FileNotFoundError or ConfigError naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
     try:
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            d = yaml.safe_load(text)
-            d = {} if d is None else d
-        else:  # the one bounded JSON decoder: line and column of a syntax error, no NaN, bounded nesting
-            d = parse_json(text, str(path), "run config (JSON object)")
+        d = load_config_file(path, "run config")
     except DataError as e:
         raise ConfigError([str(e)]) from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ConfigError([f"{path}: not a readable {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'} file ({e})"]) from e
-    except Exception as e:  # yaml.YAMLError and its subclasses
-        if type(e).__module__.startswith("yaml"):
-            raise ConfigError([f"{path}: not a readable YAML file ({e})"]) from e
-        raise
+    d = {} if d is None else d
     if not isinstance(d, dict):
         raise ConfigError([f"{path}: expected a mapping of config sections, got {type(d).__name__}"])
     return d

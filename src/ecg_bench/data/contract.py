@@ -33,6 +33,7 @@ from ecg_bench.config import RepresentationOptions, RunConfig, choice, to_dict
 from ecg_bench.data.preprocess import DEFAULT_MAX_NAN_GAP_S, preprocess_record
 from ecg_bench.data.record import ECGRecord
 from ecg_bench.errors import DataError
+from ecg_bench.limits import hint, limit
 from ecg_bench.signals.leads import LEADS
 from ecg_bench.signals.processing import FLAT_STD_MV
 
@@ -86,6 +87,17 @@ class PreprocessingContract:
             problems.append(f"representation must be a representation name, got {self.representation!r}")
         if not isinstance(self.representation_options, dict):
             problems.append(f"representation_options must be a JSON object, got {self.representation_options!r}")
+        for name in ("max_nan_gap_s", "flat_lead_std_mv"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and v >= 0):
+                problems.append(f"{name} must be a number >= 0, got {v!r}")
+        if self.filters:  # the store applies none, so a model trained on filtered input would be fed unfiltered input
+            problems.append(f"filters {list(self.filters)!r} are declared, but the preprocessing applies no filter (expected [])")
+        if isinstance(self.segment_len, int) and isinstance(self.fs, int | float) and not problems:
+            if self.segment_len * len(LEADS) > limit("MAX_RECORD_VALUES"):
+                problems.append(f"segment_len {self.segment_len:,} is longer than a record may be ({hint('MAX_RECORD_VALUES')})")
+            if self.fs > limit("MAX_SAMPLING_RATE"):
+                problems.append(f"fs {self.fs:g} Hz is above {limit('MAX_SAMPLING_RATE'):g} Hz ({hint('MAX_SAMPLING_RATE')})")
         if problems:
             raise DataError("invalid preprocessing contract: " + "; ".join(problems))
 
@@ -171,3 +183,46 @@ class PreprocessingContract:
         if segs is None:
             raise DataError(f"{where}: {reason} (the model's preprocessing refuses it, as its segment store would)")
         return segs.astype(np.float32, copy=False)
+
+
+ELM_MANIFEST_FILE = "elm.json"
+"""The ELM manifest a checkpoint carries beside its contract (family, input dimensions, vocabulary)."""
+
+
+def check_checkpoint_contract(folder: str | Path, cfg: RunConfig | None = None) -> PreprocessingContract:
+    """The preprocessing contract of checkpoint ``folder``, checked against the checkpoint's other files.
+
+    ``preprocessing.json`` must agree with the run config (``cfg``, default the folder's ``config.json``) on the
+    sampling rate, the segment length and the representation, and ``elm.json`` must be present with the same
+    sampling rate as its input: a hand edit of one file (fs and segment length changed in preprocessing.json and
+    elm.json but not in config.json) or a deleted manifest would otherwise load a model fed other input than it was
+    trained on. DataError listing every disagreement, naming the files."""
+    from ecg_bench.safe_files import read_json_file
+
+    folder = Path(folder)
+    contract = PreprocessingContract.read(folder)
+    cfg = cfg if cfg is not None else RunConfig.load(folder / "config.json")
+    problems = []
+    try:
+        expected = PreprocessingContract.from_run_config(cfg)
+    except DataError as e:
+        expected = None
+        problems.append(f"config.json: {e}")
+    if expected is not None:
+        for name in ("fs", "segment_len", "representation"):
+            mine, theirs = getattr(contract, name), getattr(expected, name)
+            if mine != theirs:
+                problems.append(f"{CONTRACT_FILE} says {name} {mine!r}, config.json gives {theirs!r}")
+    manifest_file = folder / ELM_MANIFEST_FILE
+    if not manifest_file.is_file():
+        problems.append(f"{ELM_MANIFEST_FILE} (the ELM's family, input dimensions and vocabulary) is missing")
+    else:
+        manifest = read_json_file(manifest_file, "ELM manifest (JSON object)")
+        saved = manifest.get("input") if isinstance(manifest, dict) else None
+        if not isinstance(manifest, dict):
+            problems.append(f"{ELM_MANIFEST_FILE}: expected a JSON object, got {type(manifest).__name__}")
+        elif isinstance(saved, dict) and saved.get("fs") != contract.fs:
+            problems.append(f"{ELM_MANIFEST_FILE} says input fs {saved.get('fs')!r}, {CONTRACT_FILE} says {contract.fs!r}")
+    if problems:
+        raise DataError(f"{folder}: the checkpoint's files disagree: " + "; ".join(problems))
+    return contract

@@ -25,12 +25,11 @@ import numpy as np
 
 from ecg_bench.data.record import ECGRecord
 from ecg_bench.errors import DataError
-from ecg_bench.signals.io import check_record_size, read_wfdb
+from ecg_bench.limits import hint, limit
+from ecg_bench.signals.io import check_rate_bounds, check_record_size, read_npy, read_wfdb
 from ecg_bench.signals.leads import LEADS
 
 FORMATS = "a WFDB record (.hea/.dat), a CinC .mat/.hea pair, a CODE-15% .hdf5 file with an exam id, or a .npy/.csv array"
-MAX_CSV_BYTES = 256 * 1024 * 1024
-"""Largest .csv read (a 10 s, 12-lead, 500 Hz record is under 1 MB of text)."""
 _UNITS = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3}
 
 
@@ -124,21 +123,18 @@ def _read_array(path: Path, fs: float | None, leads: Sequence[str] | None, units
         raise FileNotFoundError(f"ECG file not found: {path}")
     if fs is None:
         raise DataError(f"{path}: a .npy/.csv array carries no sampling rate; give it (e.g. --fs 500)")
-    if not fs > 0:
-        raise DataError(f"{path}: the sampling rate must be positive, got {fs}")
+    fs = check_rate_bounds(f"{path}: --fs", fs)
     scale = _UNITS.get(units.strip().lower())
     if scale is None:
         raise DataError(f"{path}: units {units!r}; expected mV, uV or V")
     names = tuple(leads) if leads else LEADS
     if path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)  # reads the header only: the size is checked first
-        except (ValueError, OSError, EOFError) as e:
-            raise DataError(f"{path}: not a readable .npy array ({type(e).__name__}: {e})") from None
+        arr = read_npy(path)  # the header's dtype and shape are checked before anything is mapped
     else:
         size = path.stat().st_size
-        if size > MAX_CSV_BYTES:
-            raise DataError(f"{path}: a {size:,}-byte .csv; at most {MAX_CSV_BYTES:,} bytes are read")
+        if size > limit("MAX_CSV_BYTES"):
+            raise DataError(f"{path}: a {size:,}-byte .csv; at most {limit('MAX_CSV_BYTES'):,} bytes are read "
+                            f"({hint('MAX_CSV_BYTES')})")  # fmt: skip
         try:
             arr = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
         except ValueError as e:

@@ -56,6 +56,7 @@ from ecg_bench.data.shards import (
 from ecg_bench.data.sources.base import Source
 from ecg_bench.errors import DataError
 from ecg_bench.logging_utils import get_logger, progress
+from ecg_bench.safe_files import read_json_file
 from ecg_bench.signals.io import TOO_LARGE
 from ecg_bench.signals.processing import nan_policy, resample, segment, to_canonical_leads
 

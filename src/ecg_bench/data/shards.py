@@ -17,6 +17,7 @@ import numpy as np
 
 from ecg_bench import folders
 from ecg_bench.data.record import LEADS
+from ecg_bench.safe_files import read_json_file
 from ecg_bench.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -135,7 +136,7 @@ def open_work_dir(work: Path, settings: dict[str, Any], resume: bool) -> None:
     folders.check_replaceable(work, "work")  # an unmarked folder of that name is never used or removed
     if work.exists() and not folders.is_empty(work):
         try:
-            old = json.loads(settings_file.read_text())
+            old = read_json_file(settings_file, "build settings (JSON object)")
         except (OSError, ValueError):
             old = None
         if not resume:

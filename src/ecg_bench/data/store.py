@@ -44,6 +44,7 @@ from ecg_bench.jsonl import load_jsonl
 from ecg_bench.limits import load_json_file
 from ecg_bench.safe_files import check_format_version
 from ecg_bench.logging_utils import get_logger
+from ecg_bench.safe_files import read_json_file
 
 if TYPE_CHECKING:
     from ecg_bench.config import RunConfig
@@ -150,7 +151,7 @@ def lock_path(out_dir: str | Path) -> Path:
 
 def _holder(owner: Path) -> str:
     try:
-        o = json.loads(owner.read_text())
+        o = read_json_file(owner, "lock owner (JSON object)")
         return f"pid {o['pid']} on {o['host']} since {o['since']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"
@@ -397,6 +398,9 @@ def open_store(cfg: RunConfig, src: Any, sdir: Path) -> SegmentStore:
     """
     d = cfg.data
     settings = source_settings(cfg, src)
+    if d.data_dir:  # refusals before the lock: no lock file is left in a folder that is not ours
+        folders.check_apart(sdir, d.data_dir, "the store folder", "data.data_dir")
+    folders.check_replaceable(sdir, "store")
     with store_lock(sdir):
         fingerprint = src.fingerprint()
         status, detail = store_status(sdir, settings, fingerprint)

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from ecg_bench.limits import load_json_file
 from ecg_bench.logging_utils import get_logger, progress
 
 log = get_logger(__name__)
@@ -32,7 +33,7 @@ def load_cache(path: str | Path) -> dict[str, str]:
     p = Path(path)
     if not p.is_file():
         return {}
-    data = json.loads(p.read_text(encoding="utf-8"))
+    data = load_json_file(p, "translation cache (JSON object)")
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise ValueError(f"translation cache {p}: expected a JSON object of text -> translation strings")
     return data
@@ -52,7 +53,9 @@ def _load_model(model: str, device: str):
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model)
-        mt = AutoModelForSeq2SeqLM.from_pretrained(model).to(device).eval()
+        from ecg_bench.safe_files import safetensors_only
+
+        mt = AutoModelForSeq2SeqLM.from_pretrained(model, **safetensors_only(model, "translation model")).to(device).eval()
     except Exception as e:  # offline hub id, missing folder, sentencepiece missing, ...
         log.warning("translation model %r could not be loaded (%s: %s); reports are not translated", model, type(e).__name__, e)
         return None

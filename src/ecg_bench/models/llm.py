@@ -20,6 +20,7 @@ from ecg_bench.config import ModelConfig
 from ecg_bench.errors import ECGBenchError, UnknownNameError
 from ecg_bench.logging_utils import get_logger
 from ecg_bench.registry import Registry
+from ecg_bench.safe_files import safetensors_only
 
 log = get_logger(__name__)
 
@@ -111,9 +112,9 @@ def base_model(name: str) -> tuple[str | None, str]:
     if path.is_dir() or path.is_absolute() or name.startswith("."):
         origin = ""
         try:
-            import json
+            from ecg_bench.limits import load_json_file
 
-            origin = str(json.loads((path / "config.json").read_text()).get("_name_or_path") or "")
+            origin = str(load_json_file(path / "config.json", "model config").get("_name_or_path") or "")
         except (OSError, ValueError, AttributeError):
             pass
         if HUB_ID.fullmatch(origin):
@@ -209,7 +210,8 @@ def load_llm(name: str):
             raise UnknownNameError("llm", name, LLMS.names() + ["<hub id org/name>", "<local folder>", "<file.gguf>"])
         try:
             tok = AutoTokenizer.from_pretrained(src, **kw)
-            model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw)
+            weights = {} if "gguf_file" in kw else safetensors_only(src, f"LLM {name!r}")  # never a pickled .bin
+            model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw, **weights)
         except (ValueError, KeyError, RuntimeError, TypeError) as e:
             if "gguf_file" not in kw:
                 raise

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ecg_bench.errors import DataError
+from ecg_bench.limits import MAX_HEADER_BYTES, MAX_LEADS, MAX_RECORD_VALUES, hint, limit  # noqa: F401 - defaults re-exported
 
 MISSING_FILE = "missing file"
 """A header, signal or HDF5 file that should exist does not."""
@@ -34,16 +35,11 @@ WRONG_UNITS = "wrong units"
 WRONG_LEAD_COUNT = "wrong lead count"
 """A record with another number of leads than the dataset has."""
 TOO_LARGE = "too large"
-"""A header or matrix claiming more leads, samples or bytes than any ECG record has (``MAX_LEADS``,
-``MAX_RECORD_VALUES``, ``MAX_HEADER_BYTES``): refused before anything is allocated."""
-
-MAX_LEADS = 64
-"""Most signals a record may have (12-lead ECGs, Holter and EP studies stay well below)."""
-MAX_RECORD_VALUES = 2**26
-"""Most samples x signals (x samples per frame) one record may hold: 67M values, e.g. 24 h of 2 leads
-at 360 Hz or 6 h of 12 leads at 250 Hz (~0.5 GB once converted to float64)."""
-MAX_HEADER_BYTES = 1024 * 1024
-"""Largest header file read (a 12-lead header is under 2 kB)."""
+"""A header, matrix, array or HDF5 dataset claiming more leads, samples, rows or bytes than any ECG record has
+(``ecg_bench.limits``: ``MAX_LEADS``, ``MAX_RECORD_VALUES``, ``MAX_HEADER_BYTES``, ``MAX_HDF5_ROWS``,
+``MAX_HDF5_CHUNK_BYTES``): refused before anything is allocated."""
+IMPLAUSIBLE_RATE = "implausible sampling rate"
+"""A sampling rate that is not a number, not positive, or above ``limits.MAX_SAMPLING_RATE``."""
 
 REASONS = (
     MISSING_FILE,
@@ -55,6 +51,7 @@ REASONS = (
     WRONG_UNITS,
     WRONG_LEAD_COUNT,
     TOO_LARGE,
+    IMPLAUSIBLE_RATE,
 )
 """The skip reasons raised by this module."""
 
@@ -178,12 +175,57 @@ def _from_wfdb(h: Any) -> _Header:
 def check_record_size(where: str, n_sig: int, values: int | None) -> None:
     """Raise ``too large`` when a header or matrix claims more than ``MAX_LEADS`` signals or more than
     ``MAX_RECORD_VALUES`` values (samples x signals); called before anything of that size is allocated."""
-    if n_sig > MAX_LEADS:
-        raise io_error(TOO_LARGE, f"{where}: {n_sig:,} signals claimed; at most {MAX_LEADS} are read")
-    if values is not None and values > MAX_RECORD_VALUES:
-        raise io_error(
-            TOO_LARGE, f"{where}: {values:,} values (samples x signals) claimed; at most {MAX_RECORD_VALUES:,} are read"
-        )
+    if n_sig > limit("MAX_LEADS"):
+        raise io_error(TOO_LARGE, f"{where}: {n_sig:,} signals claimed; at most {limit('MAX_LEADS')} are read "
+                                  f"({hint('MAX_LEADS')})")  # fmt: skip
+    if values is not None and values > limit("MAX_RECORD_VALUES"):
+        raise io_error(TOO_LARGE, f"{where}: {values:,} values (samples x signals) claimed; at most "
+                                  f"{limit('MAX_RECORD_VALUES'):,} are read ({hint('MAX_RECORD_VALUES')})")  # fmt: skip
+
+
+def check_rate_bounds(where: str, fs: Any) -> float:
+    """``fs`` as a float when it is a finite rate in (0, ``MAX_SAMPLING_RATE``] Hz, else ``implausible sampling rate``."""
+    try:
+        value = float(fs)
+    except (TypeError, ValueError):
+        value = math.nan
+    top = limit("MAX_SAMPLING_RATE")
+    if not (math.isfinite(value) and 0 < value <= top):
+        raise io_error(IMPLAUSIBLE_RATE, f"{where}: sampling rate {fs!r} Hz; expected a positive rate of at most "
+                                         f"{top:g} Hz ({hint('MAX_SAMPLING_RATE')})")  # fmt: skip
+    return value
+
+
+def read_npy(path: str | Path, where: str = "") -> np.ndarray:
+    """A ``.npy`` array opened read-only (memory-mapped) after its header is checked: a numeric dtype (never
+    objects: no pickle), at most ``MAX_RECORD_VALUES`` values in all, and a file
+    long enough for the shape it claims. DataError naming the file otherwise (``too large``, ``unreadable file``,
+    ``truncated file``)."""
+    from numpy.lib import format as npformat
+
+    p = Path(path)
+    where = where or str(p)
+    if not p.is_file():
+        raise io_error(MISSING_FILE, f"array file not found: {p}")
+    try:
+        with p.open("rb") as f:
+            version = npformat.read_magic(f)
+            read_header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError, SyntaxError) as e:
+        raise io_error(UNREADABLE_FILE, f"{where}: not a readable .npy array ({type(e).__name__}: {e})") from None
+    if dtype.hasobject or dtype.kind not in "iuf" or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise io_error(UNREADABLE_FILE, f"{where}: expected a real numeric array, got dtype {dtype} with shape {shape}")
+    values = math.prod(shape)
+    check_record_size(where, 0, values)  # the values only: the caller checks which axis holds the leads
+    need = offset + values * dtype.itemsize
+    size = p.stat().st_size
+    if size < need:
+        raise io_error(TRUNCATED_FILE, f"{where}: {size:,} bytes, but its header ({dtype} {shape}) needs {need:,}")
+    if values == 0:
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
 def _precheck_record_line(text: str, hea: Path) -> None:
@@ -211,8 +253,9 @@ def _header(record: Path) -> _Header:
     if not hea.is_file():
         raise io_error(MISSING_FILE, f"WFDB header not found: {hea}")
     size = hea.stat().st_size
-    if size > MAX_HEADER_BYTES:
-        raise io_error(TOO_LARGE, f"{hea}: a {size:,}-byte header; at most {MAX_HEADER_BYTES:,} bytes are read")
+    if size > limit("MAX_HEADER_BYTES"):
+        raise io_error(TOO_LARGE, f"{hea}: a {size:,}-byte header; at most {limit('MAX_HEADER_BYTES'):,} bytes are read "
+                                  f"({hint('MAX_HEADER_BYTES')})")  # fmt: skip
     text = hea.read_text(errors="replace")
     _precheck_record_line(text, hea)  # before wfdb.rdheader, which allocates per claimed signal
     try:
@@ -222,6 +265,7 @@ def _header(record: Path) -> _Header:
         raise io_error(UNREADABLE_HEADER, f"cannot parse WFDB header {hea}: {type(e).__name__}: {e}") from e
     frames = sum(h.samps_per_frame) if h.samps_per_frame else h.n_sig
     check_record_size(str(hea), h.n_sig, None if h.sig_len is None else h.sig_len * max(frames, h.n_sig))
+    h.fs = check_rate_bounds(str(hea), h.fs)
     return h
 
 
@@ -333,14 +377,31 @@ def open_hdf5(path: str | Path):
 
 
 def hdf5_dataset(handle: Any, name: str, ndim: int, trailing: tuple[int, ...] = ()) -> Any:
-    """Dataset ``name`` of an open HDF5 file, checked to have ``ndim`` dimensions ending in ``trailing``."""
+    """Dataset ``name`` of an open HDF5 file, checked from its metadata alone (nothing is read): ``ndim`` dimensions
+    ending in ``trailing``, a real numeric dtype of at most 8 bytes, at most ``MAX_HDF5_ROWS`` rows, rows (the
+    other dimensions, the last one the leads) within ``MAX_LEADS`` / ``MAX_RECORD_VALUES``, chunks within
+    ``MAX_HDF5_CHUNK_BYTES``. A 2 kB file may claim a (2, 400000000, 12) dataset that was never written: reading
+    one of its rows would allocate 19 GB."""
     if name not in handle:
         raise io_error(UNREADABLE_FILE, f"{handle.filename}: no dataset {name!r} (has {sorted(handle.keys())})")
     ds = handle[name]
-    shape = tuple(ds.shape)
-    if len(shape) != ndim or (trailing and shape[len(shape) - len(trailing) :] != trailing):
+    where = f"{handle.filename}: dataset {name!r}"
+    shape = tuple(getattr(ds, "shape", None) or ())
+    if not hasattr(ds, "dtype") or len(shape) != ndim or (trailing and shape[len(shape) - len(trailing) :] != trailing):
         want = f"{ndim} dimensions" + (f" ending in {trailing}" if trailing else "")
-        raise io_error(UNREADABLE_FILE, f"{handle.filename}: dataset {name!r} has shape {shape}, expected {want}")
+        raise io_error(UNREADABLE_FILE, f"{where} has shape {shape}, expected {want}")
+    if ds.dtype.kind not in "iuf" or ds.dtype.itemsize > 8:
+        raise io_error(UNREADABLE_FILE, f"{where} has dtype {ds.dtype}, expected real numbers")
+    if shape[0] > limit("MAX_HDF5_ROWS"):
+        raise io_error(TOO_LARGE, f"{where} claims {shape[0]:,} rows; at most {limit('MAX_HDF5_ROWS'):,} are read "
+                                  f"({hint('MAX_HDF5_ROWS')})")  # fmt: skip
+    if ndim > 1:
+        check_record_size(f"{where} (one row of shape {shape[1:]})", int(shape[-1]), math.prod(shape[1:]))
+    chunk = math.prod(ds.chunks) * ds.dtype.itemsize if ds.chunks else 0
+    top = limit("MAX_HDF5_CHUNK_BYTES")
+    if chunk > top:
+        raise io_error(TOO_LARGE, f"{where} is stored in chunks of {chunk:,} bytes (shape {ds.chunks}); at most "
+                                  f"{top:,} are decompressed ({hint('MAX_HDF5_CHUNK_BYTES')})")  # fmt: skip
     return ds
 
 

@@ -17,6 +17,7 @@ from ecg_bench.config import RunConfig, describe_options
 from ecg_bench.data.contract import PreprocessingContract
 from ecg_bench.models.elm import ELMS
 from ecg_bench.models.llm import RANDOM_INIT, base_model
+from ecg_bench.safe_files import read_json_file
 
 CARD_FILE = "README.md"
 
@@ -152,7 +153,7 @@ def replace_peft_card(folder: str | Path, cfg: RunConfig) -> None:
     (adapter / CARD_FILE).unlink(missing_ok=True)
     conf = adapter / "adapter_config.json"
     if conf.is_file():
-        d = json.loads(conf.read_text())
+        d = read_json_file(conf, "adapter config (JSON object)")
         hub_id, _ = base_model(cfg.model.llm)
         if hub_id or cfg.model.llm in RANDOM_INIT:
             d["base_model_name_or_path"] = hub_id or cfg.model.llm

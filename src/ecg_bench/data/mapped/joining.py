@@ -58,6 +58,7 @@ from ecg_bench.data.conversations import ECG_MARKER, validate_item
 from ecg_bench.data.store import SegmentStore
 from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.jsonl import load_jsonl
+from ecg_bench.limits import load_json_file
 from ecg_bench.logging_utils import get_logger, progress
 
 log = get_logger(__name__)
@@ -253,10 +254,7 @@ def find_input(cfg: DataConfig, name: str, candidates: Sequence[str]) -> Path:
 def load_json(path: str | Path) -> Any:
     """Parse a JSON file; a syntax error raises DataError naming the file, line and column."""
     path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    return load_json_file(path, "JSON document")  # size, nesting and values bounded; errors name the file
 
 
 def load_entries(path: Path) -> list[dict[str, Any]]:

@@ -51,7 +51,7 @@ from ecg_bench.data.sources.base import UNREADABLE_FOLDER, Source, check_samplin
 from ecg_bench.data.sources.snomed import SnomedMapping, is_code, load_mapping, report_from_names
 from ecg_bench.errors import ConfigError
 from ecg_bench.logging_utils import get_logger
-from ecg_bench.signals.io import check_record_size
+from ecg_bench.signals.io import check_rate_bounds, check_record_size
 
 log = get_logger(__name__)
 
@@ -140,6 +140,8 @@ def parse_header(text: str, where: str) -> CinCHeader:
     except ValueError:
         raise data_error("unreadable file", f"{where}: sampling rate {rec[2]!r} is not a number") from None
     n_samples = _int(rec[3], "number of samples", where)
+    if n_samples > 0 and n_sig > 0:
+        check_rate_bounds(where, fs)
     if fs <= 0 or n_samples <= 0 or n_sig <= 0:
         raise data_error("unreadable file", f"{where}: leads, fs and samples must be positive, got {rec[1:4]}")
     if len(body) - 1 != n_sig:
@@ -241,7 +243,8 @@ def to_millivolts(val: np.ndarray, hdr: CinCHeader) -> np.ndarray:
     """``(val - baseline) / gain`` per lead, in mV, float32 [leads, samples]."""
     baseline = np.array([s.baseline for s in hdr.leads], dtype=np.float64)[:, None]
     scale = np.array([_UNIT_TO_MV[s.unit.lower()] / s.gain for s in hdr.leads], dtype=np.float64)[:, None]
-    return ((val.astype(np.float64) - baseline) * scale).astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: infinite, refused by the record's amplitude check
+        return ((val.astype(np.float64) - baseline) * scale).astype(np.float32)
 
 
 def _hidden(name: str) -> bool:

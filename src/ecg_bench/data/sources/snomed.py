@@ -29,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 
 from ecg_bench.errors import DataError
+from ecg_bench.limits import load_json_file
 from ecg_bench.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -153,10 +154,7 @@ def read_table(path: str | Path) -> dict[str, SnomedConcept]:
         raise FileNotFoundError(f"SNOMED-CT mapping file not found: {p} (data.source.snomed_mapping)")
     if p.suffix.lower() == ".csv":
         return table_from_csvs([p])
-    try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"SNOMED-CT mapping {p}: not valid JSON ({e}); expected .json or .csv") from e
+    obj = load_json_file(p, "SNOMED-CT mapping (.json or .csv)")
     return table_from_json(obj, str(p))
 
 

@@ -311,9 +311,11 @@ def _load_bertscore_model(model: str):
     """(tokenizer, model) in eval mode, cached per model path / id."""
     from transformers import AutoModel, AutoTokenizer
 
+    from ecg_bench.safe_files import safetensors_only
+
     log.info("loading BERTScore model %s", model)
     tokenizer = AutoTokenizer.from_pretrained(model)
-    net = AutoModel.from_pretrained(model)
+    net = AutoModel.from_pretrained(model, **safetensors_only(model, "BERTScore model"))
     net.eval()
     return tokenizer, net
 

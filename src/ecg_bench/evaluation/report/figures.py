@@ -25,6 +25,7 @@ from ecg_bench.data.record import LEADS
 from ecg_bench.evaluation.report.analysis import ALL
 from ecg_bench.evaluation.report.runs import Configuration, Run
 from ecg_bench.logging_utils import get_logger
+from ecg_bench.safe_files import read_json_file
 
 log = get_logger(__name__)
 
@@ -106,7 +107,7 @@ def loss_history(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
     state = ck / "trainer_state.json" if ck else None
     if state is not None and state.is_file():
         try:
-            losses = json.loads(state.read_text()).get("losses") or []
+            losses = read_json_file(state, "trainer state (JSON object)").get("losses") or []
         except (OSError, ValueError, AttributeError):
             losses = []
         if losses:

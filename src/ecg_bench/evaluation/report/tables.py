@@ -8,6 +8,7 @@ escaping of ``_ & % #``), CSV from ``DataFrame.to_csv``.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +32,11 @@ class Table:
 
     def markdown(self) -> str:
         def line(cells: Sequence[str]) -> str:
-            return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+            return "| " + " | ".join(md_text(c).replace("|", "\\|") for c in cells) + " |"
 
         align = ["---"] + ["---:" if _numeric(self.rows, i) else "---" for i in range(1, len(self.columns))]
-        body = [f"### {self.title}", "", line(self.columns), "| " + " | ".join(align) + " |", *map(line, self.rows)]
-        return "\n".join(body + ([f"\n{self.note}"] if self.note else [])) + "\n"
+        body = [f"### {md_text(self.title)}", "", line(self.columns), "| " + " | ".join(align) + " |", *map(line, self.rows)]
+        return "\n".join(body + ([f"\n{md_text(self.note, one_line=False)}"] if self.note else [])) + "\n"
 
     def latex(self) -> str:
         df = pd.DataFrame(self.rows, columns=self.columns)
@@ -56,6 +57,17 @@ class Table:
         pd.DataFrame(self.records or [dict(zip(self.columns, r)) for r in self.rows]).to_csv(paths[1], index=False)
         paths[2].write_text(self.latex())
         return paths
+
+
+_TAG = re.compile(r"<(?=[A-Za-z/!?])")
+
+
+def md_text(value: Any, one_line: bool = True) -> str:
+    """A value as markdown text: every ``<`` that would open an HTML tag or comment escaped, so a config value
+    ``<img src=x onerror=...>`` stays text where the markdown is rendered (``p < 0.05`` and ``<0.001`` stay as they
+    are); with ``one_line``, line breaks (which would end a table row) become spaces."""
+    text = _TAG.sub("&lt;", str(value))
+    return " ".join(text.splitlines()) if one_line else text
 
 
 def _numeric(rows: Sequence[Sequence[str]], i: int) -> bool:

@@ -7,11 +7,13 @@ silently reads garbage from 500 Hz input, so every difference is an error naming
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
 
 from ecg_bench.errors import DataError
+from ecg_bench.limits import hint, limit
 from ecg_bench.signals.leads import LEADS
 
 SCALINGS = ("minmax", "zscore", "none")
@@ -36,6 +38,19 @@ class PreprocessingContract:
     representation's type and drawing options (``model.representation`` without its training-only augmentations);
     None for encoders of the signal."""
 
+    def __post_init__(self) -> None:
+        problems = []
+        if not (math.isfinite(self.fs) and 0 < self.fs <= limit("MAX_SAMPLING_RATE")):
+            problems.append(f"fs must be a positive rate of at most {limit('MAX_SAMPLING_RATE'):g} Hz, got {self.fs!r}")
+        if isinstance(self.segment_len, bool) or not isinstance(self.segment_len, int) or self.segment_len < 1:
+            problems.append(f"segment_len must be a whole number of samples >= 1, got {self.segment_len!r}")
+        elif self.segment_len * max(len(self.leads), 1) > limit("MAX_RECORD_VALUES"):
+            problems.append(f"segment_len {self.segment_len:,} is longer than a record may be ({hint('MAX_RECORD_VALUES')})")
+        if self.scaling not in SCALINGS:
+            problems.append(f"scaling must be one of {', '.join(SCALINGS)}, got {self.scaling!r}")
+        if problems:
+            raise DataError("invalid encoder preprocessing contract: " + "; ".join(problems))
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["leads"] = list(self.leads)
@@ -50,6 +65,8 @@ class PreprocessingContract:
             if rep is not None and not isinstance(rep, dict):
                 raise TypeError(f"representation must be a mapping, got {rep!r}")
             return cls(float(d["fs"]), int(d["segment_len"]), tuple(str(x) for x in d["leads"]), str(d["scaling"]), rep)
+        except DataError as e:
+            raise DataError(f"{where}: {e}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DataError(f"{where}: preprocessing contract needs fs, segment_len, leads, scaling; got {d!r}") from e
 

@@ -148,6 +148,8 @@ def _load(family: str, name: str):
     """(vision model, image processor) of ``family`` from hub id or folder ``name``."""
     from transformers import AutoImageProcessor
 
+    from ecg_bench.safe_files import safetensors_only
+
     cls, kwargs = _model_class(family)
     try:
         proc = AutoImageProcessor.from_pretrained(name)
@@ -155,7 +157,7 @@ def _load(family: str, name: str):
         raise DataError(f"{family} encoder: cannot load the image processor of {name!r} (preprocessor_config.json: its "
                         f"normalization is needed): {e}") from None  # fmt: skip
     try:
-        model = cls.from_pretrained(name, **kwargs)
+        model = cls.from_pretrained(name, **kwargs, **safetensors_only(name, f"{family} encoder"))
     except (OSError, ValueError) as e:
         raise DataError(f"{family} encoder: cannot load {MODEL_CLASSES[family]} from {name!r}: {e}") from None
     return model, proc

@@ -34,6 +34,7 @@ from ecg_bench.errors import DataError
 from ecg_bench.models.encoders.contract import PreprocessingContract
 from ecg_bench.models.encoders.mae.vit import SIZES, SignalViT, StMemOptions
 from ecg_bench.models.encoders.weights import load_state, write_encoder
+from ecg_bench.safe_files import check_torch_archive
 from ecg_bench.signals.leads import LEADS
 
 ST_MEM_FS = 250.0
@@ -57,6 +58,7 @@ def read_torch_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    check_torch_archive(path)  # sizes, member count and compression from the zip directory, before torch reads it
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # the unpickler refuses anything but tensors and plain containers

@@ -54,8 +54,11 @@ def load_text_tower(name: str):
     """``(model, tokenizer)`` of a Hugging Face text encoder by hub id or local folder."""
     from transformers import AutoModel, AutoTokenizer
 
+    from ecg_bench.safe_files import safetensors_only
+
+    kw = safetensors_only(name, f"text model {name!r}")
     try:
-        return AutoModel.from_pretrained(name), AutoTokenizer.from_pretrained(name)
+        return AutoModel.from_pretrained(name, **kw), AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as e:
         where = "folder" if Path(name).exists() else "hub id (offline? set it to a local folder)"
         raise DataError(f"text model {name!r} ({where}) could not be loaded: {e}") from None

@@ -86,8 +86,10 @@ class MerlPretrainOptions(PretrainerOptions):
 def pretrain_merl(opts: MerlPretrainOptions) -> dict:
     """Pretrain and save; returns ``{"losses", "eval_loss_start", "eval_loss_end", "out"}`` (CMA + UMA, held batch)."""
     from ecg_bench.data.store import SegmentStore
+    from ecg_bench.safe_files import safetensors_only
 
     check_options("merl", opts, required=("store", "out", "text_model"))
+    safetensors_only(opts.text_model, f"text model {opts.text_model!r}")  # a pickled .bin is refused before any work
     mopts, loop = MerlOptions(size=opts.size, scaling=opts.scaling), opts.loop
     store = SegmentStore(opts.store)
     reports = [str(row.get("report") or "").strip() for row in store.index]
