@@ -50,6 +50,7 @@ KIND_PACKAGES: dict[str, str] = {
     "metrics": "ecg_bench.evaluation.metrics",
     "pretrainers": "ecg_bench.models.encoders.pretraining",
     "launchers": "ecg_bench.sweep.launchers",
+    "import_formats": "ecg_bench.models.encoders.weights",
 }
 """Listing name of each kind (``ecg-bench list``, the entry point group ``ecg_bench.<name>``) -> the module whose
 import creates its registry. A kind added elsewhere (e.g. sweep launchers) adds its line here."""

@@ -87,11 +87,10 @@ def cmd_probe(args) -> int:
 
 def cmd_import_encoder(args) -> int:
     """Convert a released encoder checkpoint (ST-MEM's ViT, MERL's ResNet) into an encoder folder with its contract."""
-    from ecg_bench.models.encoders.mae.public import convert_st_mem
-    from ecg_bench.models.encoders.merl.public import convert_merl
+    from ecg_bench.models.encoders.weights import IMPORT_FORMATS
 
     cmd = _command(args, [lambda c: c.problems()])
-    out = (convert_st_mem if cmd.format == "st_mem" else convert_merl)(cmd.src, cmd.out)
+    out = IMPORT_FORMATS.get(cmd.format)(cmd.src, cmd.out)
     print(f"{cmd.format} weights from {cmd.src} -> {out} (use it as the encoder's weights folder)")
     return 0
 
@@ -160,14 +159,18 @@ class ImportEncoderCommand:
     """``ecg-bench import-encoder``."""
 
     format: str = ""
-    """Whose release: st_mem (bakqui/ST-MEM's encoder or full checkpoint) or merl (MERL's ResNet-101 ecg_encoder)."""
+    """Whose release, a registered import format (`ecg-bench list`): st_mem (bakqui/ST-MEM's encoder or full
+    checkpoint), merl (MERL's ResNet-101 ecg_encoder), or a plug-in's."""
     src: str = ""
     """The released .pth (read with torch.load(weights_only=True))."""
     out: str = ""
     """Encoder folder to write (new, empty, or an earlier one of ours)."""
 
     def problems(self) -> list[str]:
-        p = [] if self.format in ("st_mem", "merl") else [f"import-encoder --format must be st_mem or merl, got {self.format!r}"]
+        from ecg_bench.models.encoders.weights import IMPORT_FORMATS
+
+        known = IMPORT_FORMATS.names()
+        p = [] if self.format in known else [f"import-encoder --format must be one of {', '.join(known)}, got {self.format!r}"]
         return p + [f"import-encoder needs --{k}" for k in ("src", "out") if not getattr(self, k)]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 import inspect
@@ -77,17 +76,6 @@ def iter_options(cls: type):
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         yield f.name, hints[f.name], default, docs.get(f.name, "")
-
-
-def add_flag(p: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, **kw: Any) -> None:
-    """Add ``--name`` (flags are spelled with underscores, like ``--section.field_name``) and, for a name with an
-    underscore, its old dashed spelling ``--na-me`` as a hidden alias of the same destination."""
-    kw.setdefault("dest", name)
-    p.add_argument(f"--{name}", **kw)
-    if "_" in name:
-        alias = {k: v for k, v in kw.items() if k not in ("required", "default", "help")}
-        p.add_argument(f"--{name.replace('_', '-')}", default=argparse.SUPPRESS, help=argparse.SUPPRESS, **alias)
-
 
 
 def _is_config(hint: Any) -> bool:

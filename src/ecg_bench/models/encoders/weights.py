@@ -23,11 +23,16 @@ from safetensors.torch import save_file
 
 from ecg_bench.errors import DataError
 from ecg_bench.models.encoders.contract import PreprocessingContract
+from ecg_bench.registry import Registry
 from ecg_bench.safe_files import load_safetensors, read_json_file
 
 FORMAT, FORMAT_VERSION = "ecg-bench-encoder", 1
 WEIGHTS_FILE, DOC_FILE = "encoder.safetensors", "encoder.json"
 ENCODER_FOLDER = "encoder_weights"
+
+IMPORT_FORMATS: Registry[Any] = Registry("import format", package="ecg_bench.models.encoders", listing="import_formats")
+"""``ecg-bench import-encoder --format NAME``: a converter ``(src .pth, out folder) -> encoder folder`` of a public
+release, registered by the encoder it feeds (``@IMPORT_FORMATS.register("st_mem")`` in ``mae/public.py``)."""
 """A checkpoint's copy of the pretrained encoder folder its encoder was built from (the ``weights`` option)."""
 
 

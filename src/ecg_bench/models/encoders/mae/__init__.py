@@ -5,7 +5,7 @@
 - ``pretrain.py``: ``ecg-bench pretrain mae`` (PRETRAINERS).
 """
 
-from ecg_bench.models.encoders.mae import encoder, pretrain  # noqa: F401  (registers encoders, pretrainer)
+from ecg_bench.models.encoders.mae import encoder, pretrain, public  # noqa: F401  (registers encoders, pretrainer, import format)
 from ecg_bench.models.encoders.mae.encoder import build_vit
 from ecg_bench.models.encoders.mae.pretrain import MAEPretrainOptions, pretrain_mae
 from ecg_bench.models.encoders.mae.vit import (

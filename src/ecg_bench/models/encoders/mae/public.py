@@ -33,7 +33,7 @@ from ecg_bench import folders
 from ecg_bench.errors import DataError
 from ecg_bench.models.encoders.contract import PreprocessingContract
 from ecg_bench.models.encoders.mae.vit import SIZES, SignalViT, StMemOptions
-from ecg_bench.models.encoders.weights import load_state, write_encoder
+from ecg_bench.models.encoders.weights import IMPORT_FORMATS, load_state, write_encoder
 from ecg_bench.safe_files import check_torch_archive
 from ecg_bench.signals.leads import LEADS
 
@@ -108,6 +108,7 @@ def size_of(dims: dict) -> str:
                     f"size of ours ({', '.join(SIZES)})")  # fmt: skip
 
 
+@IMPORT_FORMATS.register("st_mem")
 def convert_st_mem(src: str | Path, out: str | Path, fs: float = ST_MEM_FS, scaling: str = "zscore") -> Path:
     """Convert ST-MEM's released ``.pth`` into an encoder folder ``out`` (a new folder; ours may be replaced)."""
     state, dims = map_st_mem(read_torch_checkpoint(src), str(src))

@@ -27,7 +27,7 @@ from ecg_bench.errors import DataError
 from ecg_bench.models.encoders.contract import PreprocessingContract
 from ecg_bench.models.encoders.mae.public import read_torch_checkpoint
 from ecg_bench.models.encoders.merl.resnet import RESNET_SIZES, MerlOptions, ResNet1d
-from ecg_bench.models.encoders.weights import load_state, write_encoder
+from ecg_bench.models.encoders.weights import IMPORT_FORMATS, load_state, write_encoder
 from ecg_bench.signals.leads import LEADS
 
 MERL_FS, MERL_LEN = 500.0, 5000
@@ -60,6 +60,7 @@ def map_merl(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]
     raise DataError(f"MERL ResNet with blocks {depths} and widths {widths} matches no size of ours ({', '.join(RESNET_SIZES)})")
 
 
+@IMPORT_FORMATS.register("merl")
 def convert_merl(src: str | Path, out: str | Path, fs: float = MERL_FS, segment_len: int = MERL_LEN) -> Path:
     """Convert MERL's released ResNet ``.pth`` into an encoder folder ``out``."""
     state, size = map_merl(read_torch_checkpoint(src))
