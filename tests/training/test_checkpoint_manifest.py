@@ -139,7 +139,7 @@ def test_a_contract_that_disagrees_across_files_is_refused(ck):
     contract["fs"] = 500.0
     (ck / "preprocessing.json").write_text(json.dumps(contract))
     write_manifest(ck)  # a manifest that agrees: the contract itself is checked
-    with pytest.raises(CheckpointError, match=r"elm\.json: input fs 250\.0 differs from preprocessing\.json's 500\.0"):
+    with pytest.raises(CheckpointError, match=r"elm\.json says input fs 250\.0, preprocessing\.json says 500\.0"):
         verify_checkpoint(ck)
 
 

@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
 
-from ecg_bench.data.contract import PreprocessingContract
+from ecg_bench.data.contract import check_checkpoint_contract
 from ecg_bench.errors import CheckpointError, DataError
 from ecg_bench.folders import MARKER
 from ecg_bench.safe_files import FORMAT_KEY, check_format_version, check_safetensors_header, read_json_file
@@ -178,33 +177,17 @@ def verify_checkpoint(folder: str | Path) -> Path:
     return folder
 
 
-def _num(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def check_contract(folder: Path, files: dict[str, Any]) -> None:
-    """The sampling rate and segment length of ``preprocessing.json`` agree with ``elm.json`` and ``config.json``,
-    and the weights the config's fine-tuning mode needs are listed (an adapter for LoRA, ``llm/`` for a full
-    fine-tune)."""
+    """The contract's files agree (``data.contract.check_checkpoint_contract``), and the weights the config's
+    fine-tuning mode needs are listed (an adapter for LoRA, ``llm/`` for a full fine-tune)."""
     for need in ("config.json", "preprocessing.json", "elm.json"):
         if need not in files:
             raise CheckpointError(f"{folder / MANIFEST}: lists no {need}; every checkpoint carries it")
-    PreprocessingContract.read(folder)  # valid on its own first (fs, segment length, leads, units, ...)
-    contract = read_json_file(folder / "preprocessing.json", "preprocessing contract (JSON object)")
-    elm = read_json_file(folder / "elm.json", "ELM manifest (JSON object)")
+    try:  # valid on its own, and agreeing with config.json and elm.json (fs, segment length, representation)
+        check_checkpoint_contract(folder)
+    except DataError as e:
+        raise CheckpointError(str(e)) from None
     cfg = read_json_file(folder / "config.json", "run config (JSON object)")
-    fs, seg = (contract.get("fs"), contract.get("segment_len")) if isinstance(contract, dict) else (None, None)
-    if not (_num(fs) and isinstance(seg, int)):
-        raise CheckpointError(f"{folder / 'preprocessing.json'}: needs a number fs and a whole segment_len")
-    inp = elm.get("input") if isinstance(elm, dict) else None
-    if isinstance(inp, dict) and inp.get("fs") != fs:
-        raise CheckpointError(f"{folder / 'elm.json'}: input fs {inp.get('fs')!r} differs from preprocessing.json's {fs!r}")
-    data = cfg.get("data") if isinstance(cfg, dict) else None
-    if isinstance(data, dict) and _num(data.get("target_fs")) and _num(data.get("segment_seconds")):
-        cfg_len = round(data["target_fs"] * data["segment_seconds"])
-        if (data["target_fs"], cfg_len) != (fs, seg):
-            raise CheckpointError(f"{folder}: config.json (data.target_fs {data['target_fs']!r}, {cfg_len} samples per "
-                                  f"segment) and preprocessing.json (fs {fs!r}, segment_len {seg!r}) disagree")  # fmt: skip
     model = cfg.get("model") if isinstance(cfg, dict) else None
     if isinstance(model, dict):
         if model.get("full_finetune") is True and not any(n.startswith("llm/") for n in files):
