@@ -46,3 +46,12 @@ def test_readme_anchors_into_docs_exist():
     for page, anchor in anchored:
         headings = re.findall(r"^#+ (.+)$", (ROOT / page).read_text(), flags=re.M)
         assert anchor in {slugify(h.strip(), "-") for h in headings}, f"README: {page} has no heading #{anchor}"
+
+
+def test_the_limits_page_shows_the_limits_table_of_the_code():
+    """docs/limits.md carries ``limits.limits_table()`` verbatim: a limit added or changed in the code without the page
+    fails here."""
+    from ecg_bench.limits import limits_table
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "limits.md").read_text()
+    assert limits_table().strip() in page
