@@ -43,12 +43,13 @@ def run_cli(args, cwd, stdin: bytes | None = None, cap_gb: float = 8.0, env: dic
 
 
 def _contract_checkpoint(folder: Path) -> Path:
-    """A folder holding only a preprocessing contract: chat reads and checks the ECG before it loads any model."""
-    from ecg_bench.data.contract import PreprocessingContract
+    """A complete checkpoint folder without trained weights (config, contract, elm.json, manifest): chat verifies
+    it, then reads and checks the ECG before it loads any model."""
+    from elm_fixtures import write_config_only_checkpoint
 
-    folder.mkdir()
-    PreprocessingContract(fs=250.0, segment_len=500).write(folder)
-    return folder
+    from ecg_bench.config import RunConfig
+
+    return write_config_only_checkpoint(folder, RunConfig().to_dict())
 
 
 # ---------------------------------------------------------------- finding 1: HDF5 claiming 400M samples per lead
@@ -207,7 +208,7 @@ def test_pth_that_is_not_a_zip_is_refused(tmp_path):
 @pytest.mark.parametrize("question", ["Rate: fast? # or slow", "'quoted' and \"double\"", "yes", "no", "null", "[1, 2]",
                                       "&anchor *alias !!python/object:os.system x", "{a: b}", "3.0", " spaced "])  # fmt: skip
 def test_a_question_is_taken_verbatim_never_decoded_as_yaml(question):
-    from ecg_bench.cli import ChatCommand
+    from ecg_bench.commands.tools import ChatCommand
     from ecg_bench.config import build
     from ecg_bench.flags import parse_flags
 
@@ -382,7 +383,7 @@ def test_refused_store_folders_get_no_lock_file(tmp_path, shared_data, capsys):
     rc = cli.main(["data", "--data.source", "cpsc2018", "--data.data_dir", str(data), "--data.store_dir", str(theirs),
                    "--output_dir", str(tmp_path / "out")])  # fmt: skip
     assert rc == 2 and "was not made by ecg-bench" in capsys.readouterr().err
-    assert not list(tmp_path.rglob("*.lock*"))
+    assert not [p for p in tmp_path.rglob("*.lock*") if p.parent != tmp_path / "out"]  # out: the run folder, ours
     assert sorted(data.parent.rglob("*")) == before
     assert (theirs / "notes.txt").read_text() == "mine"
 
