@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from config_helpers import data_config
+from gguf_cache import reuse_gguf_loads
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ECG_BENCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -19,45 +20,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # the cores, and the tiny test models gain nothing from them. Subprocesses the tests start inherit this.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 
-def _reuse_gguf_loads() -> None:
-    """Read each GGUF file once per test process: transformers converts and de-quantizes it on every
-    ``from_pretrained(..., gguf_file=...)`` (SmolLM2's tokenizer ~4 CPU-s, which every ``tiny``/``mini`` LLM loads;
-    the 135M model ~20 CPU-s). Later loads of the same unchanged file get a deep copy of the first result, so
-    a test that changes its tokenizer or model (added tokens, LoRA) changes only its own copy. Loads that
-    fail (truncated or garbage files) are not cached and fail as before."""
-    import copy
-
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    def memo(cls) -> None:
-        if getattr(cls, "_tests_reuse_gguf", False):
-            return
-        cls._tests_reuse_gguf = True
-        real = cls.from_pretrained.__func__
-        cache: dict = {}
-
-        def from_pretrained(klass, src, *args, **kw):
-            gguf = kw.get("gguf_file")
-            if not gguf or args:
-                return real(klass, src, *args, **kw)
-            f = Path(src) / gguf
-            st = f.stat() if f.is_file() else None
-            key = (klass, str(f.resolve()), st and st.st_size, st and st.st_mtime_ns, tuple(sorted((k, repr(v)) for k, v in kw.items())))
-            if st is None:
-                return real(klass, src, *args, **kw)
-            if key not in cache:
-                cache[key] = real(klass, src, *args, **kw)
-            return copy.deepcopy(cache[key])
-
-        cls.from_pretrained = classmethod(from_pretrained)
-
-    memo(AutoTokenizer)
-    memo(AutoModelForCausalLM)
-
-
-_reuse_gguf_loads()
+reuse_gguf_loads()
 
 
 @pytest.fixture(scope="session")
