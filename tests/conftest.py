@@ -43,7 +43,8 @@ def _restore_logging():
     logger = logging.getLogger("ecg_bench")
     state = (logger.propagate, logger.level, list(logger.handlers))
     yield
-    logger.propagate, logger.level = state[0], state[1]
+    logger.propagate = state[0]
+    logger.setLevel(state[1])  # not .level =: setLevel also clears the loggers' cached isEnabledFor answers
     logger.handlers[:] = state[2]
 
 
