@@ -16,23 +16,21 @@ def reuse_gguf_loads() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     def memo(cls) -> None:
-        if getattr(cls, "_tests_reuse_gguf", False):
+        if cls.__dict__.get("_tests_reuse_gguf"):
             return
         cls._tests_reuse_gguf = True
         real = cls.from_pretrained.__func__
         cache: dict = {}
 
-        def from_pretrained(klass, src, *args, **kw):
+        def from_pretrained(klass, *args, **kw):
             gguf = kw.get("gguf_file")
-            if not gguf or args:
-                return real(klass, src, *args, **kw)
-            f = Path(src) / gguf
-            st = f.stat() if f.is_file() else None
-            if st is None:
-                return real(klass, src, *args, **kw)
+            f = Path(args[0]) / gguf if gguf and len(args) == 1 else None
+            st = f.stat() if f is not None and f.is_file() else None
+            if st is None:  # not one GGUF file given as (folder, gguf_file=name): transformers as it is
+                return real(klass, *args, **kw)
             key = (klass, str(f.resolve()), st.st_size, st.st_mtime_ns, tuple(sorted((k, repr(v)) for k, v in kw.items())))
             if key not in cache:
-                cache[key] = real(klass, src, *args, **kw)
+                cache[key] = real(klass, *args, **kw)
             return copy.deepcopy(cache[key])
 
         cls.from_pretrained = classmethod(from_pretrained)
