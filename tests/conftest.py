@@ -27,6 +27,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 reuse_gguf_loads()
 
+try:  # submitit binds logging handlers to sys.stdout / sys.stderr when first imported: bind them to this process's
+    import submitit  # noqa: F401  streams now, not to the capsys streams of whichever test imports it first (closed
+except ImportError:  # after that test; a later submitit log line then fails the test that runs it)
+    pass
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
@@ -46,6 +51,20 @@ def _restore_logging():
     logger.propagate = state[0]
     logger.setLevel(state[1])  # not .level =: setLevel also clears the loggers' cached isEnabledFor answers
     logger.handlers[:] = state[2]
+
+
+@pytest.fixture(autouse=True)
+def _restore_sigint(request):
+    """A test that leaves this process ignoring SIGINT would make every later ``ecg-bench`` subprocess ignore Ctrl-C
+    (SIG_IGN is inherited), so the Ctrl-C tests would pass or fail by test order (and by xdist's split): put the
+    default back, and say which test changed it."""
+    import signal
+    import warnings
+
+    yield
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        warnings.warn(f"{request.node.nodeid} left SIGINT handled by {signal.getsignal(signal.SIGINT)!r}; restored")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):
