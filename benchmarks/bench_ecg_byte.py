@@ -3,6 +3,7 @@
 Run by hand (never timed in tests), e.g.:
 
     python benchmarks/bench_ecg_byte.py --segments 1000 --train-samples 500 --vocab-sizes 1000 5000 10000
+    python benchmarks/bench_ecg_byte.py --smoke   # seconds: 8 segments, one 300-id tokenizer (tests/test_benchmarks.py)
 
 Corpus: a synthetic segment store built in a temporary folder (``--segments`` 10 s records resampled
 to 250 Hz, one 2,500-sample segment each: 12 x 2,500 = 30,000 symbols per segment); the tokenizers
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -32,7 +34,7 @@ from ecg_bench.ecg_byte.greedy import greedy_reference
 from ecg_bench.logging_utils import setup_logging
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("ECG_BENCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 def encode_speed(tok: ECGByteTokenizer, signals: np.ndarray, batch_size: int) -> dict:
@@ -95,7 +97,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=1024, help="segments per encode_signals call")
     ap.add_argument("--naive-segments", type=int, default=5, help="segments for the plain-Python encoder (0 = skip)")
     ap.add_argument("--store", default="", help="use this segment store instead of building a synthetic one")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a check that the script runs, not a measurement: 8 synthetic segments (4 to train on), one "
+                         "tokenizer of 300 ids, 1 segment for the plain-Python encoder")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.segments, args.train_samples, args.vocab_sizes, args.naive_segments = 8, 4, [300], 1
     setup_logging("WARNING")
 
     with tempfile.TemporaryDirectory(prefix="ecg-byte-bench-") as tmp:

@@ -4,6 +4,7 @@ Run by hand (never timed in tests), e.g.:
 
     python benchmarks/bench_encoders.py --seq-len 1250 --batch-size 32 --repeats 5
     python benchmarks/bench_encoders.py --encoders st_mem:base merl:base --seq-len 2500 --device cuda
+    python benchmarks/bench_encoders.py --smoke   # seconds: the small encoders, 2 x 250 samples, 1 pass (tests/test_benchmarks.py)
 
 Each ``NAME:SIZE`` is built from its options (``model.encoder`` with ``type`` NAME and ``size``; defaults otherwise) for the segment length, in eval mode; the figure is the
 median of ``--repeats`` timed forward passes (no gradient) after one warm-up, as ECGs per second. Also printed:
@@ -56,7 +57,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a check that the script runs, not a measurement: every encoder at its smallest size (no base sizes) "
+                         "on 2 x 250 samples, 1 timed pass, 1 thread")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.encoders = [e for e in args.encoders if not e.endswith(":base")]
+        args.seq_len, args.batch_size, args.repeats, args.threads = 250, 2, 1, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     out = []

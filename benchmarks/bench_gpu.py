@@ -20,7 +20,8 @@ peak memory (CUDA: max allocated in the phase; CPU: the process's max RSS so far
     python benchmarks/bench_gpu.py                     # one GPU (about 3-5 minutes on an H100)
     python benchmarks/bench_gpu.py --compile           # (B) with torch.compile of each decoder layer
     python benchmarks/bench_gpu.py --pack              # (B) packs each batch into rows of 1024 (train.packing)
-    python benchmarks/bench_gpu.py --tiny              # CPU smoke run of the same script, < 2 minutes
+    python benchmarks/bench_gpu.py --tiny              # the same script at tiny size on CPU, < 2 minutes
+    python benchmarks/bench_gpu.py --smoke             # seconds: --tiny with 1 step per phase (tests/test_benchmarks.py)
 
 Prints one JSON object; ``--out FILE`` writes it too. Never timed in tests.
 """
@@ -194,7 +195,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: on a shared machine more threads spin and run slower)")  # fmt: skip
     ap.add_argument("--out", default="", help="also write the JSON here")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a check that the script runs, not a measurement: --tiny on CPU with 1 timed step per phase, "
+                         "batches of 2, 2 prompts of 2 new tokens")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.tiny, args.device, args.steps, args.batch, args.gen_prompts, args.gen_batch, args.new_tokens = (
+            True, "cpu", 1, 2, 2, 2, 2)
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))  # fmt: skip

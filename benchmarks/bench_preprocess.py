@@ -2,7 +2,8 @@
 
 Run by hand (never timed in tests), from the repository root with ../shared beside it:
 
-    python benchmarks/bench_preprocess.py --records 500 --workers 1 2
+    python benchmarks/bench_preprocess.py --records 500 --workers 1 2 --repeats 2
+    python benchmarks/bench_preprocess.py --smoke   # seconds: 10 records, 1 worker, once (tests/test_benchmarks.py)
 
 The 10 real PTB-XL records in ``<data-dir>/records500/06000/`` (500 Hz, 10 s, 12 leads) are read
 ``--records`` times in turn (after one warm-up read each, so every method reads from the page cache)
@@ -44,13 +45,14 @@ import numpy as np
 from ecg_bench.config import DataConfig
 from ecg_bench.data.record import ECGRecord
 from ecg_bench.data.sources.base import Source
-from ecg_bench.data.store import build_store, preprocess_record
+from ecg_bench.data.preprocess import preprocess_record
+from ecg_bench.data.store import build_store
 from ecg_bench.logging_utils import setup_logging
 
 # Heavy imports (pandas, scipy.interpolate, wfdb) are made where they are used: pool workers import
 # this module again, and that time would be charged to our pool.
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptbxl"
+DEFAULT_DATA = Path(os.environ.get("ECG_BENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "ptbxl"
 
 
 class Timer:
@@ -284,7 +286,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="PTB-XL folder (ptbxl_database.csv, records500/)")
     ap.add_argument("--target-fs", type=int, default=250, help="target sampling rate (Hz)")
     ap.add_argument("--segment-len", type=int, default=500, help="samples per segment at the target rate")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a check that the script runs, not a measurement: 10 records, 1 worker, 1 repeat")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.records, args.workers, args.repeats = 10, [1], 1
     setup_logging("WARNING")
     reader, reader_name = make_reader("ptbxl", args.data_dir)
     for key in reader.keys():  # warm the page cache for every method

@@ -4,6 +4,7 @@ Run by hand (never timed in tests), e.g.:
 
     python benchmarks/bench_probe.py --objective merl --steps 800 --seeds 0 1 2
     python benchmarks/bench_probe.py --objective mae --encoder mtae --steps 800 --seeds 0
+    python benchmarks/bench_probe.py --smoke   # seconds: 40 patients, 2 steps of 8 (tests/test_benchmarks.py)
 
 Per seed: a synthetic store (``--patients`` patients, one 10-s record each, cut into ``--seg-len``-sample segments at
 ``--fs`` Hz), ``ecg-bench pretrain merl`` (text tower: a random 2-layer BERT with the reports' words as its
@@ -94,7 +95,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--seg-len", type=int, default=250, help="samples per segment (250 = 5 s at 50 Hz)")
     ap.add_argument("--num-tokens", type=int, default=1, help="encoder tokens concatenated into the probe's features")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads while pretraining (0 = torch's default)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a check that the script runs, not a measurement: 40 patients, 2 pretraining steps of 8, one seed")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.patients, args.steps, args.batch_size, args.seeds = 40, 2, 8, args.seeds[:1]
     results = []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:

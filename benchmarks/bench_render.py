@@ -3,6 +3,7 @@
 Run by hand (never timed in tests), from the repository root with ../shared beside it:
 
     python benchmarks/bench_render.py --repeats 3 --images 60
+    python benchmarks/bench_render.py --smoke   # seconds: 1 picture per method, once (tests/test_benchmarks.py)
 
 The segments are the 10 real PTB-XL records in ``<data-dir>/records500/06000/`` (12 leads, 10 s),
 resampled to 250 Hz (2500 samples, polyphase), the same segments for every method. Methods:
@@ -108,12 +109,15 @@ def timed(fn, segments: list[np.ndarray], n: int, repeats: int) -> float:
     return best
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--images", type=int, default=60, help="pictures per run and method")
     ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="a check that the script runs, not a measurement: 1 picture, 1 repeat")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.images, args.repeats = 1, 1
     torch.set_num_threads(1)
     segs = load_segments(args.data_dir)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from config_helpers import data_config
+from gguf_cache import reuse_gguf_loads
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ECG_BENCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -14,6 +15,22 @@ SHARED_DATA = Path(os.environ.get("ECG_BENCH_SHARED_DATA", ROOT.parent / "shared
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs one worker per core (pyproject addopts); torch's own threads on top would oversubscribe
+    # the cores, and the tiny test models gain nothing from them. Subprocesses the tests start inherit this.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
+
+reuse_gguf_loads()
+
+try:  # submitit binds logging handlers to sys.stdout / sys.stderr when first imported: bind them to this process's
+    import submitit  # noqa: F401  streams now, not to the capsys streams of whichever test imports it first (closed
+except ImportError:  # after that test; a later submitit log line then fails the test that runs it)
+    pass
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +48,23 @@ def _restore_logging():
     logger = logging.getLogger("ecg_bench")
     state = (logger.propagate, logger.level, list(logger.handlers))
     yield
-    logger.propagate, logger.level = state[0], state[1]
+    logger.propagate = state[0]
+    logger.setLevel(state[1])  # not .level =: setLevel also clears the loggers' cached isEnabledFor answers
     logger.handlers[:] = state[2]
+
+
+@pytest.fixture(autouse=True)
+def _restore_sigint(request):
+    """A test that leaves this process ignoring SIGINT would make every later ``ecg-bench`` subprocess ignore Ctrl-C
+    (SIG_IGN is inherited), so the Ctrl-C tests would pass or fail by test order (and by xdist's split): put the
+    default back, and say which test changed it."""
+    import signal
+    import warnings
+
+    yield
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        warnings.warn(f"{request.node.nodeid} left SIGINT handled by {signal.getsignal(signal.SIGINT)!r}; restored")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):

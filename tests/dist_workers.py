@@ -35,6 +35,9 @@ def _init(rank: int, world_size: int, port: int, backend: str = "gloo") -> None:
                       LOCAL_RANK=str(rank), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                       TOKENIZERS_PARALLELISM="false")  # fmt: skip
     torch.set_num_threads(1)
+    from gguf_cache import reuse_gguf_loads
+
+    reuse_gguf_loads()
     if backend == "nccl":
         torch.cuda.set_device(rank)
     dist.init_process_group(backend, rank=rank, world_size=world_size)

@@ -168,7 +168,7 @@ def test_metrics_file_keeps_only_steps_up_to_the_resume_point(tmp_path):
     assert read_metrics(path) == []
 
 
-def test_progress_is_periodic_log_lines_without_carriage_returns(monkeypatch):
+def test_progress_is_periodic_log_lines_without_carriage_returns(monkeypatch, request):
     monkeypatch.setattr(logging_utils, "PROGRESS_SECONDS", 0.0)
     lines: list[str] = []
 
@@ -180,7 +180,10 @@ def test_progress_is_periodic_log_lines_without_carriage_returns(monkeypatch):
     progress_log = logging.getLogger("ecg_bench.progress")
     monkeypatch.setattr(progress_log, "handlers", [Keep(logging.INFO)])
     monkeypatch.setattr(progress_log, "propagate", False)
-    monkeypatch.setattr(progress_log, "level", logging.INFO)
+    # setLevel, not assigning .level: loggers cache isEnabledFor answers and only setLevel clears those caches (a
+    # stale "INFO is off" from an earlier test would silence every line here)
+    request.addfinalizer(lambda level=progress_log.level: progress_log.setLevel(level))
+    progress_log.setLevel(logging.INFO)
     bar = logging_utils.progress(range(3, 5), desc="train", initial=3, total=5)  # resumed at step 3 of 5
     assert isinstance(bar, logging_utils.LogProgress)
     for _ in bar:
