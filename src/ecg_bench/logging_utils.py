@@ -22,12 +22,25 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name if name.startswith(LOGGER_NAME) else f"{LOGGER_NAME}.{name}")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a record is emitted, not the stream it was made with (a
+    caller or a test that swaps ``sys.stderr`` still gets the lines, and a closed old stream is never written)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property always reads sys.stderr
+        pass
+
+
 def setup_logging(level: str | int | None = None) -> None:
     """Configure the package logger once: ``LEVEL time name: message`` on stderr."""
     level = level or os.environ.get("ECG_BENCH_LOG_LEVEL", "INFO")
     root = logging.getLogger(LOGGER_NAME)
     if not any(getattr(h, "_ecg_bench_stderr", False) for h in root.handlers):
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler._ecg_bench_stderr = True  # type: ignore[attr-defined]  # a run's file handler is not this one
         handler.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
         root.addHandler(handler)
