@@ -55,3 +55,20 @@ def test_the_limits_page_shows_the_limits_table_of_the_code():
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "limits.md").read_text()
     assert limits_table().strip() in page
+
+
+def test_the_documented_data_config_example_runs(tmp_path, monkeypatch):
+    """docs/representations.md writes the quickstart's data section to tq.json and builds it with ``ecg-bench data
+    --config tq.json``: the page's own commands run (on fewer patients) and exit 0."""
+    import subprocess
+    import sys
+
+    from ecg_bench import cli
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "representations.md").read_text()
+    snippet = re.search(r'^python -c "(.+)"$', page, re.M).group(1)
+    data_line = re.search(r"^ecg-bench data --config tq.json (.+)$", page, re.M).group(1).split()
+    monkeypatch.chdir(tmp_path)
+    subprocess.run([sys.executable, "-c", snippet], check=True, timeout=120)
+    assert cli.main(["data", "--config", "tq.json", *data_line, "--data.source.num_patients", "12"]) == 0
+    assert (tmp_path / "tq" / "store").is_dir()
