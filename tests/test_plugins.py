@@ -166,3 +166,18 @@ def test_a_component_module_that_fails_to_import_is_named(registry_of, tmp_path)
     (pkg / "bad.py").write_text("")
     with pytest.raises(UnknownNameError, match="unknown demo thing 'x'"):  # a failed load is tried again
         reg.get("x")
+
+
+def test_import_formats_are_registered_by_their_encoders(capsys):
+    """``import-encoder --format NAME`` looks NAME up in IMPORT_FORMATS, which the encoders' own modules fill
+    (st_mem in mae/public.py, merl in merl/public.py); an unknown format is refused listing the registered ones."""
+    from ecg_bench import cli
+    from ecg_bench.models.encoders.mae.public import convert_st_mem
+    from ecg_bench.models.encoders.merl.public import convert_merl
+    from ecg_bench.models.encoders.weights import IMPORT_FORMATS
+
+    assert IMPORT_FORMATS.get("st_mem") is convert_st_mem and IMPORT_FORMATS.get("merl") is convert_merl
+    assert cli.main(["list"]) == 0
+    assert "import_formats: merl, st_mem" in capsys.readouterr().out
+    assert cli.main(["import-encoder", "--format", "nope", "--src", "x.pth", "--out", "y"]) == 2
+    assert "--format must be one of merl, st_mem, got 'nope'" in capsys.readouterr().err
