@@ -46,7 +46,7 @@ def eval_config(**kw: Any) -> EvalConfig:
 def parse_pretrain(argv: list[str]) -> tuple[str, Any]:
     """``(name, checked options)`` of ``ecg-bench pretrain NAME [flags]``, parsed as the command parses them."""
     from ecg_bench import cli
-    from ecg_bench.commands.tools import pretrain_options
+    from ecg_bench.cli.tools import pretrain_options
 
     args = cli.parse_command("pretrain", cli.COMMANDS["pretrain"], argv)
     return args.sub, pretrain_options(args)

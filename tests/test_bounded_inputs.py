@@ -208,7 +208,7 @@ def test_pth_that_is_not_a_zip_is_refused(tmp_path):
 @pytest.mark.parametrize("question", ["Rate: fast? # or slow", "'quoted' and \"double\"", "yes", "no", "null", "[1, 2]",
                                       "&anchor *alias !!python/object:os.system x", "{a: b}", "3.0", " spaced "])  # fmt: skip
 def test_a_question_is_taken_verbatim_never_decoded_as_yaml(question):
-    from ecg_bench.commands.tools import ChatCommand
+    from ecg_bench.cli.tools import ChatCommand
     from ecg_bench.config import build
     from ecg_bench.flags import parse_flags
 

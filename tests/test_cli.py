@@ -234,7 +234,7 @@ def test_quickstart_partial_config_keeps_the_preset(tmp_path, monkeypatch):
         return {}
 
     monkeypatch.setattr("ecg_bench.pipeline.run", fake_run)
-    monkeypatch.setattr("ecg_bench.commands.run._print_results", lambda results, cfg: None)
+    monkeypatch.setattr("ecg_bench.cli.run._print_results", lambda results, cfg: None)
     f = tmp_path / "partial.yaml"
     f.write_text("train:\n  max_steps: 9\n  lr: 3e-4\n")
     assert cli.main(["quickstart", "--config", str(f), "--train.lr", "5e-4", "--output_dir", str(tmp_path / "q")]) == 0

@@ -1,6 +1,10 @@
 """The ``ecg-bench`` command. ``COMMANDS`` is the one table from command name to entry function.
 
-Every command parses its options the same way: a config dataclass (``ecg_bench.commands``) whose fields are the
+The commands live beside this file: ``run.py`` (quickstart, run, evaluate, data, config), ``tools.py`` (tokenizer,
+pretrain, report, render, probe, import-encoder, chat, sweep) and ``options.py``; each is a function
+``cmd_NAME(args) -> exit status`` and prints the command's output (everything else logs).
+
+Every command parses its options the same way: a config dataclass (in its command module) whose fields are the
 flags, read by ``flags.parse_flags`` (draccus): ``--train.max_steps 50``, choice-typed components as
 ``--model.encoder.type spectral --model.encoder.hidden 64``, positional words for the fields a command names
 (``sweep GRID``), and ``--help`` listing the sections and the options of the components chosen, each with its field's
@@ -114,7 +118,7 @@ def _resolve(ref: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-RUN, TOOLS = "ecg_bench.commands.run", "ecg_bench.commands.tools"
+RUN, TOOLS = "ecg_bench.cli.run", "ecg_bench.cli.tools"
 COMMANDS: dict[str, Command] = {
     "quickstart": Command(f"{RUN}:cmd_quickstart", f"{RUN}:RunCommand", defaults=f"{RUN}:quickstart_config"),
     "run": Command(f"{RUN}:cmd_run", f"{RUN}:RunCommand", defaults="ecg_bench.config:RunConfig"),
@@ -124,8 +128,8 @@ COMMANDS: dict[str, Command] = {
     "list": Command("ecg_bench.cli:cmd_list", "ecg_bench.cli:ListCommand"),
     "tokenizer": Command(f"{TOOLS}:cmd_tokenizer", "ecg_bench.ecg_byte.commands:TokenizerCommand", positional=("action",)),
     "pretrain": Command(f"{TOOLS}:cmd_pretrain", "ecg_bench.models.encoders:PRETRAINERS", sub=True),
-    "report": Command(f"{TOOLS}:cmd_report", "ecg_bench.commands.options:ReportCommand", positional=("runs",)),
-    "render": Command(f"{TOOLS}:cmd_render", "ecg_bench.commands.options:RenderCommand"),
+    "report": Command(f"{TOOLS}:cmd_report", "ecg_bench.cli.options:ReportCommand", positional=("runs",)),
+    "render": Command(f"{TOOLS}:cmd_render", "ecg_bench.cli.options:RenderCommand"),
     "probe": Command(f"{TOOLS}:cmd_probe", "ecg_bench.evaluation.probe_options:ProbeOptions"),
     "import-encoder": Command(f"{TOOLS}:cmd_import_encoder", f"{TOOLS}:ImportEncoderCommand"),
     "chat": Command(f"{TOOLS}:cmd_chat", f"{TOOLS}:ChatCommand"),
@@ -215,7 +219,3 @@ def _sub_usage(prog: str, doc: str, registry: Any) -> str:
     lines = [f"usage: {prog} NAME [--OPTION VALUE ...]", "", doc, "", "NAME is one of:"]
     lines += [f"  {n:<12} {registry.get(n).description}" for n in registry.names()]
     return "\n".join([*lines, "", f"`{prog} NAME --help` shows NAME's options."])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -101,7 +101,7 @@ def cmd_chat(args) -> int:
     is preprocessed as the model's segment store was (leads, resampling, segments); a record longer than one
     segment is answered about its FIRST segment unless --segment says another (or all). Without --question,
     questions are read from stdin, one per line, until EOF; each answer sees the earlier ones."""
-    from ecg_bench.commands.run import pop_size_factor
+    from ecg_bench.cli.run import pop_size_factor
     from ecg_bench.inference import chat_answers, read_questions
 
     pop_size_factor(args)
