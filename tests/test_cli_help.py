@@ -9,7 +9,7 @@ from importlib.metadata import version
 import pytest
 
 from ecg_bench import cli
-from ecg_bench.ecg_byte.commands import ACTIONS
+from ecg_bench.cli.tokenizer import ACTIONS
 from ecg_bench.models.encoders import PRETRAINERS
 
 from config_helpers import parse_pretrain

@@ -126,7 +126,7 @@ COMMANDS: dict[str, Command] = {
     "data": Command(f"{RUN}:cmd_data", f"{RUN}:DataCommand"),
     "config": Command(f"{RUN}:cmd_config", "ecg_bench.config:RunConfig"),
     "list": Command("ecg_bench.cli:cmd_list", "ecg_bench.cli:ListCommand"),
-    "tokenizer": Command(f"{TOOLS}:cmd_tokenizer", "ecg_bench.ecg_byte.commands:TokenizerCommand", positional=("action",)),
+    "tokenizer": Command(f"{TOOLS}:cmd_tokenizer", "ecg_bench.cli.tokenizer:TokenizerCommand", positional=("action",)),
     "pretrain": Command(f"{TOOLS}:cmd_pretrain", "ecg_bench.models.encoders:PRETRAINERS", sub=True),
     "report": Command(f"{TOOLS}:cmd_report", "ecg_bench.cli.options:ReportCommand", positional=("runs",)),
     "render": Command(f"{TOOLS}:cmd_render", "ecg_bench.cli.options:RenderCommand"),

@@ -20,7 +20,7 @@ def _command(args, checks=()):
 
 def cmd_tokenizer(args) -> int:
     """ECG-Byte tokenizer: train (BPE on a store sample), verify, encode (store -> ids), import (original pickle)."""
-    from ecg_bench.ecg_byte.commands import run_tokenizer_command
+    from ecg_bench.cli.tokenizer import run_tokenizer_command
 
     return run_tokenizer_command(_command(args, [lambda c: c.problems()]))
 
