@@ -296,97 +296,6 @@ def parse_json(
     return obj
 
 
-# ------------------------------------------------------------------ model sizes in a run config (checkpoints)
-# A checkpoint's config.json is someone else's file: its sizes are checked before the model is built, since the
-# model allocates its weights from them at once (``model.encoder.dim`` 1e6 is gigabytes; ``num_tokens`` 1e7 aborts)
-# and ``eval.max_new_tokens`` 1e9 generates until killed. ``--model_size_limit_factor N`` multiplies every bound.
-
-MODEL_SIZE_LIMITS: dict[str, tuple[int, str]] = {
-    "lora_r": (4_096, "LoRA rank (adapter weights grow with it)"),
-    "lora_alpha": (1_000_000, "LoRA scale"),
-    "hidden": (65_536, "projector hidden width (weights grow with it times the LLM's width)"),
-    "dim": (16_384, "encoder width (weights grow with its square)"),
-    "proj_dim": (16_384, "encoder projection width"),
-    "width": (16_384, "encoder width (weights grow with its square)"),
-    "depth": (256, "encoder depth (weights grow with it)"),
-    "num_tokens": (4_096, "ECG tokens per segment (memory grows with it)"),
-    "min_ecg_tokens": (1_000_000, "ECG tokens kept when cutting a prompt"),
-    "max_length": (1_000_000, "tokens per training sequence (memory grows with it)"),
-    "max_text_len": (1_000_000, "text tokens of the text encoder"),
-    "patch_size": (100_000, "samples per patch (weights grow with it)"),
-    "in_leads": (1_024, "input leads"),
-}
-"""Option name (anywhere under ``model``) -> (largest value accepted, what grows with it)."""
-MAX_NEW_TOKENS = 8_192
-"""Largest ``eval.max_new_tokens`` (and ``chat --max_new_tokens``): generation time grows with it."""
-MODEL_SIZE_FLAG = "--model_size_limit_factor"
-_model_size_factor = 1.0
-
-
-def set_model_size_factor(factor: float) -> None:
-    """Multiply every model-size bound by ``factor`` (>= 1): a config with such sizes allocates that much memory."""
-    global _model_size_factor
-    if not (isinstance(factor, int | float) and factor >= 1 and factor == factor):
-        raise DataError(f"{MODEL_SIZE_FLAG} must be a number >= 1, got {factor!r}")
-    _model_size_factor = float(factor)
-
-
-def _size_problem(key: str, value: Any, bound: int, what: str) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    limit = int(bound * _model_size_factor)
-    if value > limit:
-        return (f"{key} = {short_repr(value)} is above the limit {limit:,} ({what}); raise the limit with "
-                f"{MODEL_SIZE_FLAG} N only for a config you trust: the model allocates its weights from these sizes "
-                "before anything else is checked, which can exhaust memory")
-    return None
-
-
-def check_model_sizes(config: Any, where: str) -> None:
-    """Refuse (one DataError listing every problem, naming ``where``) a run config (as a dict) whose model sizes or
-    ``eval.max_new_tokens`` exceed the bounds above."""
-    if not isinstance(config, dict):
-        return
-    check_structure(config, where)
-    problems = []
-    stack: list[tuple[str, Any]] = [("model", config.get("model"))]
-    while stack:
-        prefix, node = stack.pop()
-        if isinstance(node, dict):
-            stack.extend((f"{prefix}.{k}", v) for k, v in node.items())
-        elif isinstance(node, list):
-            stack.extend((f"{prefix}[{i}]", v) for i, v in enumerate(node))
-        else:
-            name = prefix.rsplit(".", 1)[-1]
-            if name in MODEL_SIZE_LIMITS and (p := _size_problem(prefix, node, *MODEL_SIZE_LIMITS[name])):
-                problems.append(p)
-    ev = config.get("eval")
-    if isinstance(ev, dict) and (p := _size_problem("eval.max_new_tokens", ev.get("max_new_tokens"), MAX_NEW_TOKENS,
-                                                    "answer length: generation time grows with it")):  # fmt: skip
-        problems.append(p)
-    if problems:
-        raise DataError(f"{where}: " + "; ".join(sorted(problems)))
-
-
-def check_max_new_tokens(value: int, where: str) -> None:
-    """Refuse an answer length above ``MAX_NEW_TOKENS`` (times the factor)."""
-    p = _size_problem("max_new_tokens", value, MAX_NEW_TOKENS, "answer length: generation time grows with it")
-    if p:
-        raise DataError(f"{where}: {p}")
-
-# ---------------------------------------------------------------- sweeps (ecg_bench.sweep)
-
-MAX_SWEEP_CELLS = 1000
-"""Cells a sweep grid may make unless ``ecg-bench sweep --max_cells N`` raises it. Each cell is a whole
-training run (a folder of checkpoints and results, hours of a GPU on a real model), and a grid's axes
-multiply: five axes of four values are 1,024 cells. The cells are counted from the axes and include
-rules BEFORE any is built or checked (building a config takes milliseconds; a million take hours), and
-a refusal says the count and an estimate of the work. Raising it risks days of compute and disk filled
-with run folders started by one mistyped axis."""
-SWEEP_CELLS_RISK = "days of compute and a disk filled with run folders from one mistyped axis"
-"""What raising ``MAX_SWEEP_CELLS`` risks (said by the refusal and by ``--max_cells``'s help)."""
-
-
 def parse_yaml(
     text: str | bytes,
     where: str,
@@ -493,3 +402,94 @@ def load_config_file(path: str | Path, what: str = "config file") -> Any:
     if path.suffix.lower() in (".yaml", ".yml"):
         return parse_yaml(data, str(path), what)
     return parse_json(data, str(path), f"{what} (JSON object)", max_nodes=limit("MAX_CONFIG_NODES"))
+
+
+# ------------------------------------------------------------------ model sizes in a run config (checkpoints)
+# A checkpoint's config.json is someone else's file: its sizes are checked before the model is built, since the
+# model allocates its weights from them at once (``model.encoder.dim`` 1e6 is gigabytes; ``num_tokens`` 1e7 aborts)
+# and ``eval.max_new_tokens`` 1e9 generates until killed. ``--model_size_limit_factor N`` multiplies every bound.
+
+MODEL_SIZE_LIMITS: dict[str, tuple[int, str]] = {
+    "lora_r": (4_096, "LoRA rank (adapter weights grow with it)"),
+    "lora_alpha": (1_000_000, "LoRA scale"),
+    "hidden": (65_536, "projector hidden width (weights grow with it times the LLM's width)"),
+    "dim": (16_384, "encoder width (weights grow with its square)"),
+    "proj_dim": (16_384, "encoder projection width"),
+    "width": (16_384, "encoder width (weights grow with its square)"),
+    "depth": (256, "encoder depth (weights grow with it)"),
+    "num_tokens": (4_096, "ECG tokens per segment (memory grows with it)"),
+    "min_ecg_tokens": (1_000_000, "ECG tokens kept when cutting a prompt"),
+    "max_length": (1_000_000, "tokens per training sequence (memory grows with it)"),
+    "max_text_len": (1_000_000, "text tokens of the text encoder"),
+    "patch_size": (100_000, "samples per patch (weights grow with it)"),
+    "in_leads": (1_024, "input leads"),
+}
+"""Option name (anywhere under ``model``) -> (largest value accepted, what grows with it)."""
+MAX_NEW_TOKENS = 8_192
+"""Largest ``eval.max_new_tokens`` (and ``chat --max_new_tokens``): generation time grows with it."""
+MODEL_SIZE_FLAG = "--model_size_limit_factor"
+_model_size_factor = 1.0
+
+
+def set_model_size_factor(factor: float) -> None:
+    """Multiply every model-size bound by ``factor`` (>= 1): a config with such sizes allocates that much memory."""
+    global _model_size_factor
+    if not (isinstance(factor, int | float) and factor >= 1 and factor == factor):
+        raise DataError(f"{MODEL_SIZE_FLAG} must be a number >= 1, got {factor!r}")
+    _model_size_factor = float(factor)
+
+
+def _size_problem(key: str, value: Any, bound: int, what: str) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    limit = int(bound * _model_size_factor)
+    if value > limit:
+        return (f"{key} = {short_repr(value)} is above the limit {limit:,} ({what}); raise the limit with "
+                f"{MODEL_SIZE_FLAG} N only for a config you trust: the model allocates its weights from these sizes "
+                "before anything else is checked, which can exhaust memory")
+    return None
+
+
+def check_model_sizes(config: Any, where: str) -> None:
+    """Refuse (one DataError listing every problem, naming ``where``) a run config (as a dict) whose model sizes or
+    ``eval.max_new_tokens`` exceed the bounds above."""
+    if not isinstance(config, dict):
+        return
+    check_structure(config, where)
+    problems = []
+    stack: list[tuple[str, Any]] = [("model", config.get("model"))]
+    while stack:
+        prefix, node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((f"{prefix}.{k}", v) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((f"{prefix}[{i}]", v) for i, v in enumerate(node))
+        else:
+            name = prefix.rsplit(".", 1)[-1]
+            if name in MODEL_SIZE_LIMITS and (p := _size_problem(prefix, node, *MODEL_SIZE_LIMITS[name])):
+                problems.append(p)
+    ev = config.get("eval")
+    if isinstance(ev, dict) and (p := _size_problem("eval.max_new_tokens", ev.get("max_new_tokens"), MAX_NEW_TOKENS,
+                                                    "answer length: generation time grows with it")):  # fmt: skip
+        problems.append(p)
+    if problems:
+        raise DataError(f"{where}: " + "; ".join(sorted(problems)))
+
+
+def check_max_new_tokens(value: int, where: str) -> None:
+    """Refuse an answer length above ``MAX_NEW_TOKENS`` (times the factor)."""
+    p = _size_problem("max_new_tokens", value, MAX_NEW_TOKENS, "answer length: generation time grows with it")
+    if p:
+        raise DataError(f"{where}: {p}")
+
+# ---------------------------------------------------------------- sweeps (ecg_bench.sweep)
+
+MAX_SWEEP_CELLS = 1000
+"""Cells a sweep grid may make unless ``ecg-bench sweep --max_cells N`` raises it. Each cell is a whole
+training run (a folder of checkpoints and results, hours of a GPU on a real model), and a grid's axes
+multiply: five axes of four values are 1,024 cells. The cells are counted from the axes and include
+rules BEFORE any is built or checked (building a config takes milliseconds; a million take hours), and
+a refusal says the count and an estimate of the work. Raising it risks days of compute and disk filled
+with run folders started by one mistyped axis."""
+SWEEP_CELLS_RISK = "days of compute and a disk filled with run folders from one mistyped axis"
+"""What raising ``MAX_SWEEP_CELLS`` risks (said by the refusal and by ``--max_cells``'s help)."""

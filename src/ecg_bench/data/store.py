@@ -41,10 +41,8 @@ from ecg_bench import folders
 from ecg_bench.data.record import LEADS, ECGRecord
 from ecg_bench.errors import ConfigError, DataError
 from ecg_bench.jsonl import load_jsonl
-from ecg_bench.limits import load_json_file
-from ecg_bench.safe_files import check_format_version
 from ecg_bench.logging_utils import get_logger
-from ecg_bench.safe_files import read_json_file
+from ecg_bench.safe_files import check_format_version, read_json_file
 
 if TYPE_CHECKING:
     from ecg_bench.config import RunConfig
@@ -256,7 +254,7 @@ class SegmentStore:
                 raise FileNotFoundError(f"segment store {self.path} is incomplete: {self.path / name} not found")
         from ecg_bench.data.preprocess import STORE_VERSION  # the writer of meta.json owns its version
 
-        meta = load_json_file(self.path / "meta.json", "segment store meta.json")
+        meta = read_json_file(self.path / "meta.json", "segment store meta.json")
         check_format_version(meta, self.path / "meta.json", STORE_VERSION, "a segment store's meta.json")
         self.meta: dict[str, Any] = meta
         self.index: list[dict[str, Any]] = _read_index(self.path / "index.jsonl")
